@@ -1,0 +1,19 @@
+//! Picks the linker script of the board being built; the scripts live in `linker/`.
+
+use std::path::PathBuf;
+
+fn main() {
+    let linker = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../linker");
+    let script = if std::env::var_os("CARGO_FEATURE_VIRT").is_some() {
+        Some("virt.ld")
+    } else {
+        None
+    };
+    if let Some(script) = script {
+        println!("cargo:rustc-link-search={}", linker.display());
+        println!("cargo:rustc-link-arg-bins=-T{script}");
+        // defmt's build script puts defmt.x on the search path; it adds the .defmt info section.
+        println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
+    }
+    println!("cargo:rerun-if-changed=../linker");
+}

@@ -1,0 +1,182 @@
+//! EL1 exceptions: the vector table (`vectors.s`), IRQ dispatch, and faults.
+//!
+//! An unexpected exception is reported (core, class, ESR, ELR, FAR) and ends the run with
+//! [`EXIT_FAULT`]: a test never hangs on a fault. A test may arm a [`FaultTrap`] on its own core to
+//! catch one expected abort and resume.
+
+use crate::arch::{cpu, semihosting};
+use aarch64_cpu::registers::{ESR_EL1, FAR_EL1, Readable};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering, compiler_fence};
+use graft_kernel::esr;
+use graft_kernel::testinfo::EXIT_FAULT;
+
+/// The interrupted context, as `vectors.s` saves it.
+#[repr(C)]
+pub struct Frame {
+    /// General-purpose registers x0 to x30.
+    pub x: [u64; 31],
+    /// Where to return (`ELR_EL1`).
+    pub elr: u64,
+    /// Saved processor state (`SPSR_EL1`).
+    pub spsr: u64,
+    _pad: u64,
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<Frame>() == 272);
+    assert!(core::mem::offset_of!(Frame, elr) == 248);
+    assert!(core::mem::offset_of!(Frame, spsr) == 256);
+};
+
+core::arch::global_asm!(
+    include_str!("vectors.s"),
+    frame_size = const core::mem::size_of::<Frame>(),
+    elr_offset = const core::mem::offset_of!(Frame, elr),
+    spsr_offset = const core::mem::offset_of!(Frame, spsr),
+    handler = sym handle_exception,
+);
+
+/// Vector-table entries: current EL with SP_ELx.
+const CURRENT_SPX_SYNC: u64 = 4;
+const CURRENT_SPX_IRQ: u64 = 5;
+
+const KIND_NAMES: [&str; 16] = [
+    "sync (SP_EL0)",
+    "IRQ (SP_EL0)",
+    "FIQ (SP_EL0)",
+    "SError (SP_EL0)",
+    "sync",
+    "IRQ",
+    "FIQ",
+    "SError",
+    "sync from lower EL (AArch64)",
+    "IRQ from lower EL (AArch64)",
+    "FIQ from lower EL (AArch64)",
+    "SError from lower EL (AArch64)",
+    "sync from lower EL (AArch32)",
+    "IRQ from lower EL (AArch32)",
+    "FIQ from lower EL (AArch32)",
+    "SError from lower EL (AArch32)",
+];
+
+/// How to resume after a caught fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Resume {
+    /// Continue after the faulting instruction (a data access).
+    Skip = 1,
+    /// Return to the link register, as if the faulting function had returned (a branch into
+    /// memory that cannot be executed).
+    ReturnToCaller = 2,
+}
+
+/// What a caught fault looked like.
+#[derive(Clone, Copy, Debug)]
+pub struct CaughtFault {
+    /// `ESR_EL1`.
+    pub esr: u64,
+    /// `FAR_EL1`.
+    pub far: u64,
+    /// `ELR_EL1` at the fault.
+    pub elr: u64,
+}
+
+/// One core's trap for one expected fault.
+#[repr(align(64))]
+struct Trap {
+    /// The exception class awaited, or 0xff when disarmed.
+    class: AtomicU8,
+    resume: AtomicU8,
+    esr: AtomicU64,
+    far: AtomicU64,
+    elr: AtomicU64,
+}
+
+static TRAPS: [Trap; boards::MAX_CORES] = [const {
+    Trap {
+        class: AtomicU8::new(DISARMED),
+        resume: AtomicU8::new(0),
+        esr: AtomicU64::new(0),
+        far: AtomicU64::new(0),
+        elr: AtomicU64::new(0),
+    }
+}; boards::MAX_CORES];
+
+const DISARMED: u8 = 0xff;
+const CAUGHT: u8 = 0xfe;
+
+/// Catches one exception of class `class` on this core while `f` runs.
+pub struct FaultTrap;
+
+impl FaultTrap {
+    /// Runs `f`; returns the fault if one of class `class` was taken (and resumed as `resume`).
+    pub fn catch(class: u8, resume: Resume, f: impl FnOnce()) -> Option<CaughtFault> {
+        let trap = &TRAPS[cpu::core_id()];
+        trap.resume.store(resume as u8, Ordering::Relaxed);
+        trap.class.store(class, Ordering::SeqCst);
+        compiler_fence(Ordering::SeqCst);
+        f();
+        compiler_fence(Ordering::SeqCst);
+        let caught = trap.class.swap(DISARMED, Ordering::SeqCst) == CAUGHT;
+        caught.then(|| CaughtFault {
+            esr: trap.esr.load(Ordering::Relaxed),
+            far: trap.far.load(Ordering::Relaxed),
+            elr: trap.elr.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// Tries the armed trap of this core; true when the fault was expected and `frame` is fixed up.
+fn try_trap(frame: &mut Frame, esr_val: u64, far: u64) -> bool {
+    let trap = &TRAPS[cpu::core_id()];
+    if trap.class.load(Ordering::SeqCst) != esr::class(esr_val) {
+        return false;
+    }
+    trap.esr.store(esr_val, Ordering::Relaxed);
+    trap.far.store(far, Ordering::Relaxed);
+    trap.elr.store(frame.elr, Ordering::Relaxed);
+    frame.elr = if trap.resume.load(Ordering::Relaxed) == Resume::Skip as u8 {
+        frame.elr + 4
+    } else {
+        frame.x[30]
+    };
+    trap.class.store(CAUGHT, Ordering::SeqCst);
+    true
+}
+
+extern "C" fn handle_exception(frame: &mut Frame, kind: u64) {
+    match kind {
+        CURRENT_SPX_IRQ => crate::irq::handle(),
+        CURRENT_SPX_SYNC => {
+            let esr_val = ESR_EL1.get();
+            let far = FAR_EL1.get();
+            if !try_trap(frame, esr_val, far) {
+                fatal(frame, kind, esr_val, far);
+            }
+        }
+        _ => fatal(frame, kind, ESR_EL1.get(), FAR_EL1.get()),
+    }
+}
+
+fn fatal(frame: &Frame, kind: u64, esr_val: u64, far: u64) -> ! {
+    let ec = esr::class(esr_val);
+    defmt::error!(
+        "unexpected exception on core {=usize}: {=str}, {=str} (EC {=u8:#04x}), ESR={=u64:#x} ELR={=u64:#x} FAR={=u64:#x}",
+        cpu::core_id(),
+        KIND_NAMES[kind as usize & 15],
+        esr::class_name(ec),
+        ec,
+        esr_val,
+        frame.elr,
+        far
+    );
+    defmt::error!(
+        "  x0={=u64:#x} x1={=u64:#x} x29={=u64:#x} x30={=u64:#x} SPSR={=u64:#x}",
+        frame.x[0],
+        frame.x[1],
+        frame.x[29],
+        frame.x[30],
+        frame.spsr
+    );
+    semihosting::exit(EXIT_FAULT)
+}

@@ -1,0 +1,10 @@
+//! Everything that touches the processor directly: boot, exceptions, the MMU, cpu helpers and
+//! semihosting. The rest of the kernel reaches the hardware only through these modules.
+
+pub mod boot;
+pub mod cache;
+pub mod cpu;
+pub mod exceptions;
+pub mod mmu;
+pub mod probes;
+pub mod semihosting;

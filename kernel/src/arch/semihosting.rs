@@ -1,0 +1,44 @@
+//! Arm semihosting: the boot command line (`SYS_GET_CMDLINE`) and the run's exit status.
+//!
+//! QEMU answers semihosting calls when started with `-semihosting`; xtask always does.
+
+use core::arch::asm;
+
+const SYS_GET_CMDLINE: u64 = 0x15;
+
+/// Issues one semihosting call.
+///
+/// # Safety
+///
+/// `arg` must be what operation `op` expects: for the calls used here, a pointer to a parameter
+/// block that stays valid and writable for the duration of the call.
+unsafe fn call(op: u64, arg: u64) -> u64 {
+    let ret;
+    // SAFETY: `hlt #0xf000` is the AArch64 semihosting trap; QEMU reads and writes only the
+    // parameter block the caller vouched for.
+    unsafe {
+        asm!("hlt #0xf000", inout("x0") op => ret, in("x1") arg, options(nostack));
+    }
+    ret
+}
+
+/// Copies the command line QEMU was given with `-append` into `buf`; returns its text.
+pub fn cmdline(buf: &mut [u8]) -> &str {
+    let mut block: [u64; 2] = [buf.as_mut_ptr() as u64, buf.len() as u64];
+    // SAFETY: `block` describes `buf`, which outlives the call; the call writes at most `buf.len()`
+    // bytes there and updates block[1] with the length.
+    let status = unsafe { call(SYS_GET_CMDLINE, block.as_mut_ptr() as u64) };
+    if status != 0 {
+        return "";
+    }
+    let len = (block[1] as usize).min(buf.len());
+    let text = &buf[..len];
+    let text = &text[..text.iter().position(|&b| b == 0).unwrap_or(len)];
+    core::str::from_utf8(text).unwrap_or("")
+}
+
+/// Ends the QEMU run with `code` as its exit status.
+pub fn exit(code: u32) -> ! {
+    use qemu_exit::QEMUExit;
+    qemu_exit::AArch64::new().exit(code)
+}

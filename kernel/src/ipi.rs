@@ -1,0 +1,184 @@
+//! Inter-core calls: run a handler on other cores and, if asked, wait for each to acknowledge.
+//!
+//! Every (sender, target) pair has its own mailbox on its own cache line, so any number of cores
+//! can call any others at once without a lock. A sender fills the mailbox, bumps its sequence
+//! number with release, and raises the board's IPI; the target's IRQ handler scans the mailboxes
+//! addressed to it, runs each new request, and acknowledges it by storing the sequence number
+//! with release. Coalesced interrupts lose nothing: the scan finds every new request. Waits are
+//! bounded: a timeout is an error that names the cores that did not answer.
+
+use crate::arch::cpu;
+use crate::smp;
+use boards::{Board, CoreMask, Current, MAX_CORES};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// A function run on the target core, in its IRQ handler, with the sender's index and an argument.
+pub type Handler = fn(sender: usize, arg: usize);
+
+/// Why an inter-core call did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
+pub enum IpiError {
+    /// These cores did not acknowledge in time.
+    Timeout {
+        /// The cores that had not answered, as a bit mask.
+        pending: u64,
+    },
+    /// These cores are not online.
+    Offline {
+        /// The offline targets, as a bit mask.
+        cores: u64,
+    },
+}
+
+#[repr(C, align(64))]
+struct Mailbox {
+    seq: AtomicU64,
+    ack: AtomicU64,
+    handler: AtomicUsize,
+    arg: AtomicUsize,
+}
+
+const _: () = assert!(core::mem::size_of::<Mailbox>() == 64);
+
+/// `MAILBOXES[sender][target]`.
+static MAILBOXES: [[Mailbox; MAX_CORES]; MAX_CORES] = [const {
+    [const {
+        Mailbox {
+            seq: AtomicU64::new(0),
+            ack: AtomicU64::new(0),
+            handler: AtomicUsize::new(0),
+            arg: AtomicUsize::new(0),
+        }
+    }; MAX_CORES]
+}; MAX_CORES];
+
+/// A sent request: which cores, and the sequence number each must acknowledge.
+pub struct Ticket {
+    targets: CoreMask,
+    seqs: [u64; MAX_CORES],
+}
+
+/// Runs `handler(me, arg)` on every core in `targets` (on this core too, inline, if included) and
+/// returns without waiting. Use [`wait`] on the ticket to collect the acknowledgements.
+///
+/// A previous request from this core to a target must be acknowledged before a new one replaces
+/// it; that wait is bounded by `timeout_us` as well.
+pub fn send(
+    targets: CoreMask,
+    handler: Handler,
+    arg: usize,
+    timeout_us: u64,
+) -> Result<Ticket, IpiError> {
+    let me = cpu::core_id();
+    let offline = targets.minus(smp::online());
+    if !offline.is_empty() {
+        return Err(IpiError::Offline {
+            cores: offline.bits(),
+        });
+    }
+    let remote = targets.without(me);
+    let mut ticket = Ticket {
+        targets: remote,
+        seqs: [0; MAX_CORES],
+    };
+    let deadline = cpu::ticks() + cpu::us_to_ticks(timeout_us);
+    for t in remote.iter() {
+        let mb = &MAILBOXES[me][t];
+        let seq = mb.seq.load(Ordering::Relaxed);
+        while mb.ack.load(Ordering::Acquire) != seq {
+            if cpu::ticks() > deadline {
+                return Err(IpiError::Timeout {
+                    pending: CoreMask::single(t).bits(),
+                });
+            }
+            core::hint::spin_loop();
+        }
+        mb.handler.store(handler as usize, Ordering::Relaxed);
+        mb.arg.store(arg, Ordering::Relaxed);
+        mb.seq.store(seq + 1, Ordering::Release);
+        ticket.seqs[t] = seq + 1;
+    }
+    if !remote.is_empty() {
+        // The mailbox stores must be visible before the interrupt can be taken; a DMB does not
+        // order them against a GICv3 system-register write, a DSB does.
+        aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISHST);
+        Current::send_ipi(remote);
+    }
+    if targets.contains(me) {
+        let saved = cpu::irq_save();
+        handler(me, arg);
+        cpu::irq_restore(saved);
+    }
+    Ok(ticket)
+}
+
+/// Waits until every target of `ticket` acknowledged, at most `timeout_us` microseconds.
+///
+/// Keep IRQs unmasked while waiting (the normal case) so that this core answers calls made to it
+/// meanwhile; otherwise two cores calling each other would both time out.
+pub fn wait(ticket: &Ticket, timeout_us: u64) -> Result<(), IpiError> {
+    let me = cpu::core_id();
+    let deadline = cpu::ticks() + cpu::us_to_ticks(timeout_us);
+    loop {
+        let pending = ticket
+            .targets
+            .iter()
+            .filter(|&t| MAILBOXES[me][t].ack.load(Ordering::Acquire) != ticket.seqs[t])
+            .fold(CoreMask::EMPTY, CoreMask::with);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if cpu::ticks() > deadline {
+            return Err(IpiError::Timeout {
+                pending: pending.bits(),
+            });
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// [`send`] then [`wait`]: returns once every target has run `handler`.
+pub fn call(
+    targets: CoreMask,
+    handler: Handler,
+    arg: usize,
+    timeout_us: u64,
+) -> Result<(), IpiError> {
+    let ticket = send(targets, handler, arg, timeout_us)?;
+    wait(&ticket, timeout_us)
+}
+
+/// Calls every other online core.
+pub fn call_others(handler: Handler, arg: usize, timeout_us: u64) -> Result<(), IpiError> {
+    call(
+        smp::online().without(cpu::core_id()),
+        handler,
+        arg,
+        timeout_us,
+    )
+}
+
+/// Raises the IPI on `targets` with no request: wakes cores sleeping in `WFI`.
+pub fn kick(targets: CoreMask) {
+    aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISHST);
+    Current::send_ipi(targets);
+}
+
+/// The IPI handler: runs every new request addressed to this core, then acknowledges it.
+pub fn handle() {
+    let me = cpu::core_id();
+    for sender in smp::online().iter() {
+        let mb = &MAILBOXES[sender][me];
+        let seq = mb.seq.load(Ordering::Acquire);
+        if seq == mb.ack.load(Ordering::Relaxed) {
+            continue;
+        }
+        let handler = mb.handler.load(Ordering::Relaxed);
+        let arg = mb.arg.load(Ordering::Relaxed);
+        // SAFETY: `send` stored a `Handler` fn pointer here before publishing `seq` with release;
+        // the acquire load of `seq` above makes that store visible.
+        let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(handler) };
+        handler(sender, arg);
+        mb.ack.store(seq, Ordering::Release);
+    }
+}

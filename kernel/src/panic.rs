@@ -1,0 +1,14 @@
+//! A panic on any core logs where and why, then ends the run with a failure status.
+
+use crate::arch::{cpu, semihosting};
+use graft_kernel::testinfo::EXIT_FAIL;
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    defmt::error!(
+        "panic on core {=usize}: {}",
+        cpu::core_id(),
+        defmt::Display2Format(info)
+    );
+    semihosting::exit(EXIT_FAIL)
+}

@@ -1,0 +1,135 @@
+//! Kernel tests as the ELF records them: a fixed-layout header per test in `.graft_tests`.
+//!
+//! The kernel places one [`TestHeader`] (followed by its entry point) per test in that section;
+//! xtask reads the section with the `object` crate to list the tests, check a name before it
+//! boots QEMU, and know what each test's success looks like.
+
+/// Exit status of a run in which every check held.
+pub const EXIT_PASS: u32 = 0;
+/// Exit status of a failed check or a panic.
+pub const EXIT_FAIL: u32 = 1;
+/// Exit status when the boot command line names no known test.
+pub const EXIT_BAD_COMMAND: u32 = 2;
+/// Exit status after an unexpected exception was reported.
+pub const EXIT_FAULT: u32 = 3;
+
+/// The section name.
+pub const SECTION: &str = ".graft_tests";
+/// Bytes reserved for a test name (NUL padded).
+pub const NAME_LEN: usize = 24;
+
+/// What a passing run of a test looks like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Expect {
+    /// Exit status [`EXIT_PASS`].
+    Pass = 0,
+    /// Exit status [`EXIT_FAULT`] after an exception report whose ELR and class the test
+    /// announced in an `expect-fault` log line.
+    Fault = 1,
+}
+
+/// The board-independent description of one kernel test.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct TestHeader {
+    /// The test's name, NUL padded.
+    pub name: [u8; NAME_LEN],
+    /// [`Expect`] as a number.
+    pub expect: u32,
+    /// Seconds of wall time after which the host fails the run.
+    pub timeout_s: u32,
+    /// The fewest cores the test can run on.
+    pub min_cores: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// Bytes from one record to the next: the header and one code pointer.
+pub const RECORD_SIZE: usize = core::mem::size_of::<TestHeader>() + 8;
+
+const _: () = assert!(core::mem::size_of::<TestHeader>() == 40);
+
+impl TestHeader {
+    /// A header for `name` (at most [`NAME_LEN`] bytes, checked at compile time when const).
+    pub const fn new(name: &str, expect: Expect, timeout_s: u32, min_cores: u32) -> Self {
+        let bytes = name.as_bytes();
+        assert!(
+            !bytes.is_empty() && bytes.len() <= NAME_LEN,
+            "test name length"
+        );
+        let mut out = [0u8; NAME_LEN];
+        let mut i = 0;
+        while i < bytes.len() {
+            out[i] = bytes[i];
+            i += 1;
+        }
+        Self {
+            name: out,
+            expect: expect as u32,
+            timeout_s,
+            min_cores,
+            reserved: 0,
+        }
+    }
+
+    /// The name as text.
+    pub fn name(&self) -> &str {
+        let len = self.name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+        core::str::from_utf8(&self.name[..len]).unwrap_or("<invalid>")
+    }
+
+    /// The expected outcome, if the number is known.
+    pub fn expect(&self) -> Option<Expect> {
+        match self.expect {
+            0 => Some(Expect::Pass),
+            1 => Some(Expect::Fault),
+            _ => None,
+        }
+    }
+
+    /// Reads a header from the first bytes of a record (little-endian, as on AArch64).
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < core::mem::size_of::<Self>() {
+            return None;
+        }
+        let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        let mut name = [0u8; NAME_LEN];
+        name.copy_from_slice(&bytes[..NAME_LEN]);
+        Some(Self {
+            name,
+            expect: word(NAME_LEN),
+            timeout_s: word(NAME_LEN + 4),
+            min_cores: word(NAME_LEN + 8),
+            reserved: word(NAME_LEN + 12),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trips_through_bytes() {
+        let h = TestHeader::new("ipi", Expect::Fault, 30, 2);
+        // SAFETY: TestHeader is repr(C) plain data with no padding (size asserted above).
+        let bytes: [u8; 40] = unsafe { core::mem::transmute(h) };
+        let p = TestHeader::parse(&bytes).unwrap();
+        assert_eq!(p.name(), "ipi");
+        assert_eq!(p.expect(), Some(Expect::Fault));
+        assert_eq!((p.timeout_s, p.min_cores), (30, 2));
+    }
+
+    #[test]
+    fn short_input_is_rejected() {
+        assert!(TestHeader::parse(&[0; 39]).is_none());
+    }
+
+    #[test]
+    fn unknown_expectation_is_none() {
+        let mut h = TestHeader::new("x", Expect::Pass, 1, 1);
+        h.expect = 7;
+        assert_eq!(h.expect(), None);
+    }
+}

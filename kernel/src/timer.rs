@@ -1,0 +1,47 @@
+//! Per-core generic-timer ticks (the EL1 virtual timer), counted per core.
+
+use crate::arch::cpu;
+use aarch64_cpu::registers::{CNTV_CTL_EL0, CNTV_CVAL_EL0, Readable, Writeable};
+use boards::MAX_CORES;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+#[repr(align(64))]
+struct PerCore {
+    period: AtomicU64,
+    ticks: AtomicU64,
+}
+
+static CORES: [PerCore; MAX_CORES] = [const {
+    PerCore {
+        period: AtomicU64::new(0),
+        ticks: AtomicU64::new(0),
+    }
+}; MAX_CORES];
+
+/// Starts ticking this core at `hz` interrupts per second.
+pub fn start(hz: u64) {
+    let period = (cpu::tick_hz() / hz.max(1)).max(1);
+    CORES[cpu::core_id()]
+        .period
+        .store(period, Ordering::Relaxed);
+    CNTV_CVAL_EL0.set(cpu::ticks() + period);
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
+}
+
+/// Stops this core's ticks.
+pub fn stop() {
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::CLEAR);
+}
+
+/// Ticks taken so far by `core`.
+pub fn ticks(core: usize) -> u64 {
+    CORES[core].ticks.load(Ordering::Relaxed)
+}
+
+/// The timer interrupt: count it and arm the next deadline one period after the last.
+pub fn handle() {
+    let me = &CORES[cpu::core_id()];
+    me.ticks.fetch_add(1, Ordering::Relaxed);
+    // From the previous deadline, not from now: late interrupts do not stretch the period.
+    CNTV_CVAL_EL0.set(CNTV_CVAL_EL0.get() + me.period.load(Ordering::Relaxed));
+}
