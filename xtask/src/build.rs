@@ -1,0 +1,39 @@
+//! Building the kernel for a board.
+
+use crate::boards::BoardConfig;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The workspace root (xtask lives one level below it).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Builds the kernel ELF for `board` (release profile) and returns its path.
+pub fn kernel(board: &BoardConfig) -> Result<PathBuf> {
+    let target_dir = root().join("target").join("kernel").join(board.feature);
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root())
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--package",
+            "graft-kernel",
+            "--target",
+            "aarch64-unknown-none",
+        ])
+        .args(["--features", board.feature])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .status()
+        .context("running cargo build for the kernel")?;
+    if !status.success() {
+        bail!("the kernel did not build for board {}", board.name);
+    }
+    Ok(target_dir.join("aarch64-unknown-none/release/graft-kernel"))
+}

@@ -1,0 +1,47 @@
+//! What xtask reads from the kernel ELF: the kernel-test records.
+
+use anyhow::{Context, Result, bail};
+use graft_kernel::testinfo::{Expect, RECORD_SIZE, SECTION, TestHeader};
+use object::{Object, ObjectSection};
+
+/// A kernel test as recorded in the ELF.
+#[derive(Clone, Debug)]
+pub struct KernelTest {
+    /// Its name.
+    pub name: String,
+    /// What success looks like.
+    pub expect: Expect,
+    /// Wall-clock seconds before the host kills the run.
+    pub timeout_s: u32,
+    /// The fewest cores it runs on.
+    pub min_cores: u32,
+}
+
+/// Lists the kernel tests in `elf`.
+pub fn tests(elf: &[u8]) -> Result<Vec<KernelTest>> {
+    let file = object::File::parse(elf).context("parsing the kernel ELF")?;
+    let section = file
+        .section_by_name(SECTION)
+        .context("the kernel ELF has no test section")?;
+    let data = section.data()?;
+    if data.len() % RECORD_SIZE != 0 {
+        bail!(
+            "{SECTION} is {} bytes, not a multiple of {RECORD_SIZE}",
+            data.len()
+        );
+    }
+    data.chunks(RECORD_SIZE)
+        .map(|rec| {
+            let h = TestHeader::parse(rec).context("short test record")?;
+            let expect = h.expect().with_context(|| {
+                format!("test {} has unknown expectation {}", h.name(), h.expect)
+            })?;
+            Ok(KernelTest {
+                name: h.name().to_string(),
+                expect,
+                timeout_s: h.timeout_s,
+                min_cores: h.min_cores,
+            })
+        })
+        .collect()
+}

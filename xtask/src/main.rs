@@ -1,0 +1,50 @@
+//! Graft's host tool, the project's one front door (`cargo xtask ...`).
+//!
+//! Builds the kernel for a board, runs it under QEMU with its logs decoded, runs every test, and
+//! checks or installs what those need first.
+
+mod boards;
+mod build;
+mod elf;
+mod logs;
+mod prereq;
+mod qemu;
+mod test;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Graft: build, run and test on QEMU and boards"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the kernel and run it under QEMU with decoded logs (the demo unless --test is given).
+    Qemu(qemu::QemuArgs),
+    /// Run every test: host unit tests, then each kernel test on every board configuration.
+    Test(test::TestArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<bool> = match cli.command {
+        Command::Qemu(args) => qemu::command(&args),
+        Command::Test(args) => test::command(&args),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

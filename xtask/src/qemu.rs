@@ -1,0 +1,328 @@
+//! Running a kernel under QEMU: the command line, a bounded run, decoded logs, and the verdict.
+
+use crate::boards::{self, BoardConfig};
+use crate::elf::{self, KernelTest};
+use crate::logs::{Line, Symbols};
+use crate::{build, prereq};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use graft_kernel::testinfo::{EXIT_FAULT, EXIT_PASS, Expect};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// `cargo xtask qemu` options.
+#[derive(Args, Debug)]
+pub struct QemuArgs {
+    /// Board configuration: virt, virt-gicv3 or virt-el2.
+    #[arg(long, default_value = "virt")]
+    pub board: String,
+    /// Number of cores (default: the board's usual count).
+    #[arg(long)]
+    pub smp: Option<u32>,
+    /// Kernel test to run instead of the demo (see `cargo xtask test --list`).
+    #[arg(long)]
+    pub test: Option<String>,
+    /// Start halted and wait for a debugger on localhost:1234.
+    #[arg(long)]
+    pub gdb: bool,
+    /// Extra `key=value` words for the kernel's command line (e.g. `--arg rounds=10`).
+    #[arg(long = "arg", value_name = "KEY=VALUE")]
+    pub args: Vec<String>,
+}
+
+/// One kernel run to make.
+pub struct Run<'a> {
+    /// The kernel ELF.
+    pub elf: &'a Path,
+    /// The board configuration.
+    pub board: BoardConfig,
+    /// Cores.
+    pub cores: u32,
+    /// The test (None: the demo).
+    pub test: Option<&'a KernelTest>,
+    /// Extra command-line words.
+    pub extra: &'a [String],
+    /// Wall-clock limit.
+    pub timeout: Duration,
+    /// Print lines as they arrive.
+    pub live: bool,
+    /// Wait for gdb.
+    pub gdb: bool,
+}
+
+/// What a run did.
+pub struct Outcome {
+    /// QEMU's exit status, None if it was killed.
+    pub exit: Option<i32>,
+    /// The run hit its time limit.
+    pub timed_out: bool,
+    /// Every decoded line.
+    pub lines: Vec<Line>,
+    /// QEMU's own error output.
+    pub stderr: String,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Run<'_> {
+    fn cmdline(&self) -> String {
+        let mut words = vec!["graft".to_string(), format!("cores={}", self.cores)];
+        if let Some(t) = self.test {
+            words.push(format!("test={}", t.name));
+        }
+        words.extend(self.extra.iter().cloned());
+        words.join(" ")
+    }
+
+    /// The QEMU command for this run.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("qemu-system-aarch64");
+        cmd.args([
+            "-M",
+            self.board.machine,
+            "-cpu",
+            self.board.cpu,
+            "-m",
+            self.board.memory,
+        ])
+        .args(["-smp", &self.cores.to_string()])
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-semihosting",
+        ])
+        .arg("-kernel")
+        .arg(self.elf)
+        .args(["-append", &self.cmdline()]);
+        if self.gdb {
+            cmd.args(["-S", "-gdb", "tcp::1234"]);
+        }
+        cmd
+    }
+
+    /// Runs QEMU to its end or to the time limit.
+    pub fn execute(&self, symbols: &Symbols) -> Result<Outcome> {
+        let start = Instant::now();
+        let mut child = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting qemu-system-aarch64")?;
+        let mut stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let err_reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        let mut decoder = symbols.decoder();
+        let mut lines = Vec::new();
+        let deadline = start + self.timeout;
+        let mut timed_out = false;
+        loop {
+            let now = Instant::now();
+            if now >= deadline && !self.gdb {
+                timed_out = true;
+                let _ = child.kill();
+                break;
+            }
+            match rx.recv_timeout(
+                deadline
+                    .saturating_duration_since(now)
+                    .min(Duration::from_millis(200)),
+            ) {
+                Ok(bytes) => {
+                    for line in decoder.feed(&bytes) {
+                        if self.live {
+                            println!("{}", line.text);
+                        }
+                        lines.push(line);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let status = child.wait()?;
+        let _ = reader.join();
+        let stderr = err_reader.join().unwrap_or_default();
+        Ok(Outcome {
+            exit: if timed_out { None } else { status.code() },
+            timed_out,
+            lines,
+            stderr,
+            elapsed: start.elapsed(),
+        })
+    }
+}
+
+impl Outcome {
+    /// Whether the run shows what `expect` asks for; `Err` says why not.
+    pub fn verdict(&self, expect: Expect, what: &str) -> Result<(), String> {
+        if self.timed_out {
+            return Err(format!(
+                "{what} timed out after {:.0} s",
+                self.elapsed.as_secs_f64()
+            ));
+        }
+        let exit = self.exit.map(|c| c as u32);
+        match expect {
+            Expect::Pass if exit == Some(EXIT_PASS) => Ok(()),
+            Expect::Pass => Err(format!("{what} exited with status {}", describe(self.exit))),
+            Expect::Fault => self.fault_verdict(exit, what),
+        }
+    }
+
+    /// A fault run passes when it exits with the fault status and the report names the ELR and
+    /// class the test announced.
+    fn fault_verdict(&self, exit: Option<u32>, what: &str) -> Result<(), String> {
+        if exit != Some(EXIT_FAULT) {
+            return Err(format!(
+                "{what} exited with status {}, not the fault status {EXIT_FAULT}",
+                describe(self.exit)
+            ));
+        }
+        let announced = self
+            .lines
+            .iter()
+            .find_map(|l| l.message.strip_prefix("expect-fault: ").map(str::to_string))
+            .ok_or_else(|| format!("{what} never announced the fault it expects"))?;
+        let field = |key: &str| {
+            announced
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .map(str::to_string)
+        };
+        let (ec, elr) = (
+            field("ec=").unwrap_or_default(),
+            field("elr=").unwrap_or_default(),
+        );
+        let report = self
+            .lines
+            .iter()
+            .find(|l| l.level == "error" && l.message.starts_with("unexpected exception"))
+            .ok_or_else(|| {
+                format!("{what} exited with the fault status but logged no exception report")
+            })?;
+        let ec_text = format!("(EC {ec})");
+        let elr_text = format!("ELR={elr} ");
+        if report.message.contains(&ec_text) && report.message.contains(&elr_text) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what}: the report does not name EC {ec} and ELR {elr}: {}",
+                report.message
+            ))
+        }
+    }
+}
+
+fn describe(code: Option<i32>) -> String {
+    match code {
+        Some(c) => c.to_string(),
+        None => "none (killed by a signal)".into(),
+    }
+}
+
+/// The prerequisites of every QEMU run.
+pub fn prerequisites() -> Result<()> {
+    prereq::rust_target()?;
+    prereq::qemu()
+}
+
+/// Builds for `board` and returns the ELF path, its bytes and its tests.
+pub fn build_for(board: &BoardConfig) -> Result<(PathBuf, Vec<u8>, Vec<KernelTest>)> {
+    let path = build::kernel(board)?;
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let tests = elf::tests(&bytes)?;
+    Ok((path, bytes, tests))
+}
+
+/// Finds a test by name, or explains which exist.
+pub fn find_test<'a>(tests: &'a [KernelTest], name: &str) -> Result<&'a KernelTest> {
+    tests.iter().find(|t| t.name == name).with_context(|| {
+        let names: Vec<_> = tests.iter().map(|t| t.name.as_str()).collect();
+        format!(
+            "unknown test '{name}'; the kernel tests are: {}",
+            names.join(", ")
+        )
+    })
+}
+
+/// `cargo xtask qemu`.
+pub fn command(args: &QemuArgs) -> Result<bool> {
+    let board = boards::find(&args.board)?;
+    let cores = board.cores(args.smp)?;
+    prerequisites()?;
+    let (path, bytes, tests) = build_for(&board)?;
+    let test = match &args.test {
+        Some(name) => Some(find_test(&tests, name)?),
+        None => None,
+    };
+    if let Some(t) = test
+        && cores < t.min_cores
+    {
+        bail!(
+            "test {} needs at least {} cores; --smp {cores} was given",
+            t.name,
+            t.min_cores
+        );
+    }
+    let symbols = Symbols::new(&bytes)?;
+    let expect = test.map_or(Expect::Pass, |t| t.expect);
+    let timeout = Duration::from_secs(test.map_or(180, |t| u64::from(t.timeout_s)));
+    let run = Run {
+        elf: &path,
+        board,
+        cores,
+        test,
+        extra: &args.args,
+        timeout,
+        live: true,
+        gdb: args.gdb,
+    };
+    if args.gdb {
+        println!("QEMU waits for a debugger. Attach with:");
+        println!(
+            "  gdb-multiarch {} -ex 'target remote localhost:1234'",
+            path.display()
+        );
+    }
+    let what = format!(
+        "{} on {} ({cores} cores)",
+        test.map_or("demo", |t| t.name.as_str()),
+        board.name
+    );
+    let outcome = run.execute(&symbols)?;
+    if !outcome.stderr.trim().is_empty() {
+        eprintln!("{}", outcome.stderr.trim_end());
+    }
+    match outcome.verdict(expect, &what) {
+        Ok(()) => {
+            println!("xtask: {what}: ok ({:.1} s)", outcome.elapsed.as_secs_f64());
+            Ok(true)
+        }
+        Err(why) => {
+            println!("xtask: FAILED: {why}");
+            Ok(false)
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! `cargo xtask test`: host unit tests, then every kernel test on every board configuration.
+//!
+//! Ends with exactly one line `N passed, N failed` and fails when anything failed. A kernel test
+//! that hangs is killed at its time limit and fails by name; the others still run.
+
+use crate::boards::{self, BoardConfig};
+use crate::logs::Symbols;
+use crate::qemu::{self, Run};
+use anyhow::{Context, Result};
+use clap::Args;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// `cargo xtask test` options.
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// Only these board configurations (default: all).
+    #[arg(long = "board")]
+    pub boards: Vec<String>,
+    /// Only kernel tests with these names (default: all).
+    #[arg(long = "test")]
+    pub tests: Vec<String>,
+    /// Skip the host unit tests.
+    #[arg(long)]
+    pub no_host: bool,
+    /// List the kernel tests and exit.
+    #[arg(long)]
+    pub list: bool,
+}
+
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    failures: Vec<String>,
+}
+
+/// Host crates whose unit tests run here.
+const HOST_CRATES: &[&str] = &["xtask", "graft-kernel", "graft-boards"];
+
+fn host_tests(tally: &mut Tally) -> Result<()> {
+    println!("== host unit tests ({})", HOST_CRATES.join(", "));
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(crate::build::root()).arg("test");
+    for c in HOST_CRATES {
+        cmd.args(["--package", c]);
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .context("running cargo test")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    let (mut passed, mut failed) = (0, 0);
+    for line in stdout.lines() {
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            passed += count(rest, " passed");
+            failed += count(rest, " failed");
+        }
+    }
+    if !out.status.success() && failed == 0 {
+        // It did not even build: show why and count it as one failure.
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        failed = 1;
+        tally
+            .failures
+            .push("host unit tests did not build or run".into());
+    } else if failed > 0 {
+        tally.failures.push(format!("{failed} host unit tests"));
+    }
+    tally.passed += passed;
+    tally.failed += failed;
+    Ok(())
+}
+
+/// The number before `what` in a `cargo test` result line.
+fn count(result_line: &str, what: &str) -> u64 {
+    result_line
+        .split(';')
+        .find(|part| part.trim_end().ends_with(what.trim()))
+        .and_then(|part| part.split_whitespace().rev().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn kernel_tests(board: &BoardConfig, args: &TestArgs, tally: &mut Tally) -> Result<()> {
+    println!("== kernel tests on {}", board.name);
+    let (path, bytes, tests) = qemu::build_for(board)?;
+    for name in &args.tests {
+        qemu::find_test(&tests, name)?;
+    }
+    let symbols = Symbols::new(&bytes)?;
+    let cores = board.default_cores;
+    for test in tests
+        .iter()
+        .filter(|t| args.tests.is_empty() || args.tests.contains(&t.name))
+    {
+        let run = Run {
+            elf: &path,
+            board: *board,
+            cores,
+            test: Some(test),
+            extra: &[],
+            timeout: Duration::from_secs(u64::from(test.timeout_s)),
+            live: false,
+            gdb: false,
+        };
+        let what = format!("{} on {} ({cores} cores)", test.name, board.name);
+        let outcome = run.execute(&symbols)?;
+        match outcome.verdict(test.expect, &what) {
+            Ok(()) => {
+                println!("PASS {what} ({:.1} s)", outcome.elapsed.as_secs_f64());
+                tally.passed += 1;
+            }
+            Err(why) => {
+                println!("FAIL {why}");
+                for line in outcome.lines.iter().rev().take(25).rev() {
+                    println!("    {}", line.text);
+                }
+                if !outcome.stderr.trim().is_empty() {
+                    println!("    qemu: {}", outcome.stderr.trim());
+                }
+                tally.failed += 1;
+                tally.failures.push(what);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `cargo xtask test`.
+pub fn command(args: &TestArgs) -> Result<bool> {
+    let selected: Vec<BoardConfig> = if args.boards.is_empty() {
+        boards::ALL.to_vec()
+    } else {
+        args.boards
+            .iter()
+            .map(|b| boards::find(b))
+            .collect::<Result<_>>()?
+    };
+    qemu::prerequisites()?;
+    if args.list {
+        let (_, _, tests) = qemu::build_for(&selected[0])?;
+        for t in tests {
+            println!(
+                "{:<24} expect {:?}, timeout {} s, at least {} cores",
+                t.name, t.expect, t.timeout_s, t.min_cores
+            );
+        }
+        return Ok(true);
+    }
+    let mut tally = Tally::default();
+    if !args.no_host {
+        host_tests(&mut tally)?;
+    }
+    for board in &selected {
+        if let Err(e) = kernel_tests(board, args, &mut tally) {
+            println!("FAIL kernel tests on {}: {e:#}", board.name);
+            tally.failed += 1;
+            tally
+                .failures
+                .push(format!("kernel tests on {}", board.name));
+        }
+    }
+    if !tally.failures.is_empty() {
+        println!("failed: {}", tally.failures.join("; "));
+    }
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    Ok(tally.failed == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn reads_cargo_test_result_lines() {
+        let l = "ok. 12 passed; 3 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s";
+        assert_eq!(count(l, " passed"), 12);
+        assert_eq!(count(l, " failed"), 3);
+    }
+}
