@@ -91,7 +91,7 @@ pub fn send(
                     pending: CoreMask::single(t).bits(),
                 });
             }
-            core::hint::spin_loop();
+            cpu::relax();
         }
         mb.handler.store(handler as usize, Ordering::Relaxed);
         mb.arg.store(arg, Ordering::Relaxed);
@@ -133,7 +133,7 @@ pub fn wait(ticket: &Ticket, timeout_us: u64) -> Result<(), IpiError> {
                 pending: pending.bits(),
             });
         }
-        core::hint::spin_loop();
+        cpu::relax();
     }
 }
 

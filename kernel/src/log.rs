@@ -47,7 +47,7 @@ unsafe impl defmt::Logger for Logger {
             match OWNER.compare_exchange_weak(FREE, me, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => break false,
                 Err(owner) if owner == me => break true,
-                Err(_) => core::hint::spin_loop(),
+                Err(_) => cpu::relax(),
             }
         };
         // SAFETY: this core owns the logger now (or re-entered it from an exception on itself).

@@ -56,7 +56,7 @@ pub fn start_secondaries(count: usize, timeout_us: u64) -> Result<(), SmpError> 
             if cpu::ticks() > deadline {
                 return Err(SmpError::Timeout { core });
             }
-            core::hint::spin_loop();
+            cpu::relax();
         }
     }
     Ok(())
@@ -105,7 +105,7 @@ pub fn run_everywhere(job: Job, timeout_us: u64) -> Result<CoreMask, CoreMask> {
         if cpu::ticks() > deadline {
             return Err(unfinished);
         }
-        core::hint::spin_loop();
+        cpu::relax();
     }
     Ok(cores
         .iter()

@@ -34,7 +34,7 @@ impl Barrier {
             if cpu::ticks() > deadline {
                 return Err(self.arrived.load(Ordering::Relaxed));
             }
-            core::hint::spin_loop();
+            cpu::relax();
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 mod boards;
 mod build;
 mod elf;
+mod lint;
 mod logs;
 mod prereq;
 mod qemu;
@@ -29,8 +30,10 @@ struct Cli {
 enum Command {
     /// Build the kernel and run it under QEMU with decoded logs (the demo unless --test is given).
     Qemu(qemu::QemuArgs),
-    /// Run every test: host unit tests, then each kernel test on every board configuration.
+    /// Run every test: lints, host unit tests, then each kernel test on every board configuration.
     Test(test::TestArgs),
+    /// Check formatting and run clippy (warnings are errors) on host and target crates.
+    Lint,
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     let result: Result<bool> = match cli.command {
         Command::Qemu(args) => qemu::command(&args),
         Command::Test(args) => test::command(&args),
+        Command::Lint => lint::command(),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -326,3 +326,115 @@ pub fn command(args: &QemuArgs) -> Result<bool> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::Line;
+
+    fn test(name: &str) -> KernelTest {
+        KernelTest {
+            name: name.into(),
+            expect: Expect::Pass,
+            timeout_s: 1,
+            min_cores: 1,
+        }
+    }
+
+    fn line(level: &str, message: &str) -> Line {
+        Line {
+            level: level.into(),
+            text: message.into(),
+            message: message.into(),
+        }
+    }
+
+    fn outcome(exit: Option<i32>, timed_out: bool, lines: Vec<Line>) -> Outcome {
+        Outcome {
+            exit,
+            timed_out,
+            lines,
+            stderr: String::new(),
+            elapsed: Duration::from_secs(3),
+        }
+    }
+
+    #[test]
+    fn unknown_test_lists_the_valid_ones() {
+        let tests = [test("smp"), test("ipi")];
+        let e = find_test(&tests, "nope").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown test 'nope'") && e.contains("smp, ipi"),
+            "{e}"
+        );
+        assert_eq!(find_test(&tests, "ipi").unwrap().name, "ipi");
+    }
+
+    #[test]
+    fn a_timeout_fails_by_name() {
+        let e = outcome(None, true, vec![])
+            .verdict(Expect::Pass, "ipi on virt")
+            .unwrap_err();
+        assert!(e.contains("ipi on virt timed out"), "{e}");
+    }
+
+    #[test]
+    fn pass_needs_exit_status_zero() {
+        assert!(
+            outcome(Some(0), false, vec![])
+                .verdict(Expect::Pass, "t")
+                .is_ok()
+        );
+        assert!(
+            outcome(Some(1), false, vec![])
+                .verdict(Expect::Pass, "t")
+                .is_err()
+        );
+        assert!(
+            outcome(Some(3), false, vec![])
+                .verdict(Expect::Pass, "t")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn fault_needs_the_announced_report() {
+        let good = vec![
+            line("info", "expect-fault: ec=0x00 elr=0x40201040"),
+            line(
+                "error",
+                "unexpected exception on core 0: sync, x (EC 0x00), ESR=0x2000000 ELR=0x40201040 FAR=0x0",
+            ),
+        ];
+        assert!(
+            outcome(Some(3), false, good.clone())
+                .verdict(Expect::Fault, "t")
+                .is_ok()
+        );
+        // Success status is not a fault.
+        assert!(
+            outcome(Some(0), false, good.clone())
+                .verdict(Expect::Fault, "t")
+                .is_err()
+        );
+        // A report at another address does not count.
+        let wrong = vec![
+            good[0].clone(),
+            line(
+                "error",
+                "unexpected exception on core 0: sync, x (EC 0x00), ESR=0x2000000 ELR=0x40201044 FAR=0x0",
+            ),
+        ];
+        assert!(
+            outcome(Some(3), false, wrong)
+                .verdict(Expect::Fault, "t")
+                .is_err()
+        );
+        // No report at all.
+        assert!(
+            outcome(Some(3), false, vec![good[0].clone()])
+                .verdict(Expect::Fault, "t")
+                .is_err()
+        );
+    }
+}

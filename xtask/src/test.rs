@@ -4,6 +4,7 @@
 //! that hangs is killed at its time limit and fails by name; the others still run.
 
 use crate::boards::{self, BoardConfig};
+use crate::lint;
 use crate::logs::Symbols;
 use crate::qemu::{self, Run};
 use anyhow::{Context, Result};
@@ -20,7 +21,7 @@ pub struct TestArgs {
     /// Only kernel tests with these names (default: all).
     #[arg(long = "test")]
     pub tests: Vec<String>,
-    /// Skip the host unit tests.
+    /// Skip the lints and host unit tests.
     #[arg(long)]
     pub no_host: bool,
     /// List the kernel tests and exit.
@@ -33,6 +34,28 @@ struct Tally {
     passed: u64,
     failed: u64,
     failures: Vec<String>,
+}
+
+fn lints(tally: &mut Tally) -> Result<()> {
+    println!("== lints");
+    for check in lint::CHECKS {
+        match check.run()? {
+            None => {
+                println!("PASS {}", check.name);
+                tally.passed += 1;
+            }
+            Some(output) => {
+                println!(
+                    "FAIL {}
+{output}",
+                    check.name
+                );
+                tally.failed += 1;
+                tally.failures.push(check.name.to_string());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Host crates whose unit tests run here.
@@ -151,6 +174,7 @@ pub fn command(args: &TestArgs) -> Result<bool> {
     }
     let mut tally = Tally::default();
     if !args.no_host {
+        lints(&mut tally)?;
         host_tests(&mut tally)?;
     }
     for board in &selected {

@@ -44,6 +44,17 @@ pub fn micros() -> u64 {
     (u128::from(ticks()) * 1_000_000 / u128::from(hz)) as u64
 }
 
+/// The body of every busy-wait loop: a `YIELD` hint.
+///
+/// On hardware it tells an SMT core to favour its sibling; under QEMU's round-robin TCG
+/// (`-icount`, `thread=single`) it ends this vCPU's turn, so the core being waited for runs now
+/// rather than after a scheduler tick. (`core::hint::spin_loop` emits `ISB`, which is neither.)
+#[inline]
+pub fn relax() {
+    // SAFETY: YIELD is a hint with no architectural effect.
+    unsafe { core::arch::asm!("yield", options(nomem, nostack, preserves_flags)) };
+}
+
 /// Waits for an interrupt (idle cores sleep here rather than spin).
 #[inline]
 pub fn wfi() {

@@ -25,6 +25,9 @@ static RECEIVED: [[AtomicU64; MAX_CORES]; MAX_CORES] =
 static OUT_OF_ORDER: AtomicU64 = AtomicU64::new(0);
 static BROADCAST_SEEN: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 static PHASE: Barrier = Barrier::new();
+/// Set by the silent core once its IRQs are masked; set by core 0 once it saw the timeout.
+static DEAF: AtomicU64 = AtomicU64::new(0);
+static RELEASE: AtomicU64 = AtomicU64::new(0);
 
 fn ping(sender: usize, expected: usize) {
     let n = RECEIVED[sender][cpu::core_id()].fetch_add(1, Ordering::Relaxed);
@@ -148,22 +151,25 @@ fn timeout_names_the_silent_core(ctx: &Ctx) -> TestResult {
     let silent = ctx.cores - 1;
     sync(ctx)?;
     if ctx.core == silent {
-        // Deaf for 200 ms of counter time, then answer what is pending.
+        // Deaf until core 0 has seen its call time out (at most 10 s), then answer.
         let saved = cpu::irq_save();
-        let until = cpu::ticks() + cpu::us_to_ticks(200_000);
-        while cpu::ticks() < until {
-            core::hint::spin_loop();
+        DEAF.store(1, Ordering::Release);
+        let until = cpu::ticks() + cpu::us_to_ticks(10_000_000);
+        while RELEASE.load(Ordering::Acquire) == 0 && cpu::ticks() < until {
+            cpu::relax();
         }
         cpu::irq_restore(saved);
     } else if ctx.core == 0 {
-        let ticket = match ipi::send(CoreMask::single(silent), broadcast, 0, CALL_TIMEOUT_US) {
-            Ok(t) => t,
-            Err(e) => {
-                defmt::error!("send to the silent core failed early: {}", e);
-                return Err(super::Failed);
-            }
+        while DEAF.load(Ordering::Acquire) == 0 {
+            cpu::relax();
+        }
+        let sent = ipi::send(CoreMask::single(silent), broadcast, 0, CALL_TIMEOUT_US);
+        let first = sent.as_ref().map(|t| ipi::wait(t, 20_000));
+        RELEASE.store(1, Ordering::Release);
+        let Ok(first) = first else {
+            defmt::error!("send to the silent core failed early");
+            return Err(super::Failed);
         };
-        let first = ipi::wait(&ticket, 20_000);
         let expected = IpiError::Timeout {
             pending: CoreMask::single(silent).bits(),
         };
@@ -172,7 +178,7 @@ fn timeout_names_the_silent_core(ctx: &Ctx) -> TestResult {
             "a call to a core with IRQs masked returned {}",
             first
         );
-        let late = ipi::wait(&ticket, CALL_TIMEOUT_US);
+        let late = ipi::wait(sent.as_ref().unwrap(), CALL_TIMEOUT_US);
         check!(
             late.is_ok(),
             "the silent core never answered after unmasking: {}",

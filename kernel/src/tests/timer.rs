@@ -23,11 +23,11 @@ fn run(ctx: &Ctx) -> TestResult {
     // One period to settle, then count over the window.
     let settle = cpu::ticks() + cpu::tick_hz() / hz;
     while cpu::ticks() < settle {
-        core::hint::spin_loop();
+        cpu::relax();
     }
     let (t0, c0) = (cpu::ticks(), timer::ticks(ctx.core));
     while cpu::ticks() - t0 < cpu::us_to_ticks(WINDOW_US) {
-        core::hint::spin_loop();
+        cpu::relax();
     }
     let (t1, c1) = (cpu::ticks(), timer::ticks(ctx.core));
     timer::stop();
