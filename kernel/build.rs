@@ -4,8 +4,11 @@ use std::path::PathBuf;
 
 fn main() {
     let linker = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../linker");
-    let script = if std::env::var_os("CARGO_FEATURE_VIRT").is_some() {
+    let feature = |f: &str| std::env::var_os(format!("CARGO_FEATURE_{f}")).is_some();
+    let script = if feature("VIRT") {
         Some("virt.ld")
+    } else if feature("RPI3") || feature("RPI4") {
+        Some("rpi.ld")
     } else {
         None
     };

@@ -13,16 +13,39 @@
 mod coremask;
 pub use coremask::{CoreMask, MAX_CORES};
 
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", feature = "rpi3"))]
+mod bcm2836_local;
+#[cfg(all(target_arch = "aarch64", any(feature = "virt", feature = "rpi4")))]
 mod gic;
+#[cfg(all(target_arch = "aarch64", any(feature = "rpi3", feature = "rpi4")))]
+mod gpio;
 #[cfg(target_arch = "aarch64")]
 mod pl011;
+#[cfg(all(target_arch = "aarch64", feature = "rpi3"))]
+pub mod rpi3;
+#[cfg(all(target_arch = "aarch64", feature = "rpi4"))]
+pub mod rpi4;
+#[cfg(all(target_arch = "aarch64", any(feature = "rpi3", feature = "rpi4")))]
+mod spin_table;
 #[cfg(all(target_arch = "aarch64", feature = "virt"))]
 pub mod virt;
 
 /// The board this kernel was built for.
 #[cfg(all(target_arch = "aarch64", feature = "virt"))]
 pub type Current = virt::Virt;
+/// The board this kernel was built for.
+#[cfg(all(target_arch = "aarch64", feature = "rpi3"))]
+pub type Current = rpi3::Rpi3;
+/// The board this kernel was built for.
+#[cfg(all(target_arch = "aarch64", feature = "rpi4"))]
+pub type Current = rpi4::Rpi4;
+
+#[cfg(all(feature = "virt", feature = "rpi3"))]
+compile_error!("choose one board feature");
+#[cfg(all(feature = "virt", feature = "rpi4"))]
+compile_error!("choose one board feature");
+#[cfg(all(feature = "rpi3", feature = "rpi4"))]
+compile_error!("choose one board feature");
 
 /// A physical address range `[start, end)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

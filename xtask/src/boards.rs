@@ -11,14 +11,16 @@ pub struct BoardConfig {
     pub feature: &'static str,
     /// QEMU's `-M` value.
     pub machine: &'static str,
-    /// QEMU's `-cpu` value.
-    pub cpu: &'static str,
+    /// QEMU's `-cpu` value (None: the machine's own).
+    pub cpu: Option<&'static str>,
     /// Cores when `--smp` is not given.
     pub default_cores: u32,
     /// The most cores the machine supports.
     pub max_cores: u32,
     /// Memory size for `-m`.
     pub memory: &'static str,
+    /// Give QEMU the raw image (`kernel8.img`), as the Pi firmware loads it, instead of the ELF.
+    pub raw_image: bool,
 }
 
 /// Every configuration, in the order `cargo xtask test` runs them.
@@ -27,28 +29,51 @@ pub const ALL: &[BoardConfig] = &[
         name: "virt",
         feature: "virt",
         machine: "virt",
-        cpu: "cortex-a72",
+        cpu: Some("cortex-a72"),
         default_cores: 4,
         max_cores: 8,
         memory: "128M",
+        raw_image: false,
     },
     BoardConfig {
         name: "virt-gicv3",
         feature: "virt",
         machine: "virt,gic-version=3",
-        cpu: "cortex-a72",
+        cpu: Some("cortex-a72"),
         default_cores: 4,
         max_cores: 32,
         memory: "128M",
+        raw_image: false,
     },
     BoardConfig {
         name: "virt-el2",
         feature: "virt",
         machine: "virt,virtualization=on",
-        cpu: "cortex-a72",
+        cpu: Some("cortex-a72"),
         default_cores: 4,
         max_cores: 8,
         memory: "128M",
+        raw_image: false,
+    },
+    BoardConfig {
+        name: "rpi3",
+        feature: "rpi3",
+        machine: "raspi3b",
+        cpu: None,
+        default_cores: 4,
+        max_cores: 4,
+        memory: "1G",
+        raw_image: true,
+    },
+    BoardConfig {
+        name: "rpi4",
+        feature: "rpi4",
+        machine: "raspi4b",
+        cpu: None,
+        default_cores: 4,
+        max_cores: 4,
+        memory: "2G",
+        raw_image: true,
     },
 ];
 
@@ -69,6 +94,9 @@ impl BoardConfig {
     /// Checks a requested core count against the machine.
     pub fn cores(&self, requested: Option<u32>) -> Result<u32> {
         let n = requested.unwrap_or(self.default_cores);
+        if self.max_cores == self.default_cores && n != self.max_cores {
+            bail!("board {} always has {} cores, not {n}", self.name, self.max_cores);
+        }
         if n == 0 || n > self.max_cores {
             bail!(
                 "board {} runs 1 to {} cores, not {n}",
@@ -87,7 +115,7 @@ mod tests {
     #[test]
     fn unknown_board_lists_the_valid_ones() {
         let e = find("pdp11").unwrap_err().to_string();
-        assert!(e.contains("virt, virt-gicv3, virt-el2"), "{e}");
+        assert!(e.contains("virt, virt-gicv3, virt-el2, rpi3, rpi4"), "{e}");
     }
 
     #[test]
@@ -97,5 +125,6 @@ mod tests {
         assert!(b.cores(Some(9)).is_err());
         assert!(b.cores(Some(0)).is_err());
         assert_eq!(find("virt-gicv3").unwrap().cores(Some(32)).unwrap(), 32);
+        assert!(find("rpi3").unwrap().cores(Some(2)).is_err());
     }
 }

@@ -6,6 +6,7 @@
 mod boards;
 mod build;
 mod elf;
+mod image;
 mod lint;
 mod logs;
 mod prereq;

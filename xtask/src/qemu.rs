@@ -3,7 +3,7 @@
 use crate::boards::{self, BoardConfig};
 use crate::elf::{self, KernelTest};
 use crate::logs::{Line, Symbols};
-use crate::{build, prereq};
+use crate::{build, image, prereq};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use graft_kernel::testinfo::{EXIT_FAULT, EXIT_PASS, Expect};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 /// `cargo xtask qemu` options.
 #[derive(Args, Debug)]
 pub struct QemuArgs {
-    /// Board configuration: virt, virt-gicv3 or virt-el2.
+    /// Board configuration: virt, virt-gicv3, virt-el2, rpi3 or rpi4.
     #[arg(long, default_value = "virt")]
     pub board: String,
     /// Number of cores (default: the board's usual count).
@@ -80,27 +80,23 @@ impl Run<'_> {
     /// The QEMU command for this run.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new("qemu-system-aarch64");
-        cmd.args([
-            "-M",
-            self.board.machine,
-            "-cpu",
-            self.board.cpu,
-            "-m",
-            self.board.memory,
-        ])
-        .args(["-smp", &self.cores.to_string()])
-        .args([
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-serial",
-            "stdio",
-            "-semihosting",
-        ])
-        .arg("-kernel")
-        .arg(self.elf)
-        .args(["-append", &self.cmdline()]);
+        cmd.args(["-M", self.board.machine, "-m", self.board.memory]);
+        if let Some(cpu) = self.board.cpu {
+            cmd.args(["-cpu", cpu]);
+        }
+        cmd.args(["-smp", &self.cores.to_string()])
+            .args([
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-serial",
+                "stdio",
+                "-semihosting",
+            ])
+            .arg("-kernel")
+            .arg(self.elf)
+            .args(["-append", &self.cmdline()]);
         if self.gdb {
             cmd.args(["-S", "-gdb", "tcp::1234"]);
         }
@@ -248,12 +244,37 @@ pub fn prerequisites() -> Result<()> {
     prereq::qemu()
 }
 
-/// Builds for `board` and returns the ELF path, its bytes and its tests.
-pub fn build_for(board: &BoardConfig) -> Result<(PathBuf, Vec<u8>, Vec<KernelTest>)> {
-    let path = build::kernel(board)?;
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+/// A kernel built for one board.
+pub struct Built {
+    /// The ELF (symbols, logs table, tests).
+    pub elf: PathBuf,
+    /// What QEMU loads: the ELF, or the raw image for boards booted that way.
+    pub boot: PathBuf,
+    /// The ELF's bytes.
+    pub bytes: Vec<u8>,
+    /// The kernel tests it contains.
+    pub tests: Vec<KernelTest>,
+}
+
+/// Builds for `board`: the ELF and, where the board boots one, the raw image beside it.
+pub fn build_for(board: &BoardConfig) -> Result<Built> {
+    let elf = build::kernel(board)?;
+    let bytes = std::fs::read(&elf).with_context(|| format!("reading {}", elf.display()))?;
     let tests = elf::tests(&bytes)?;
-    Ok((path, bytes, tests))
+    let boot = if board.raw_image {
+        let path = elf.with_file_name("kernel8.img");
+        std::fs::write(&path, image::raw_from_elf(&bytes)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        path
+    } else {
+        elf.clone()
+    };
+    Ok(Built {
+        elf,
+        boot,
+        bytes,
+        tests,
+    })
 }
 
 /// Finds a test by name, or explains which exist.
@@ -272,9 +293,9 @@ pub fn command(args: &QemuArgs) -> Result<bool> {
     let board = boards::find(&args.board)?;
     let cores = board.cores(args.smp)?;
     prerequisites()?;
-    let (path, bytes, tests) = build_for(&board)?;
+    let built = build_for(&board)?;
     let test = match &args.test {
-        Some(name) => Some(find_test(&tests, name)?),
+        Some(name) => Some(find_test(&built.tests, name)?),
         None => None,
     };
     if let Some(t) = test
@@ -286,11 +307,11 @@ pub fn command(args: &QemuArgs) -> Result<bool> {
             t.min_cores
         );
     }
-    let symbols = Symbols::new(&bytes)?;
+    let symbols = Symbols::new(&built.bytes)?;
     let expect = test.map_or(Expect::Pass, |t| t.expect);
     let timeout = Duration::from_secs(test.map_or(180, |t| u64::from(t.timeout_s)));
     let run = Run {
-        elf: &path,
+        elf: &built.boot,
         board,
         cores,
         test,
@@ -303,7 +324,7 @@ pub fn command(args: &QemuArgs) -> Result<bool> {
         println!("QEMU waits for a debugger. Attach with:");
         println!(
             "  gdb-multiarch {} -ex 'target remote localhost:1234'",
-            path.display()
+            built.elf.display()
         );
     }
     let what = format!(

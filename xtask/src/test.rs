@@ -108,18 +108,19 @@ fn count(result_line: &str, what: &str) -> u64 {
 
 fn kernel_tests(board: &BoardConfig, args: &TestArgs, tally: &mut Tally) -> Result<()> {
     println!("== kernel tests on {}", board.name);
-    let (path, bytes, tests) = qemu::build_for(board)?;
+    let built = qemu::build_for(board)?;
+    let tests = &built.tests;
     for name in &args.tests {
-        qemu::find_test(&tests, name)?;
+        qemu::find_test(tests, name)?;
     }
-    let symbols = Symbols::new(&bytes)?;
+    let symbols = Symbols::new(&built.bytes)?;
     let cores = board.default_cores;
     for test in tests
         .iter()
         .filter(|t| args.tests.is_empty() || args.tests.contains(&t.name))
     {
         let run = Run {
-            elf: &path,
+            elf: &built.boot,
             board: *board,
             cores,
             test: Some(test),
@@ -163,8 +164,7 @@ pub fn command(args: &TestArgs) -> Result<bool> {
     };
     qemu::prerequisites()?;
     if args.list {
-        let (_, _, tests) = qemu::build_for(&selected[0])?;
-        for t in tests {
+        for t in qemu::build_for(&selected[0])?.tests {
             println!(
                 "{:<24} expect {:?}, timeout {} s, at least {} cores",
                 t.name, t.expect, t.timeout_s, t.min_cores

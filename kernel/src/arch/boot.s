@@ -8,6 +8,18 @@
 // cleaned to the point of coherency, before they touch any shared data.
 
 .section .text.boot, "ax"
+// The arm64 Image header (Linux's Documentation/arch/arm64/booting.rst), so that the Raspberry
+// Pi firmware and U-Boot's `booti` accept kernel8.img. Execution starts at its first word.
+graft_image_header:
+    b       _start                      // code0: jump over the header
+    .long   0                           // code1
+    .quad   __text_offset               // text_offset: load address minus its 2 MiB aligned base
+    .quad   __image_size                // image_size, .bss and the arena included
+    .quad   0x2                         // flags: little endian, 4 KiB pages, fixed placement
+    .quad   0, 0, 0                     // res2-res4
+    .byte   0x41, 0x52, 0x4d, 0x64      // magic "ARM\x64" at offset 0x38
+    .long   0                           // res5: no PE/COFF header
+
 .global _start
 _start:
     mov     x19, #0

@@ -69,6 +69,7 @@ macro_rules! check {
     ($cond:expr, $($fmt:tt)+) => {
         if !$cond {
             defmt::error!($($fmt)+);
+            defmt::error!("  check failed at {=str}:{=u32}", file!(), line!());
             return Err($crate::tests::Failed);
         }
     };

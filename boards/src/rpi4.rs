@@ -1,0 +1,105 @@
+//! Raspberry Pi 4 Model B (BCM2711, four Cortex-A72): PL011 on GPIO 14/15, a GIC-400 (GICv2)
+//! for IPIs and timers, spin-table secondaries.
+//!
+//! Addresses from the BCM2711 ARM Peripherals datasheet in its "low peripheral" mode (the
+//! default), where the bus address 0x7Exx_xxxx appears to the ARM at 0xFExx_xxxx.
+
+use crate::gic::{self, GicFrames};
+use crate::gpio::{self, Pulls};
+use crate::pl011::Pl011;
+use crate::{Board, BootLevel, CoreMask, Irq, MemoryMap, Region, StartError, spin_table};
+
+/// The first 1 GiB less the GPU's share: present on every Pi 4 model.
+const RAM: Region = Region {
+    start: 0,
+    end: 0x3c00_0000,
+};
+/// SoC peripherals and the GIC-400.
+const DEVICES: &[Region] = &[Region {
+    start: 0xfc00_0000,
+    end: 0x1_0000_0000,
+}];
+const GPIO: usize = 0xfe20_0000;
+const UART: usize = 0xfe20_1000;
+const GICD: usize = 0xff84_1000;
+const GICC: usize = 0xff84_2000;
+/// The PL011 clock the Pi 4 firmware sets by default (and `config.txt` asks for).
+const UART_CLOCK_HZ: u32 = 48_000_000;
+const CORES: usize = 4;
+
+// SAFETY: UART is the PL011's address on the BCM2711; only this module drives it.
+static CONSOLE: Pl011 = unsafe { Pl011::new(UART) };
+
+/// The Raspberry Pi 4 Model B.
+pub struct Rpi4;
+
+impl Board for Rpi4 {
+    const NAME: &'static str = "rpi4";
+
+    fn memory_map() -> MemoryMap {
+        MemoryMap {
+            ram: RAM,
+            devices: DEVICES,
+        }
+    }
+
+    fn console_init() {
+        // SAFETY: GPIO is the BCM2711's GPIO block, mapped by the kernel; only the console uses
+        // pins 14 and 15.
+        unsafe { gpio::route_uart0(GPIO, Pulls::Bcm2711) };
+        CONSOLE.init(UART_CLOCK_HZ, 115_200);
+    }
+
+    fn console_write(bytes: &[u8]) {
+        for &b in bytes {
+            CONSOLE.write_byte(b);
+        }
+    }
+
+    fn set_boot_level(_level: BootLevel) {}
+
+    fn core_count() -> usize {
+        CORES
+    }
+
+    fn mpidr_of(core: usize) -> u64 {
+        core as u64
+    }
+
+    fn core_index(mpidr: u64) -> usize {
+        (mpidr & 0xff) as usize
+    }
+
+    fn start_core(core: usize, entry: usize) -> Result<(), StartError> {
+        if core == 0 || core >= CORES {
+            return Err(StartError::NoSuchCore(core));
+        }
+        spin_table::release(core, entry);
+        Ok(())
+    }
+
+    fn irq_init_global(cores: usize) {
+        // SAFETY: the GIC-400's frames on the BCM2711, inside DEVICES, driven only from here.
+        unsafe {
+            gic::init_global(
+                GicFrames::V2 {
+                    gicd: GICD,
+                    gicc: GICC,
+                },
+                cores,
+            )
+        };
+    }
+
+    fn irq_init_core(core: usize) {
+        gic::init_core(core);
+    }
+
+    fn irq_handle_one(handler: &mut dyn FnMut(Irq)) -> bool {
+        gic::handle_one(handler)
+    }
+
+    fn send_ipi(targets: CoreMask) {
+        gic::send_ipi(targets, Self::mpidr_of);
+    }
+}
