@@ -30,6 +30,8 @@ pub const CHECKS: &[Check] = &[
             "graft-kernel",
             "--package",
             "graft-boards",
+            "--package",
+            "graft-patcher",
             "--all-targets",
             "--",
             "-D",

@@ -59,7 +59,7 @@ fn lints(tally: &mut Tally) -> Result<()> {
 }
 
 /// Host crates whose unit tests run here.
-const HOST_CRATES: &[&str] = &["xtask", "graft-kernel", "graft-boards"];
+const HOST_CRATES: &[&str] = &["xtask", "graft-kernel", "graft-boards", "graft-patcher"];
 
 fn host_tests(tally: &mut Tally) -> Result<()> {
     println!("== host unit tests ({})", HOST_CRATES.join(", "));

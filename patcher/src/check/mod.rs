@@ -1,0 +1,304 @@
+//! Validation of a code block before any byte of it is written.
+//!
+//! A patch is position-independent code that will run from one arena slot. Before it is
+//! copied, [`check_block`] proves the shape rules that can be proved from the bytes: it is not
+//! empty, fits the slot, is word-aligned, cannot run off its end, and every PC-relative
+//! reference lands inside the block or on something the caller explicitly allowed (a function
+//! to call, a continuation to jump back to, a data range to read). A block that passes becomes
+//! a [`Checked`] value, the only thing the arena accepts, so "checked before written" is a type
+//! rule rather than a convention.
+//!
+//! Literal pools are supported: words read by an in-block `LDR (literal)` are data, exempt from
+//! decoding, but then no direct branch may target them and no instruction may fall into them.
+//! Register branches (`BR`, `BLR`, `RET`) cannot be followed; `ADRP` is checked to page
+//! granularity only (its page must overlap the block or an allowed data range).
+
+#![forbid(unsafe_code)]
+
+#[cfg(test)]
+mod tests;
+
+use core::ops::Range;
+
+use crate::insn::{Cond, Insn, PcRefKind, decode};
+
+/// The largest block [`check_block`] accepts, whatever the slot: 64 KiB (it keeps a bit per
+/// word on the stack).
+pub const MAX_BLOCK_BYTES: usize = 64 * 1024;
+const MAX_WORDS: usize = MAX_BLOCK_BYTES / 4;
+
+/// What a block may refer to outside itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Externals<'a> {
+    /// Exact addresses a direct branch or call may go to (helper functions, the continuation in
+    /// the patched function). An `ADR` may also take them.
+    pub branch_targets: &'a [u64],
+    /// Address ranges that `ADR`, `ADRP` and literal loads may refer to (data cells, tables).
+    pub data: &'a [Range<u64>],
+}
+
+impl Externals<'_> {
+    /// Nothing outside the block is allowed.
+    pub const NONE: Externals<'static> = Externals {
+        branch_targets: &[],
+        data: &[],
+    };
+}
+
+/// Why a block was refused. Nothing has been written when this is returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckError {
+    /// The block has no bytes.
+    Empty,
+    /// The block is larger than the slot (or than [`MAX_BLOCK_BYTES`]).
+    TooLarge {
+        /// Bytes in the block.
+        len: usize,
+        /// Bytes allowed.
+        max: usize,
+    },
+    /// The execution address is not a multiple of 4.
+    MisalignedAddress {
+        /// The address given.
+        addr: u64,
+    },
+    /// The length is not a multiple of 4.
+    MisalignedLength {
+        /// The length given.
+        len: usize,
+    },
+    /// The block would pass the top of the address space.
+    AddressOverflow,
+    /// A PC-relative reference leaves the block to somewhere not allowed.
+    Escapes {
+        /// Byte offset of the instruction in the block.
+        offset: usize,
+        /// The instruction.
+        word: u32,
+        /// What it does with its target.
+        kind: PcRefKind,
+        /// The target address (for `ADRP`, its page).
+        target: u64,
+    },
+    /// A direct branch inside the block targets a literal-pool word.
+    BranchIntoData {
+        /// Byte offset of the branch.
+        offset: usize,
+        /// Byte offset of the data word it targets.
+        target_offset: usize,
+    },
+    /// Execution can run from an instruction into a literal-pool word (or the block starts
+    /// with one).
+    FallsIntoData {
+        /// Byte offset of the data word.
+        offset: usize,
+    },
+    /// The last instruction can continue to the next word, which is outside the block.
+    FallsThrough {
+        /// The last instruction.
+        word: u32,
+    },
+}
+
+/// A block that passed [`check_block`], for the execution address it was checked at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checked<'a> {
+    code: &'a [u8],
+    exec_addr: u64,
+}
+
+impl<'a> Checked<'a> {
+    /// The block's bytes.
+    pub const fn code(&self) -> &'a [u8] {
+        self.code
+    }
+
+    /// The execution address the block was checked for; it may run only there.
+    pub const fn exec_addr(&self) -> u64 {
+        self.exec_addr
+    }
+
+    /// Length in bytes.
+    pub const fn len(&self) -> usize {
+        self.code.len()
+    }
+
+    /// Always `false`: an empty block never passes.
+    pub const fn is_empty(&self) -> bool {
+        self.code.is_empty()
+    }
+}
+
+/// One bit per word of the block.
+struct WordSet([u64; MAX_WORDS / 64]);
+
+impl WordSet {
+    fn insert(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    fn contains(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+}
+
+fn word_at(code: &[u8], i: usize) -> u32 {
+    let b = &code[i * 4..i * 4 + 4];
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Whether control cannot continue to the next word after `insn`.
+fn ends_flow(insn: Insn, word: u32) -> bool {
+    match insn {
+        Insn::B { .. } | Insn::Br { .. } | Insn::Ret { .. } | Insn::Brk(_) => true,
+        Insn::BCond { cond, .. } => matches!(cond, Cond::Al | Cond::Nv),
+        // RETAASPPC / RETABSPPC return; AUTI*SPPC continue.
+        Insn::PacLabel { word, .. } => word >> 24 == 0x55,
+        _ => {
+            // ERET, RETAA, RETAB; BRAAZ/BRABZ, BRAA/BRAB (any register); UDF.
+            matches!(word, 0xd69f_03e0 | 0xd65f_0bff | 0xd65f_0fff)
+                || word & 0xffff_f81f == 0xd61f_081f
+                || word & 0xffff_f800 == 0xd71f_0800
+                || word >> 16 == 0
+        }
+    }
+}
+
+/// Whether `start..start + len` (`len` > 0) lies inside one of `ranges`.
+fn inside(ranges: &[Range<u64>], start: u64, len: u64) -> bool {
+    let Some(end) = start.checked_add(len) else {
+        return false;
+    };
+    ranges.iter().any(|r| r.start <= start && end <= r.end)
+}
+
+/// Whether `start..start + len` overlaps one of `ranges`.
+fn overlaps(ranges: &[Range<u64>], start: u64, len: u64) -> bool {
+    let end = start.saturating_add(len);
+    ranges.iter().any(|r| r.start < end && start < r.end)
+}
+
+/// Checks `code`, to be run at `exec_addr` from a slot of `max_len` bytes, against the rules in
+/// the module documentation.
+pub fn check_block<'a>(
+    code: &'a [u8],
+    exec_addr: u64,
+    max_len: usize,
+    ext: &Externals<'_>,
+) -> Result<Checked<'a>, CheckError> {
+    let len = code.len();
+    if len == 0 {
+        return Err(CheckError::Empty);
+    }
+    let max = max_len.min(MAX_BLOCK_BYTES);
+    if len > max {
+        return Err(CheckError::TooLarge { len, max });
+    }
+    if !exec_addr.is_multiple_of(4) {
+        return Err(CheckError::MisalignedAddress { addr: exec_addr });
+    }
+    if !len.is_multiple_of(4) {
+        return Err(CheckError::MisalignedLength { len });
+    }
+    let Some(end) = exec_addr.checked_add(len as u64) else {
+        return Err(CheckError::AddressOverflow);
+    };
+    let block_range = exec_addr..end;
+    let block = core::slice::from_ref(&block_range);
+    let words = len / 4;
+    let pc_of = |i: usize| exec_addr + 4 * i as u64;
+    // Byte offset in the block of `target`, if it is inside.
+    let in_block = |target: u64| {
+        (exec_addr..end)
+            .contains(&target)
+            .then(|| (target - exec_addr) as usize)
+    };
+
+    // Pass 1: literal-pool words, read by in-block literal loads.
+    let mut data = WordSet([0; MAX_WORDS / 64]);
+    for i in 0..words {
+        let insn = decode(word_at(code, i));
+        if let (Insn::LdrLiteral { .. }, Some(r)) = (insn, insn.pc_ref())
+            && let PcRefKind::Load { size } = r.kind
+        {
+            let target = pc_of(i).wrapping_add_signed(r.offset);
+            if inside(block, target, size) {
+                let first = (target - exec_addr) as usize / 4;
+                for w in first..first + (size as usize).div_ceil(4) {
+                    data.insert(w);
+                }
+            }
+        }
+    }
+
+    // Pass 2: every instruction's reference, and how control flows into data.
+    let mut last_insn = None;
+    for i in 0..words {
+        if data.contains(i) {
+            let falls_in = match last_insn {
+                None => true,
+                Some((j, insn, w)) => j + 1 == i && !ends_flow(insn, w),
+            };
+            if falls_in {
+                return Err(CheckError::FallsIntoData { offset: i * 4 });
+            }
+            continue;
+        }
+        let word = word_at(code, i);
+        let insn = decode(word);
+        last_insn = Some((i, insn, word));
+        let Some(r) = insn.pc_ref() else {
+            continue;
+        };
+        let escapes = |target| CheckError::Escapes {
+            offset: i * 4,
+            word,
+            kind: r.kind,
+            target,
+        };
+        match r.kind {
+            PcRefKind::Branch | PcRefKind::Call => {
+                let target = pc_of(i).wrapping_add_signed(r.offset);
+                match in_block(target) {
+                    Some(t) if data.contains(t / 4) => {
+                        return Err(CheckError::BranchIntoData {
+                            offset: i * 4,
+                            target_offset: t,
+                        });
+                    }
+                    Some(_) => {}
+                    None if ext.branch_targets.contains(&target) => {}
+                    None => return Err(escapes(target)),
+                }
+            }
+            PcRefKind::Address => {
+                let target = pc_of(i).wrapping_add_signed(r.offset);
+                let ok = in_block(target).is_some()
+                    || inside(ext.data, target, 1)
+                    || ext.branch_targets.contains(&target);
+                if !ok {
+                    return Err(escapes(target));
+                }
+            }
+            PcRefKind::Load { size } => {
+                let target = pc_of(i).wrapping_add_signed(r.offset);
+                if !inside(block, target, size) && !inside(ext.data, target, size) {
+                    return Err(escapes(target));
+                }
+            }
+            PcRefKind::Page => {
+                let page = (pc_of(i) & !0xfff).wrapping_add_signed(r.offset);
+                if !overlaps(block, page, 4096) && !overlaps(ext.data, page, 4096) {
+                    return Err(escapes(page));
+                }
+            }
+        }
+    }
+    // The words after the last instruction are all data, so the last instruction must not
+    // fall through (into the pool or past the end).
+    if let Some((_, insn, word)) = last_insn
+        && !ends_flow(insn, word)
+    {
+        return Err(CheckError::FallsThrough { word });
+    }
+    Ok(Checked { code, exec_addr })
+}

@@ -1,0 +1,219 @@
+//! Flush-then-redirect: the producer cleans, each consumer invalidates for itself.
+//!
+//! The producer writes the block, cleans the data side (`DC CVAU`, `DSB ISH`), stores the
+//! block's address and the lines to invalidate in the consumer's pending fields, then
+//! store-releases the consumer's target := the flush stub. The stub is fixed code, never rewritten, so never
+//! stale; it runs on the consumer: `DMB ISH` (orders its loads of the pending fields after the
+//! load of the target that led to it: a branch dependency does not order a later load),
+//! `IC IVAU` over the block, `DSB ISH`, `ISB`, store target := block, branch to the block. No
+//! interrupt reaches the consumer. Each consumer has its own [`ConsumerCell`], and its own
+//! store of the block address is its acknowledgement.
+//!
+//! [`FLUSH_STUB`] is the stub's machine code, to be placed once in executable memory (the
+//! kernel's text or an arena slot) and never changed. It is entered by `BR` with `X16` holding
+//! the address of the consumer's [`ConsumerCell`], as the site sequence
+//! `ADRP X16, cell; ADD X16, X16, :lo12:cell; LDR X17, [X16]; BR X17` leaves it; it clobbers
+//! only `X9`-`X11`, `X16` and `X17` (caller-saved under AAPCS64, so a site that is a function
+//! call may lose them) and keeps `X0`-`X8` and `LR` for the block.
+//! [`FlushThenRedirect::stub_model`] is the same sequence in Rust, and a host test runs the
+//! machine code in a small interpreter to check the two agree.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Env, PublishError, Strategy};
+use crate::arena::CodeBlock;
+use crate::cache::Maintenance;
+use crate::insn::{self, Barrier, Cond, IcOp, Reg, Width};
+use crate::platform::{CoreId, CoreSet, Platform};
+
+#[cfg(test)]
+#[path = "flush_stub_tests.rs"]
+mod tests;
+
+/// One consumer's cells, alone on a cache line pair. The consumer branches through `target`.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub struct ConsumerCell {
+    /// Where the consumer branches: the current block, or the flush stub while one is pending.
+    pub target: AtomicU64,
+    /// Address of the block the stub must make fresh and branch to.
+    pub pending: AtomicU64,
+    /// First instruction-cache line to invalidate (aligned down to the line size).
+    pub inval_start: AtomicU64,
+    /// End of the block (exclusive).
+    pub inval_end: AtomicU64,
+    /// Instruction-cache line size to step by; 0 when `DIC` makes invalidation unnecessary.
+    pub stride: AtomicU64,
+}
+
+const _: () = assert!(core::mem::size_of::<ConsumerCell>() == 128);
+const _: () = assert!(core::mem::offset_of!(ConsumerCell, target) == CELL_TARGET as usize);
+const _: () = assert!(core::mem::offset_of!(ConsumerCell, pending) == CELL_PENDING as usize);
+const _: () = assert!(core::mem::offset_of!(ConsumerCell, inval_start) == CELL_START as usize);
+const _: () = assert!(core::mem::offset_of!(ConsumerCell, inval_end) == CELL_END as usize);
+const _: () = assert!(core::mem::offset_of!(ConsumerCell, stride) == CELL_STRIDE as usize);
+
+const CELL_TARGET: i64 = 0;
+const CELL_PENDING: i64 = 8;
+const CELL_START: i64 = 16;
+const CELL_END: i64 = 24;
+const CELL_STRIDE: i64 = 32;
+
+/// Words in [`FLUSH_STUB`].
+pub const FLUSH_STUB_WORDS: usize = 14;
+
+/// An encoding that cannot fail (fixed registers and small offsets): a failure is a compile
+/// error, since [`FLUSH_STUB`] is a constant.
+const fn ok(r: Result<u32, insn::EncodeError>) -> u32 {
+    match r {
+        Ok(w) => w,
+        Err(_) => panic!("flush stub: unencodable instruction"),
+    }
+}
+
+const CELL: Reg = Reg::x(16);
+const BLOCK: Reg = Reg::x(17);
+const ADDR: Reg = Reg::x(9);
+const END: Reg = Reg::x(10);
+const STEP: Reg = Reg::x(11);
+
+/// The flush stub's machine code (see the module documentation for its entry convention).
+pub const FLUSH_STUB: [u32; FLUSH_STUB_WORDS] = [
+    // Order the loads below after the load of the target that led here.
+    insn::dmb(Barrier::Ish),
+    ok(insn::ldr_imm(ADDR, CELL, CELL_START)),
+    ok(insn::ldr_imm(END, CELL, CELL_END)),
+    ok(insn::ldr_imm(STEP, CELL, CELL_STRIDE)),
+    // Stride 0 (DIC): skip the invalidation and its DSB, to the ISB.
+    ok(insn::cbz(Width::X, STEP, 6 * 4, false)),
+    insn::ic(IcOp::Ivau, ADDR),
+    insn::add_reg(ADDR, ADDR, STEP),
+    insn::cmp_reg(ADDR, END),
+    ok(insn::b_cond(Cond::Cc, -3 * 4)),
+    insn::dsb(Barrier::Ish),
+    insn::ISB,
+    ok(insn::ldr_imm(BLOCK, CELL, CELL_PENDING)),
+    // The acknowledgement: from now on this consumer branches straight to the block.
+    insn::stlr(BLOCK, CELL),
+    ok(insn::br(BLOCK)),
+];
+
+impl ConsumerCell {
+    /// A cell whose consumer initially branches to `initial`.
+    pub const fn new(initial: u64) -> Self {
+        Self {
+            target: AtomicU64::new(initial),
+            pending: AtomicU64::new(0),
+            inval_start: AtomicU64::new(0),
+            inval_end: AtomicU64::new(0),
+            stride: AtomicU64::new(0),
+        }
+    }
+
+    fn addr(&self) -> usize {
+        self as *const Self as usize
+    }
+}
+
+/// The flush-then-redirect strategy, for one consumer (a one-element slice) or many.
+#[derive(Clone, Copy, Debug)]
+pub struct FlushThenRedirect {
+    stub: u64,
+}
+
+impl FlushThenRedirect {
+    /// The strategy, with the executable address of the fixed flush stub.
+    pub const fn new(stub: u64) -> Self {
+        Self { stub }
+    }
+
+    /// Waits, bounded by the environment's timeout, until every consumer in `cells` has run
+    /// the stub for `block` (its target is the block). On timeout names, by position in
+    /// `cells`, the consumers that have not.
+    pub fn wait_acknowledged<P: Platform + ?Sized, M: Maintenance>(
+        &self,
+        env: &Env<'_, P, M>,
+        cells: &[ConsumerCell],
+        block: &CodeBlock<'static>,
+    ) -> Result<(), PublishError> {
+        let pending = || {
+            let mut set = CoreSet::EMPTY;
+            for (i, c) in cells.iter().enumerate() {
+                if c.target.load(Ordering::Acquire) != block.exec_addr() {
+                    set = set.with(CoreId(i as u8));
+                }
+            }
+            set
+        };
+        if env
+            .platform
+            .wait_for(env.timeout, &mut || pending().is_empty())
+        {
+            Ok(())
+        } else {
+            Err(PublishError::Timeout { missing: pending() })
+        }
+    }
+
+    /// [`FLUSH_STUB`]'s sequence in Rust, as run by a consumer that branched to the stub
+    /// through `cell`, for host tests. Returns the block the stub branches to.
+    ///
+    /// # Safety
+    ///
+    /// The pending fields of `cell` describe code mapped at the executable alias.
+    #[cfg(any(test, feature = "fake"))]
+    pub unsafe fn stub_model<M: Maintenance>(cell: &ConsumerCell, backend: &M) -> u64 {
+        backend.dmb_ish();
+        let mut addr = cell.inval_start.load(Ordering::Relaxed);
+        let end = cell.inval_end.load(Ordering::Relaxed);
+        let stride = cell.stride.load(Ordering::Relaxed);
+        if stride != 0 {
+            loop {
+                // SAFETY: the caller guarantees the pending range is mapped.
+                unsafe { backend.ic_ivau(addr as usize) };
+                addr += stride;
+                if addr >= end {
+                    break;
+                }
+            }
+            backend.dsb_ish();
+        }
+        backend.isb();
+        let block = cell.pending.load(Ordering::Relaxed);
+        cell.target.store(block, Ordering::Release);
+        backend.observe_store(cell.addr(), block);
+        block
+    }
+}
+
+impl Strategy for FlushThenRedirect {
+    type Site = [ConsumerCell];
+
+    /// Cleans the block, then redirects every consumer to the stub. Returns without waiting:
+    /// [`wait_acknowledged`](Self::wait_acknowledged) tells when the old block is unreachable
+    /// from every consumer.
+    fn publish<P: Platform + ?Sized, M: Maintenance>(
+        &self,
+        env: &Env<'_, P, M>,
+        cells: &[ConsumerCell],
+        block: &CodeBlock<'static>,
+    ) -> Result<(), PublishError> {
+        block.clean(env.sync);
+        let policy = env.sync.policy();
+        let iline = policy.iline as u64;
+        let start = block.exec_addr() & !(iline - 1);
+        let end = block.exec_addr() + block.len() as u64;
+        let stride = if policy.invalidate { iline } else { 0 };
+        for cell in cells {
+            cell.pending.store(block.exec_addr(), Ordering::Relaxed);
+            cell.inval_start.store(start, Ordering::Relaxed);
+            cell.inval_end.store(end, Ordering::Relaxed);
+            cell.stride.store(stride, Ordering::Relaxed);
+            // Release: the consumer that loads the stub address also sees the pending fields
+            // (its stub's `DMB ISH` keeps its own loads of them in order).
+            cell.target.store(self.stub, Ordering::Release);
+            env.sync.backend().observe_store(cell.addr(), self.stub);
+        }
+        Ok(())
+    }
+}

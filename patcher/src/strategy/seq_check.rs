@@ -1,0 +1,107 @@
+//! Sequence check: consumers synchronize themselves at an entry check; the producer waits.
+//!
+//! A global sequence is published with release after the block's full maintenance. Each core
+//! keeps the highest sequence it has synchronized to, on its own cache line; its entry check
+//! compares the two and, when behind, runs `ISB` (after a compare and branch on the loaded
+//! value: the control-dependency-then-`ISB` shape, which the instruction-fetch model forbids
+//! from running stale code) and records the new value. The producer stores the site's
+//! pointer only once every online core has caught up, so no consumer can reach the block
+//! before it is fresh for it. No interrupt reaches a consumer; the cost is one load and
+//! compare per entry.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Env, IndirectSite, PublishError, Strategy};
+use crate::arena::CodeBlock;
+use crate::cache::Maintenance;
+use crate::platform::{CoreId, CoreSet, MAX_CORES, Platform};
+
+#[repr(C, align(128))]
+struct Seq(AtomicU64);
+
+const _: () = assert!(core::mem::size_of::<Seq>() == 128);
+
+/// Sequence-check state for up to `N` cores.
+pub struct SeqCheck<const N: usize> {
+    seq: Seq,
+    seen: [Seq; N],
+}
+
+impl<const N: usize> Default for SeqCheck<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> SeqCheck<N> {
+    /// Sequence 0, every core synchronized to it.
+    pub const fn new() -> Self {
+        assert!(
+            N <= MAX_CORES,
+            "SeqCheck: more cores than a CoreSet can name"
+        );
+        Self {
+            seq: Seq(AtomicU64::new(0)),
+            seen: [const { Seq(AtomicU64::new(0)) }; N],
+        }
+    }
+
+    /// The entry check, run by `core` before it enters patchable code. Returns whether it had
+    /// to synchronize.
+    ///
+    /// # Panics
+    ///
+    /// When `core` is not below `N`.
+    #[inline]
+    pub fn enter<M: Maintenance>(&self, core: CoreId, backend: &M) -> bool {
+        let s = self.seq.0.load(Ordering::Acquire);
+        let seen = &self.seen[core.index()].0;
+        if seen.load(Ordering::Relaxed) == s {
+            return false;
+        }
+        backend.isb();
+        seen.store(s, Ordering::Release);
+        true
+    }
+
+    /// The sequence `core` has synchronized to.
+    pub fn seen(&self, core: CoreId) -> u64 {
+        self.seen[core.index()].0.load(Ordering::Acquire)
+    }
+
+    fn behind(&self, cores: CoreSet, s: u64) -> CoreSet {
+        let mut set = CoreSet::EMPTY;
+        for c in cores.iter() {
+            if c.index() < N && self.seen(c) < s {
+                set = set.with(c);
+            }
+        }
+        set
+    }
+}
+
+impl<const N: usize> Strategy for SeqCheck<N> {
+    type Site = IndirectSite;
+
+    fn publish<P: Platform + ?Sized, M: Maintenance>(
+        &self,
+        env: &Env<'_, P, M>,
+        site: &IndirectSite,
+        block: &CodeBlock<'static>,
+    ) -> Result<(), PublishError> {
+        block.sync(env.sync);
+        let s = self.seq.0.fetch_add(1, Ordering::Release) + 1;
+        let others = env.others();
+        if !env
+            .platform
+            .wait_for(env.timeout, &mut || self.behind(others, s).is_empty())
+        {
+            return Err(PublishError::Timeout {
+                missing: self.behind(others, s),
+            });
+        }
+        self.enter(env.platform.current_core(), env.sync.backend());
+        site.store_release(block.exec_addr(), env.sync.backend());
+        Ok(())
+    }
+}

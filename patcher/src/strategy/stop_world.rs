@@ -1,0 +1,199 @@
+//! Stop-the-world: park every other core, edit anything in place, release.
+//!
+//! The baseline, like Linux's `stop_machine`: every other online core is sent into a rendezvous
+//! and spins there with interrupts masked; once all are parked the publisher may rewrite any
+//! instructions in place (no CMODX restriction, since no core is executing them), runs the full
+//! maintenance, and releases the cores, each of which runs `ISB` before it returns to the code.
+//! Costly for everyone, which is why the other strategies exist; needed for arbitrary edits.
+//!
+//! Every wait is bounded on the publisher's side: if a core does not park in time, nothing is
+//! written, everyone parked is released, and the error names the missing cores. A parked core
+//! waits only for the publisher's release, which always comes. Each core records the
+//! generation it is parked for in its own cell, so a late handler from an earlier, abandoned
+//! rendezvous is never mistaken for a parked core.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Env, IndirectSite, PublishError, Strategy};
+use crate::arena::CodeBlock;
+use crate::cache::{CodeSync, Maintenance};
+use crate::code_write;
+use crate::platform::{CoreId, CoreSet, IpiWork, MAX_CORES, Platform};
+
+#[cfg(test)]
+#[path = "stop_world_tests.rs"]
+mod tests;
+
+#[repr(C, align(128))]
+struct Cell(AtomicU64);
+
+const _: () = assert!(core::mem::size_of::<Cell>() == 128);
+
+/// The rendezvous: the IPI work every parked core runs, in a `static`.
+pub struct Rendezvous<M: 'static, const N: usize> {
+    sync: CodeSync<M>,
+    generation: Cell,
+    released: Cell,
+    parked: [Cell; N],
+    serial: spin::Mutex<()>,
+}
+
+impl<M: Maintenance, const N: usize> Rendezvous<M, N> {
+    /// A rendezvous whose cores synchronize with `sync`'s backend on release.
+    pub const fn new(sync: CodeSync<M>) -> Self {
+        assert!(
+            N <= MAX_CORES,
+            "Rendezvous: more cores than a CoreSet can name"
+        );
+        Self {
+            sync,
+            generation: Cell(AtomicU64::new(0)),
+            released: Cell(AtomicU64::new(0)),
+            parked: [const { Cell(AtomicU64::new(0)) }; N],
+            serial: spin::Mutex::new(()),
+        }
+    }
+
+    fn not_parked(&self, targets: CoreSet, g: u64) -> CoreSet {
+        let mut set = CoreSet::EMPTY;
+        for c in targets.iter() {
+            if c.index() >= N || self.parked[c.index()].0.load(Ordering::Acquire) != g {
+                set = set.with(c);
+            }
+        }
+        set
+    }
+}
+
+impl<M: Maintenance + Sync, const N: usize> IpiWork for Rendezvous<M, N> {
+    fn run(&self, core: CoreId) {
+        let Some(cell) = self.parked.get(core.index()) else {
+            return;
+        };
+        let g = self.generation.0.load(Ordering::Acquire);
+        cell.0.store(g, Ordering::Release);
+        while self.released.0.load(Ordering::Acquire) < g {
+            self.sync.backend().relax();
+        }
+        cell.0.store(0, Ordering::Release);
+        // The edit is complete (its maintenance finished before the release): fetch anew.
+        self.sync.backend().isb();
+    }
+}
+
+/// A range of code words that may be rewritten in place while the world is stopped.
+pub struct InPlaceSite {
+    write_va: usize,
+    exec_va: usize,
+    words: usize,
+}
+
+impl InPlaceSite {
+    /// `words` instruction words at `write_va` (writable alias) / `exec_va` (executable).
+    ///
+    /// # Safety
+    ///
+    /// For the rest of the program both ranges are mapped (the write alias as writable Normal
+    /// memory), map the same memory, and are written only through [`StopTheWorld`].
+    pub unsafe fn new(write_va: usize, exec_va: usize, words: usize) -> Result<Self, PublishError> {
+        for addr in [write_va, exec_va] {
+            if !addr.is_multiple_of(4) {
+                return Err(PublishError::Misaligned { addr });
+            }
+        }
+        Ok(Self {
+            write_va,
+            exec_va,
+            words,
+        })
+    }
+}
+
+/// The stop-the-world strategy.
+pub struct StopTheWorld<M: 'static, const N: usize> {
+    rv: &'static Rendezvous<M, N>,
+}
+
+impl<W: Maintenance + Sync, const N: usize> StopTheWorld<W, N> {
+    /// The strategy, with its rendezvous.
+    pub const fn new(rv: &'static Rendezvous<W, N>) -> Self {
+        Self { rv }
+    }
+
+    /// Stops every other online core, runs `edit` (which may write only memory the stopped
+    /// cores are not using as data), releases them; returns `edit`'s value.
+    pub fn stopped<P: Platform + ?Sized, M: Maintenance, R>(
+        &self,
+        env: &Env<'_, P, M>,
+        edit: impl FnOnce() -> R,
+    ) -> Result<R, PublishError> {
+        let _serial = self.rv.serial.lock();
+        let g = self.rv.generation.0.fetch_add(1, Ordering::AcqRel) + 1;
+        let targets = env.others();
+        let result = match env.platform.ipi_send(targets, self.rv) {
+            Err(e) => Err(PublishError::Ipi(e)),
+            Ok(()) => {
+                if env.platform.wait_for(env.timeout, &mut || {
+                    self.rv.not_parked(targets, g).is_empty()
+                }) {
+                    Ok(edit())
+                } else {
+                    Err(PublishError::Timeout {
+                        missing: self.rv.not_parked(targets, g),
+                    })
+                }
+            }
+        };
+        // Release in every case: a parked core waits for nothing else.
+        self.rv.released.0.store(g, Ordering::Release);
+        env.sync.backend().isb();
+        result
+    }
+
+    /// Rewrites `site` with `words` (exactly as many as the site has) while every other core
+    /// is parked, with the full maintenance before the release. Nothing is written when the
+    /// lengths differ or the cores do not all park.
+    pub fn patch_in_place<P: Platform + ?Sized, M: Maintenance>(
+        &self,
+        env: &Env<'_, P, M>,
+        site: &InPlaceSite,
+        words: &[u32],
+    ) -> Result<(), PublishError> {
+        if words.len() != site.words {
+            return Err(PublishError::LengthMismatch {
+                expected: site.words,
+                found: words.len(),
+            });
+        }
+        self.stopped(env, || {
+            for (i, &w) in words.iter().enumerate() {
+                // SAFETY: `InPlaceSite::new`'s contract: the word is mapped writable and written
+                // only here, under the rendezvous' serial lock.
+                unsafe { code_write::write_word((site.write_va as *mut u32).wrapping_add(i), w) };
+            }
+            // SAFETY: `InPlaceSite::new`'s contract: both aliases are mapped.
+            unsafe {
+                env.sync
+                    .sync_range(site.write_va, site.exec_va, words.len() * 4)
+            };
+        })
+    }
+}
+
+impl<W: Maintenance + Sync, const N: usize> Strategy for StopTheWorld<W, N> {
+    type Site = IndirectSite;
+
+    /// The baseline for pointer publication: full maintenance and the pointer store while the
+    /// world is stopped.
+    fn publish<P: Platform + ?Sized, M: Maintenance>(
+        &self,
+        env: &Env<'_, P, M>,
+        site: &IndirectSite,
+        block: &CodeBlock<'static>,
+    ) -> Result<(), PublishError> {
+        self.stopped(env, || {
+            block.sync(env.sync);
+            site.store_release(block.exec_addr(), env.sync.backend());
+        })
+    }
+}
