@@ -10,10 +10,31 @@
 use crate::arch::cpu;
 use crate::smp;
 use boards::{Board, CoreMask, Current, MAX_CORES};
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering};
+use patcher::platform::{CoreId, IpiWork};
 
 /// A function run on the target core, in its IRQ handler, with the sender's index and an argument.
 pub type Handler = fn(sender: usize, arg: usize);
+
+/// What a target runs: a function and argument, or a patcher work item (run with the target's
+/// own index).
+#[derive(Clone, Copy)]
+pub enum Request {
+    /// `handler(sender, arg)`.
+    Call(Handler, usize),
+    /// `work.run(target)`.
+    Work(&'static dyn IpiWork),
+}
+
+impl Request {
+    fn run(self, sender: usize, me: usize) {
+        match self {
+            Request::Call(handler, arg) => handler(sender, arg),
+            Request::Work(work) => work.run(CoreId(me as u8)),
+        }
+    }
+}
 
 /// Why an inter-core call did not complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
@@ -34,9 +55,14 @@ pub enum IpiError {
 struct Mailbox {
     seq: AtomicU64,
     ack: AtomicU64,
-    handler: AtomicUsize,
-    arg: AtomicUsize,
+    request: UnsafeCell<Option<Request>>,
 }
+
+// SAFETY: `request` is written only by the sender, while `ack == seq` (the target is done with
+// the previous request), before it publishes `seq + 1` with release; it is read only by the
+// target after an acquire load of `seq` shows a new request, and before it acknowledges with
+// release. The two accesses are therefore ordered, never concurrent.
+unsafe impl Sync for Mailbox {}
 
 const _: () = assert!(core::mem::size_of::<Mailbox>() == 64);
 
@@ -46,8 +72,7 @@ static MAILBOXES: [[Mailbox; MAX_CORES]; MAX_CORES] = [const {
         Mailbox {
             seq: AtomicU64::new(0),
             ack: AtomicU64::new(0),
-            handler: AtomicUsize::new(0),
-            arg: AtomicUsize::new(0),
+            request: UnsafeCell::new(None),
         }
     }; MAX_CORES]
 }; MAX_CORES];
@@ -67,6 +92,15 @@ pub fn send(
     targets: CoreMask,
     handler: Handler,
     arg: usize,
+    timeout_us: u64,
+) -> Result<Ticket, IpiError> {
+    send_request(targets, Request::Call(handler, arg), timeout_us)
+}
+
+/// [`send`] for any [`Request`].
+pub fn send_request(
+    targets: CoreMask,
+    request: Request,
     timeout_us: u64,
 ) -> Result<Ticket, IpiError> {
     let me = cpu::core_id();
@@ -93,8 +127,9 @@ pub fn send(
             }
             cpu::relax();
         }
-        mb.handler.store(handler as usize, Ordering::Relaxed);
-        mb.arg.store(arg, Ordering::Relaxed);
+        // SAFETY: `ack == seq` (acquire, above): the target has finished with the previous
+        // request and will not read this one before the release store of `seq + 1` below.
+        unsafe { *mb.request.get() = Some(request) };
         mb.seq.store(seq + 1, Ordering::Release);
         ticket.seqs[t] = seq + 1;
     }
@@ -106,7 +141,7 @@ pub fn send(
     }
     if targets.contains(me) {
         let saved = cpu::irq_save();
-        handler(me, arg);
+        request.run(me, me);
         cpu::irq_restore(saved);
     }
     Ok(ticket)
@@ -173,12 +208,12 @@ pub fn handle() {
         if seq == mb.ack.load(Ordering::Relaxed) {
             continue;
         }
-        let handler = mb.handler.load(Ordering::Relaxed);
-        let arg = mb.arg.load(Ordering::Relaxed);
-        // SAFETY: `send` stored a `Handler` fn pointer here before publishing `seq` with release;
-        // the acquire load of `seq` above makes that store visible.
-        let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(handler) };
-        handler(sender, arg);
+        // SAFETY: the acquire load of `seq` shows a new request, which the sender stored before
+        // publishing `seq`; the sender will not touch it again until the release below.
+        let request = unsafe { *mb.request.get() };
+        if let Some(request) = request {
+            request.run(sender, me);
+        }
         mb.ack.store(seq, Ordering::Release);
     }
 }

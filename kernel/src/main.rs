@@ -20,6 +20,7 @@ mod ipi;
 mod irq;
 mod log;
 mod panic;
+mod patch;
 mod smp;
 mod sync;
 mod tests;

@@ -29,6 +29,18 @@ pub enum Expect {
     Fault = 1,
 }
 
+/// How QEMU's TCG runs the cores for a test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Tcg {
+    /// One host thread per core (QEMU's default): real parallelism. QEMU may leave a core on old
+    /// translated code (it is coherent only eventually), and spinning cores compete for host CPUs.
+    MultiThreaded = 0,
+    /// One host thread runs the cores in turn (`-accel tcg,thread=single`): a core waiting with
+    /// `YIELD` hands over at once, and every core sees rewritten code immediately.
+    SingleThreaded = 1,
+}
+
 /// The board-independent description of one kernel test.
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
@@ -41,8 +53,8 @@ pub struct TestHeader {
     pub timeout_s: u32,
     /// The fewest cores the test can run on.
     pub min_cores: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// [`Tcg`] as a number.
+    pub tcg: u32,
 }
 
 /// Bytes from one record to the next: the header and one code pointer.
@@ -52,7 +64,7 @@ const _: () = assert!(core::mem::size_of::<TestHeader>() == 40);
 
 impl TestHeader {
     /// A header for `name` (at most [`NAME_LEN`] bytes, checked at compile time when const).
-    pub const fn new(name: &str, expect: Expect, timeout_s: u32, min_cores: u32) -> Self {
+    pub const fn new(name: &str, expect: Expect, timeout_s: u32, min_cores: u32, tcg: Tcg) -> Self {
         let bytes = name.as_bytes();
         assert!(
             !bytes.is_empty() && bytes.len() <= NAME_LEN,
@@ -69,7 +81,7 @@ impl TestHeader {
             expect: expect as u32,
             timeout_s,
             min_cores,
-            reserved: 0,
+            tcg: tcg as u32,
         }
     }
 
@@ -88,6 +100,15 @@ impl TestHeader {
         }
     }
 
+    /// The TCG mode, if the number is known.
+    pub fn tcg(&self) -> Option<Tcg> {
+        match self.tcg {
+            0 => Some(Tcg::MultiThreaded),
+            1 => Some(Tcg::SingleThreaded),
+            _ => None,
+        }
+    }
+
     /// Reads a header from the first bytes of a record (little-endian, as on AArch64).
     pub fn parse(bytes: &[u8]) -> Option<Self> {
         if bytes.len() < core::mem::size_of::<Self>() {
@@ -101,7 +122,7 @@ impl TestHeader {
             expect: word(NAME_LEN),
             timeout_s: word(NAME_LEN + 4),
             min_cores: word(NAME_LEN + 8),
-            reserved: word(NAME_LEN + 12),
+            tcg: word(NAME_LEN + 12),
         })
     }
 }
@@ -112,13 +133,14 @@ mod tests {
 
     #[test]
     fn header_round_trips_through_bytes() {
-        let h = TestHeader::new("ipi", Expect::Fault, 30, 2);
+        let h = TestHeader::new("ipi", Expect::Fault, 30, 2, Tcg::SingleThreaded);
         // SAFETY: TestHeader is repr(C) plain data with no padding (size asserted above).
         let bytes: [u8; 40] = unsafe { core::mem::transmute(h) };
         let p = TestHeader::parse(&bytes).unwrap();
         assert_eq!(p.name(), "ipi");
         assert_eq!(p.expect(), Some(Expect::Fault));
         assert_eq!((p.timeout_s, p.min_cores), (30, 2));
+        assert_eq!(p.tcg(), Some(Tcg::SingleThreaded));
     }
 
     #[test]
@@ -128,7 +150,7 @@ mod tests {
 
     #[test]
     fn unknown_expectation_is_none() {
-        let mut h = TestHeader::new("x", Expect::Pass, 1, 1);
+        let mut h = TestHeader::new("x", Expect::Pass, 1, 1, Tcg::MultiThreaded);
         h.expect = 7;
         assert_eq!(h.expect(), None);
     }

@@ -95,7 +95,11 @@ impl BoardConfig {
     pub fn cores(&self, requested: Option<u32>) -> Result<u32> {
         let n = requested.unwrap_or(self.default_cores);
         if self.max_cores == self.default_cores && n != self.max_cores {
-            bail!("board {} always has {} cores, not {n}", self.name, self.max_cores);
+            bail!(
+                "board {} always has {} cores, not {n}",
+                self.name,
+                self.max_cores
+            );
         }
         if n == 0 || n > self.max_cores {
             bail!(

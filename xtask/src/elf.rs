@@ -1,7 +1,7 @@
 //! What xtask reads from the kernel ELF: the kernel-test records.
 
 use anyhow::{Context, Result, bail};
-use graft_kernel::testinfo::{Expect, RECORD_SIZE, SECTION, TestHeader};
+use graft_kernel::testinfo::{Expect, RECORD_SIZE, SECTION, Tcg, TestHeader};
 use object::{Object, ObjectSection};
 
 /// A kernel test as recorded in the ELF.
@@ -15,6 +15,8 @@ pub struct KernelTest {
     pub timeout_s: u32,
     /// The fewest cores it runs on.
     pub min_cores: u32,
+    /// How QEMU's TCG must run the cores.
+    pub tcg: Tcg,
 }
 
 /// Lists the kernel tests in `elf`.
@@ -36,11 +38,15 @@ pub fn tests(elf: &[u8]) -> Result<Vec<KernelTest>> {
             let expect = h.expect().with_context(|| {
                 format!("test {} has unknown expectation {}", h.name(), h.expect)
             })?;
+            let tcg = h
+                .tcg()
+                .with_context(|| format!("test {} has unknown TCG mode {}", h.name(), h.tcg))?;
             Ok(KernelTest {
                 name: h.name().to_string(),
                 expect,
                 timeout_s: h.timeout_s,
                 min_cores: h.min_cores,
+                tcg,
             })
         })
         .collect()

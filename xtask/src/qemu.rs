@@ -6,7 +6,7 @@ use crate::logs::{Line, Symbols};
 use crate::{build, image, prereq};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use graft_kernel::testinfo::{EXIT_FAULT, EXIT_PASS, Expect};
+use graft_kernel::testinfo::{EXIT_FAULT, EXIT_PASS, Expect, Tcg};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -83,6 +83,9 @@ impl Run<'_> {
         cmd.args(["-M", self.board.machine, "-m", self.board.memory]);
         if let Some(cpu) = self.board.cpu {
             cmd.args(["-cpu", cpu]);
+        }
+        if self.test.map(|t| t.tcg) == Some(Tcg::SingleThreaded) {
+            cmd.args(["-accel", "tcg,thread=single"]);
         }
         cmd.args(["-smp", &self.cores.to_string()])
             .args([

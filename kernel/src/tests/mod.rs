@@ -8,6 +8,7 @@
 mod demo;
 mod fault;
 mod ipi;
+mod patch;
 mod smp;
 mod timer;
 mod wx;
@@ -49,6 +50,17 @@ const _: () = assert!(core::mem::size_of::<KernelTest>() == RECORD_SIZE);
 /// Registers a kernel test.
 macro_rules! kernel_test {
     ($static:ident, $name:literal, $expect:ident, timeout_s = $timeout:literal, min_cores = $min:literal, $run:path) => {
+        kernel_test!(
+            $static,
+            $name,
+            $expect,
+            timeout_s = $timeout,
+            min_cores = $min,
+            $run,
+            tcg = MultiThreaded
+        );
+    };
+    ($static:ident, $name:literal, $expect:ident, timeout_s = $timeout:literal, min_cores = $min:literal, $run:path, tcg = $tcg:ident) => {
         #[unsafe(link_section = ".graft_tests")]
         #[used]
         static $static: $crate::tests::KernelTest = $crate::tests::KernelTest {
@@ -57,6 +69,7 @@ macro_rules! kernel_test {
                 graft_kernel::testinfo::Expect::$expect,
                 $timeout,
                 $min,
+                graft_kernel::testinfo::Tcg::$tcg,
             ),
             run: $run,
         };

@@ -105,8 +105,8 @@ impl BranchFlip {
 impl Strategy for BranchFlip {
     type Site = FlipSite;
 
-    /// Makes `block` fresh (full maintenance), then flips the site to branch to it. The IPI
-    /// that follows the flip serves both.
+    /// Makes `block` fresh (full maintenance) and synchronizes every core (IPI), then flips the
+    /// site to branch to it (a second IPI makes the new branch what every core runs).
     fn publish<P: Platform + ?Sized, M: Maintenance>(
         &self,
         env: &Env<'_, P, M>,
@@ -114,6 +114,11 @@ impl Strategy for BranchFlip {
         block: &CodeBlock<'static>,
     ) -> Result<(), PublishError> {
         block.sync(env.sync);
+        // A consumer may fetch the new branch before the flip's IPI reaches it, and then runs
+        // the block with no context synchronization of its own since the block was made
+        // fresh. So every core synchronizes once the block is fresh, before the flip.
+        env.platform
+            .ipi_sync(env.others(), SYNC_ONLY, env.timeout)?;
         self.branch_to(env, site, block.exec_addr()).map(drop)
     }
 }
