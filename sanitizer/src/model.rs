@@ -1,0 +1,488 @@
+//! The coherence model: a pure state machine over stores, loads, barriers, cache maintenance,
+//! context synchronization and instruction execution, keyed by physical address.
+//!
+//! # The rules, and where they come from
+//!
+//! A word written by a store is *fresh* for core `e` once this chain holds (DESIGN section 1,
+//! and the herd7 instruction-fetch catalogue, `aarch64-ifetch`):
+//!
+//! 1. **clean** (`CTR_EL0.IDC = 0`): a `DC CVAU`/`CVAC`/`CIVAC`/`CVAP` of the line that is
+//!    *ordered after* every write to it. The writer's own `DC` of the same line is ordered
+//!    after its earlier stores (program order to the same line). Another core's `DC` needs the
+//!    write to reach it through observed ordering: `STR; DMB ST; STR flag` then
+//!    `LDR flag; DMB ISH; DC` is ordered; with `DMB LD` it is not (catalogue
+//!    `MP.RF+dmb.st+dmb.ld-dc-dsb-ic-dsb-isb`, Allowed, against its `DMB ISH` twin, Forbidden).
+//! 2. **invalidate** (`DIC = 0`): an `IC IVAU` (or `IC IALLUIS`) ordered after the clean (with
+//!    `IDC = 1`: after the writes). On one core that takes a `DSB` or `DMB` between `DC` and
+//!    `IC`; across cores a release/acquire chain or an address dependency from the load that
+//!    observed it (`MP.RF+dc-dmb+addr-ic-dsb-isb`, Forbidden). With `ic-broadcast=on` it
+//!    invalidates for every core, with `off` only for the issuer. **Completion**: the issuer's
+//!    next full `DSB`.
+//! 3. **context synchronization** on `e`: an `ISB` ordered after that completion (with
+//!    `DIC = 1`: after the clean, or the write when `IDC = 1` too, which then needs a `DSB`
+//!    between write and `ISB` on one core: `SM.B+dsb.ish-isb` Forbidden, `SM.B+isb` Allowed).
+//!    The model is stricter than herd7 in one place: a core that did the whole sequence itself
+//!    still needs its `ISB` (`SM.B+dc.cvau-dsb.ish-ic.vau-dsb.ish`, Forbidden in herd7), as the
+//!    Arm ARM and DESIGN section 1 require. Exception entry, `ERET` and `SVC`/`HVC`/`SMC`
+//!    count as context synchronization once the completion has happened (in QEMU's execution
+//!    order): an exception is taken at a precise point, unlike an `ISB`, which a core may
+//!    perform before an earlier load is satisfied.
+//!
+//! # Ordering between cores
+//!
+//! Each core keeps vector clocks ([`Clock`]) of the events ordered before its later loads and
+//! stores (`mem`), stores (`st`), cache maintenance (`cmo`) and `ISB` (`isb`). A store carries
+//! the clock of what is ordered before it (everything for `STLR`); a load that reads it joins
+//! that clock into `seen`, and into more clocks depending on what orders the load:
+//!
+//! | reader shape | orders the observed events before |
+//! | --- | --- |
+//! | `LDAR`/`LDAPR` (acquire) | later loads and stores only: acquire then `ISB` is not enough |
+//! | `DMB ISH`/`SY` after the load | later loads, stores, `DC`/`IC`; not an `ISB` |
+//! | `DMB LD` | later loads and stores; not `DC`/`IC` (catalogue: Allowed) |
+//! | `DSB` (any but `ST`) | everything, `ISB` included (`+dsb.ld-isb`, Forbidden) |
+//! | load feeding a `CBZ`/`B.cond` | later stores; after the next `ISB` everything (`ctrlisb`) |
+//! | load feeding a `DC`/`IC` address | that maintenance instruction |
+//! | `LDR x; BR x` (address into a branch) | nothing: `miniJit01` is Allowed |
+//!
+//! Executing a written word that is fresh joins the writer's clock like a load (an instruction
+//! fetch reads from the write: `MP.FF+dc.cvau-dsb.ish+ic.vau-dsb.ish-isb`, Forbidden). A load
+//! whose value the model cannot follow only loses information, so the model then reports
+//! more, never less.
+//!
+//! # Choices where the sources leave room (each one errs towards reporting)
+//!
+//! - Only a full `DSB` (`ISH`, `SY`, `OSH`, `NSH`) completes `DC`/`IC`; `DSB ST` completes
+//!   stores (what `IDC = 1` code uses between the write and the `IC`) but not a `DC` issued
+//!   since the last full `DSB`; `DMB ST` orders neither a `DC`.
+//! - A `DMB` never orders a later `ISB`; an acquire orders later loads and stores, not `DC`/`IC`.
+//! - `DC IVAC` (invalidate without clean), set/way operations and `DC ZVA` are not cleans;
+//!   `IC IALLU` is local even with `ic-broadcast=on`.
+//! - A rewrite with the same value, or a word of a written line that was not itself written,
+//!   is not reported. Each (core, write) pair is reported once.
+//! - A word's *old* value is the one last translated; a word written before it was ever
+//!   executed has no known old value and counts as outside the CMODX set.
+
+use std::collections::{HashMap, HashSet};
+
+mod sync;
+
+use crate::clock::{Clock, MAX_CORES};
+use crate::decode::is_cmodx;
+use crate::report::{Kind, Report, Summary};
+
+/// The model's configuration (plugin arguments).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Number of cores (vCPUs), at most [`MAX_CORES`].
+    pub cores: usize,
+    /// `IC IVAU`/`IC IALLUIS` reach every core (`true`) or only the issuer.
+    pub ic_broadcast: bool,
+    /// `CTR_EL0.IDC`: no clean needed.
+    pub idc: bool,
+    /// `CTR_EL0.DIC`: no invalidate needed.
+    pub dic: bool,
+    /// Cache line size in bytes (both D and I side), a power of two.
+    pub line: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            cores: 2,
+            ic_broadcast: true,
+            idc: false,
+            dic: false,
+            line: 64,
+        }
+    }
+}
+
+/// How a load is ordered by what follows it in its block (see [`crate::decode::LoadDeps`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadKind {
+    /// Load-acquire.
+    pub acquire: bool,
+    /// Its value decides a conditional branch.
+    pub ctrl: bool,
+    /// Its value is the address of the next `DC`/`IC`.
+    pub addr_cmo: bool,
+}
+
+/// A context synchronization event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cse {
+    /// `ISB`: counts for completions ordered before it.
+    Isb,
+    /// Exception entry, `ERET`, `SVC`/`HVC`/`SMC`: counts for completions already done.
+    Exception,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ev {
+    core: usize,
+    ts: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Inval {
+    ic: Ev,
+    done: Option<Ev>,
+}
+
+#[derive(Clone, Debug)]
+struct WordWrite {
+    pa: u64,
+    core: usize,
+    pc: u64,
+    ts: u32,
+    rel: Clock,
+    old: Option<u32>,
+    new: u32,
+    all_cmodx: bool,
+    /// Some earlier value since the last fresh point differs from `new`.
+    changed: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Line {
+    writes: Vec<WordWrite>,
+    clean: Option<Ev>,
+    clean_done: Option<Ev>,
+    clean_unordered: bool,
+    ic_unordered: bool,
+    inval: [Option<Inval>; MAX_CORES],
+    fresh: u64,
+    /// Cores that had a context synchronization event since the last write, which did not
+    /// make the line fresh (so what was missing came before it).
+    cse_since_write: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Core {
+    now: u32,
+    seen: Clock,
+    mem: Clock,
+    st: Clock,
+    cmo: Clock,
+    isb: Clock,
+    ctrl: Clock,
+    addr: Option<Clock>,
+    unfenced_dc: bool,
+    last_dsb_st: u32,
+    pending: Vec<u64>,
+    iteration: Option<u64>,
+}
+
+impl Core {
+    fn tick(&mut self) -> u32 {
+        self.now += 1;
+        self.now
+    }
+}
+
+/// The whole model. Not thread-safe: the plugin keeps it behind one lock.
+#[derive(Debug)]
+pub struct Model {
+    cfg: Config,
+    cores: Vec<Core>,
+    lines: HashMap<u64, Line>,
+    known: HashMap<u64, u32>,
+    code_pages: HashSet<u64>,
+    ranges: Vec<(u64, u64)>,
+    cells: HashMap<u64, Clock>,
+    published: Vec<(u64, u64)>,
+    reported: HashSet<(usize, u64, u32)>,
+    /// Counters for the exit line.
+    pub summary: Summary,
+}
+
+impl Model {
+    /// A model with nothing written.
+    pub fn new(cfg: Config) -> Self {
+        assert!(
+            cfg.cores >= 1 && cfg.cores <= MAX_CORES,
+            "1..={MAX_CORES} cores"
+        );
+        assert!(cfg.line.is_power_of_two() && cfg.line >= 4);
+        Self {
+            cfg,
+            cores: vec![Core::default(); cfg.cores],
+            lines: HashMap::new(),
+            known: HashMap::new(),
+            code_pages: HashSet::new(),
+            ranges: Vec::new(),
+            cells: HashMap::new(),
+            published: Vec::new(),
+            reported: HashSet::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    fn line_of(&self, pa: u64) -> u64 {
+        pa & !(self.cfg.line - 1)
+    }
+
+    fn all_mask(&self) -> u64 {
+        (1u64 << self.cfg.cores) - 1
+    }
+
+    fn covers_pending(&self, rel: &Clock) -> bool {
+        self.lines
+            .values()
+            .flat_map(|l| &l.writes)
+            .any(|w| rel.covers(w.core, w.ts))
+    }
+
+    /// True if a store by `core` now (a release if `release`) could carry ordering that
+    /// matters to a pending line; a store that cannot only needs to erase older knowledge.
+    pub fn store_matters(&self, core: usize, release: bool) -> bool {
+        let c = &self.cores[core];
+        let mut rel = c.mem;
+        rel.join(&c.st);
+        if release {
+            for k in [&c.seen, &c.cmo, &c.isb, &c.ctrl] {
+                rel.join(k);
+            }
+            rel.raise(core, c.now);
+        }
+        self.covers_pending(&rel)
+    }
+
+    /// True if the ordering of the store at `pa` is remembered for its readers.
+    pub fn is_cell(&self, pa: u64) -> bool {
+        self.cells.contains_key(&pa)
+    }
+
+    /// True if some store's ordering is remembered (loads need to be followed).
+    pub fn has_cells(&self) -> bool {
+        !self.cells.is_empty()
+    }
+
+    /// The tracked physical ranges (`TRACK_CODE`, `track=`), end exclusive.
+    pub fn tracked_ranges(&self) -> &[(u64, u64)] {
+        &self.ranges
+    }
+
+    /// The 4 KiB physical pages holding words that await synchronization.
+    pub fn pending_pages(&self) -> Vec<u64> {
+        let mut p: Vec<u64> = self.lines.keys().map(|l| l >> 12).collect();
+        p.sort_unstable();
+        p.dedup();
+        p
+    }
+
+    /// True while some written line is not yet fresh for every core: only then do loads and
+    /// stores of data need to be followed (earlier events cannot order later ones).
+    pub fn open(&self) -> bool {
+        !self.lines.is_empty()
+    }
+
+    /// Records that the word at `pa` was translated as code holding `word`.
+    pub fn note_code(&mut self, pa: u64, word: u32) {
+        self.known.insert(pa, word);
+        self.code_pages.insert(pa >> 12);
+    }
+
+    /// Tracks writes to the physical range `[pa, pa + len)` as potential code.
+    pub fn track_range(&mut self, pa: u64, len: u64) {
+        self.ranges.push((pa, pa.saturating_add(len)));
+    }
+
+    /// True if a store to `pa` may write code.
+    pub fn is_code(&self, pa: u64) -> bool {
+        self.code_pages.contains(&(pa >> 12))
+            || self.ranges.iter().any(|&(s, e)| (s..e).contains(&pa))
+    }
+
+    /// The word at `pa` as the model last saw it (a pending write, else the translated word).
+    pub fn current_word(&self, pa: u64) -> Option<u32> {
+        let pa = pa & !3;
+        self.lines
+            .get(&self.line_of(pa))
+            .and_then(|l| l.writes.iter().find(|w| w.pa == pa).map(|w| w.new))
+            .or_else(|| self.known.get(&pa).copied())
+    }
+
+    /// A store by `core` at `pc` of `bytes` (little-endian, as stored) at `pa`. Bytes of a
+    /// partly written word that the model never saw count as zero.
+    pub fn store(&mut self, core: usize, pc: u64, pa: u64, bytes: &[u8], release: bool) {
+        let len = bytes.len() as u64;
+        let word_at = |m: &Self, word: u64| {
+            let mut b = m.current_word(word).unwrap_or(0).to_le_bytes();
+            for (i, byte) in b.iter_mut().enumerate() {
+                let a = word + i as u64;
+                if (pa..pa + len).contains(&a) {
+                    *byte = bytes[(a - pa) as usize];
+                }
+            }
+            u32::from_le_bytes(b)
+        };
+        let c = &mut self.cores[core];
+        let mut rel = c.mem;
+        rel.join(&c.st);
+        if release {
+            for k in [&c.seen, &c.cmo, &c.isb, &c.ctrl] {
+                rel.join(k);
+            }
+            rel.raise(core, c.now);
+        }
+        let ts = c.tick();
+        // Remember what a reader of this store learns, if that can matter: only a clock that
+        // covers some pending write can order a later step of its synchronization.
+        let keep = self.covers_pending(&rel);
+        let mut a = pa;
+        while a < pa + len.max(1) {
+            if keep {
+                self.cells.insert(a, rel);
+            } else {
+                self.cells.remove(&a);
+            }
+            a += 8;
+        }
+        if !self.is_code(pa) {
+            return;
+        }
+        let mut word = pa & !3;
+        while word < pa + len.max(1) {
+            let new = word_at(self, word);
+            let line = self.line_of(word);
+            let prev = self.known.get(&word).copied();
+            let l = self.lines.entry(line).or_default();
+            let (old, all, changed) = match l.writes.iter().position(|w| w.pa == word) {
+                Some(i) => {
+                    let w = l.writes.swap_remove(i);
+                    (w.old, w.all_cmodx, w.changed || w.new != new)
+                }
+                None => (prev, prev.is_some_and(is_cmodx), prev != Some(new)),
+            };
+            l.writes.push(WordWrite {
+                pa: word,
+                core,
+                pc,
+                ts,
+                rel,
+                old,
+                new,
+                all_cmodx: all && is_cmodx(new),
+                changed,
+            });
+            // A new write undoes every step taken for the line so far.
+            l.clean = None;
+            l.clean_done = None;
+            l.clean_unordered = false;
+            l.ic_unordered = false;
+            l.inval = [None; MAX_CORES];
+            l.fresh = 0;
+            l.cse_since_write = 0;
+            word += 4;
+        }
+    }
+
+    /// A load by `core` of `pa`.
+    pub fn load(&mut self, core: usize, pa: u64, kind: LoadKind) {
+        let Some(obs) = self.cells.get(&pa).copied() else {
+            if kind.addr_cmo {
+                self.cores[core].addr = None;
+            }
+            return;
+        };
+        let c = &mut self.cores[core];
+        c.seen.join(&obs);
+        if kind.acquire {
+            c.mem.join(&obs);
+        }
+        if kind.ctrl {
+            c.ctrl.join(&obs);
+            c.st.join(&obs);
+        }
+        if kind.addr_cmo {
+            c.addr = Some(obs);
+        }
+    }
+
+    /// True if `va` lies in a range marked published.
+    pub fn is_published(&self, va: u64) -> bool {
+        self.published.iter().any(|&(s, e)| (s..e).contains(&va))
+    }
+
+    /// Marks `[va, va + len)` published (`true`) or in flight again (`false`).
+    pub fn set_published(&mut self, va: u64, len: u64, published: bool) {
+        let end = va.saturating_add(len);
+        let mut out = Vec::new();
+        for &(s, e) in &self.published {
+            if e <= va || s >= end {
+                out.push((s, e));
+            } else {
+                if s < va {
+                    out.push((s, va));
+                }
+                if e > end {
+                    out.push((end, e));
+                }
+            }
+        }
+        if published {
+            out.push((va, end));
+        }
+        self.published = out;
+    }
+
+    /// Sets the iteration number reports from `core` carry.
+    pub fn set_iteration(&mut self, core: usize, iteration: u64) {
+        self.cores[core].iteration = Some(iteration);
+    }
+
+    /// The iteration `core` announced last.
+    pub fn iteration(&self, core: usize) -> Option<u64> {
+        self.cores[core].iteration
+    }
+
+    /// True if some word in the line holding `pa` awaits synchronization.
+    pub fn is_pending(&self, pa: u64) -> bool {
+        self.lines.contains_key(&self.line_of(pa))
+    }
+
+    /// `core` executes the word at `va` (physical `pa`); returns a report the first time a
+    /// given write is executed while not fresh for that core.
+    pub fn exec(&mut self, core: usize, va: u64, pa: u64) -> Option<Report> {
+        let line = self.line_of(pa);
+        let l = self.lines.get(&line)?;
+        let w = l.writes.iter().find(|w| w.pa == pa & !3)?;
+        if l.fresh & (1 << core) != 0 {
+            if w.core != core {
+                let rel = w.rel;
+                let c = &mut self.cores[core];
+                for k in [&mut c.mem, &mut c.st, &mut c.cmo, &mut c.isb] {
+                    k.join(&rel);
+                }
+            }
+            return None;
+        }
+        if !w.changed || !self.reported.insert((core, w.pa, w.ts)) {
+            return None;
+        }
+        let kind = if w.all_cmodx {
+            Kind::Stale
+        } else {
+            Kind::Unpredictable
+        };
+        let published = self.is_published(va);
+        let report = Report {
+            core,
+            va,
+            pa,
+            writer_core: w.core,
+            writer_pc: w.pc,
+            missing: self.missing(l, core),
+            kind,
+            hazard: kind == Kind::Unpredictable || published,
+            iteration: self.cores[core].iteration,
+            old: w.old,
+            new: w.new,
+            published,
+        };
+        self.summary.count(&report);
+        Some(report)
+    }
+}

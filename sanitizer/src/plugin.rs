@@ -1,0 +1,461 @@
+//! QEMU glue: decides at translation time what to instrument and feeds the model.
+//!
+//! What gets a callback (decided per translated block, DESIGN section 5):
+//! - `DMB`, `DSB`, `ISB`, `DC`, `IC`, `ERET`, `SVC`/`HVC`/`SMC`, `MSR VBAR_ELx` and the marker
+//!   hints: an exec callback each (rare instructions);
+//! - every store, and the loads whose value the model can use (`decode::LoadDeps::follow`): a
+//!   memory callback that returns at once unless the store hits a page that ever held code, or
+//!   some written line awaits synchronization (only then can data ordering matter: earlier
+//!   events cannot order later ones);
+//! - every store: a pre-execution callback conditional on a per-vCPU slot set only while this
+//!   core's stores could carry ordering that matters; it announces the store, because QEMU
+//!   runs memory callbacks after the store is visible to other vCPUs (see `Shared::in_flight`);
+//! - every block: an exec callback *conditional* on a per-vCPU scoreboard slot of its page,
+//!   set only while a word on that page (or a page sharing the slot) awaits synchronization.
+//!   It checks each instruction of the block against the model, so a block QEMU keeps running
+//!   after a rewrite (its own cross-core staleness) is still checked; elsewhere it costs one
+//!   inline compare;
+//! - blocks starting at `VBAR_ELx + n * 0x80`: exception entry (QEMU 10.0.2 has no exception
+//!   callback).
+//!
+//! Attribution: the default multi-threaded TCG hands callbacks the right vCPU index (not so
+//! under `-icount` or `thread=single`); the `CORE_ID` marker checks it at run time.
+//!
+//! Physical addresses: stores give them (`qemu_plugin_get_hwaddr`); instructions only give a
+//! host address. The first block QEMU translates runs with the MMU off (QEMU's boot stub at the
+//! start of RAM), so `host - vaddr` there is the host-to-physical offset of guest RAM, which
+//! QEMU maps as one host block. `DC`/`IC` take a virtual address: it is translated through the
+//! page mappings seen so far (data accesses and translated code); unknown pages are taken as
+//! identity-mapped and counted (`unresolved-maintenance`).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use qemu_plugin::sys::{
+    qemu_plugin_cb_flags, qemu_plugin_cond, qemu_plugin_mem_rw, qemu_plugin_scoreboard_new,
+};
+use qemu_plugin::{
+    Args, Info, PluginId, PluginU64, TranslationBlock, VCPUIndex, plugin::HasCallbacks,
+    plugin::Register, qemu_plugin_get_registers, qemu_plugin_register_atexit_cb, register,
+};
+
+mod shared;
+
+use shared::{MATTERS_PLAIN, MATTERS_RELEASE, Regs, SLOTS, Shared, arm_slot};
+
+use crate::clock::MAX_CORES;
+use crate::config;
+use crate::decode::{Insn, analyse_block, decode, mem_of};
+use crate::filter::Filters;
+use crate::markers;
+use crate::model::{Config, Cse, LoadKind, Model};
+use crate::report::outcome_line;
+
+/// The plugin object the `qemu-plugin` crate drives.
+#[derive(Default)]
+struct Sanitizer {
+    shared: Option<Arc<Shared>>,
+}
+
+impl Register for Sanitizer {
+    fn register(&mut self, id: PluginId, args: &Args, info: &Info) -> qemu_plugin::Result<()> {
+        let parsed = config::parse(&args.raw).map_err(|e| anyhow_free(e.to_string()))?;
+        let cores = info
+            .system
+            .as_ref()
+            .map_or(1, |s| s.max_vcpus.max(s.smp_vcpus) as usize);
+        if cores > MAX_CORES {
+            return Err(anyhow_free(format!("at most {MAX_CORES} vCPUs")));
+        }
+        let mut model = Model::new(Config {
+            cores,
+            ..parsed.model
+        });
+        for &(s, e) in &parsed.track {
+            model.track_range(s, e.saturating_sub(s));
+        }
+        let out = match &parsed.out {
+            Some(p) => Some(File::create(p).map_err(|e| anyhow_free(e.to_string()))?),
+            None => None,
+        };
+        // SAFETY: QEMU allocates a zeroed scoreboard of SLOTS u64s per vCPU and keeps it alive
+        // until we free it, which we never do.
+        let score = unsafe { qemu_plugin_scoreboard_new(8 * SLOTS) };
+        let shared = Arc::new(Shared {
+            model: Mutex::new(model),
+            out: Mutex::new(out),
+            armed: PluginU64 { score, offset: 0 },
+            armed_mask: AtomicU64::new(0),
+            open: AtomicBool::new(false),
+            cores,
+            delta: AtomicI64::new(i64::MIN),
+            pages: Mutex::new(HashMap::new()),
+            vbars: Mutex::new(Vec::new()),
+            regs: OnceLock::new(),
+            bad_index: AtomicU64::new(0),
+            filters: Filters::new(),
+            in_flight: AtomicU64::new(0),
+        });
+        for &(s, e) in &parsed.track {
+            shared.track_pages(s, e);
+        }
+        let at_exit = shared.clone();
+        qemu_plugin_register_atexit_cb(id, move |_| {
+            let mut summary = at_exit.model.lock().expect("model").summary;
+            summary.attribution_errors += at_exit.bad_index.load(Relaxed);
+            at_exit.emit(&summary.to_string());
+            if let Some(f) = at_exit.out.lock().expect("out").as_mut() {
+                let _ = f.flush();
+            }
+        })?;
+        self.shared = Some(shared);
+        Ok(())
+    }
+}
+
+fn anyhow_free(msg: String) -> qemu_plugin::Error {
+    qemu_plugin::Error::BoxedError(msg.into())
+}
+
+impl HasCallbacks for Sanitizer {
+    fn on_vcpu_init(&mut self, _id: PluginId, _vcpu: VCPUIndex) -> qemu_plugin::Result<()> {
+        let Some(sh) = &self.shared else {
+            return Ok(());
+        };
+        if sh.regs.get().is_none() {
+            let all = qemu_plugin_get_registers()?;
+            let x = (0..31)
+                .map(|n| {
+                    all.iter()
+                        .find(|r| r.name == format!("x{n}"))
+                        .cloned()
+                        .ok_or_else(|| anyhow_free(format!("no register x{n}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let _ = sh.regs.set(Regs { x });
+        }
+        Ok(())
+    }
+
+    fn on_translation_block_translate(
+        &mut self,
+        _id: PluginId,
+        tb: TranslationBlock,
+    ) -> qemu_plugin::Result<()> {
+        let Some(sh) = self.shared.clone() else {
+            return Ok(());
+        };
+        let mut insns = Vec::with_capacity(tb.size());
+        let mut words = Vec::with_capacity(tb.size());
+        for insn in tb.instructions() {
+            let mut b = [0u8; 4];
+            insn.read_data(&mut b);
+            words.push(u32::from_le_bytes(b));
+            insns.push((insn.vaddr(), insn.haddr()));
+        }
+        if sh.delta.load(Relaxed) == i64::MIN {
+            let (va, host) = insns[0];
+            sh.delta.store(host.wrapping_sub(va) as i64, Relaxed);
+        }
+        let delta = sh.delta.load(Relaxed) as u64;
+        let block: Arc<Vec<(u64, u64)>> = Arc::new(
+            insns
+                .iter()
+                .map(|&(va, host)| (va, host.wrapping_sub(delta)))
+                .collect(),
+        );
+        {
+            let mut m = sh.model.lock().expect("model");
+            let mut pages = sh.pages.lock().expect("pages");
+            for (&(va, pa), &w) in block.iter().zip(&words) {
+                m.note_code(pa, w);
+                pages.insert(va >> 12, pa >> 12);
+                sh.filters.add_code_page(pa >> 12);
+            }
+        }
+        let vbars = sh.vbars.lock().expect("vbars").clone();
+        let start = block[0].0;
+        if vbars
+            .iter()
+            .any(|&v| start >= v && start < v + 0x800 && (start - v).is_multiple_of(0x80))
+        {
+            let s = sh.clone();
+            tb.register_execute_callback(move |vcpu| {
+                s.filters.forget_mappings();
+                let Some(c) = s.core(vcpu) else { return };
+                let mut m = s.model.lock().expect("model");
+                m.cse(c, Cse::Exception);
+                s.refresh(&m, c);
+            });
+        }
+        let mut tb_pages: Vec<u64> = block.iter().map(|&(_, pa)| pa >> 12).collect();
+        tb_pages.dedup();
+        for &page in &tb_pages {
+            let s = sh.clone();
+            let b = block.clone();
+            let pages = tb_pages.clone();
+            tb.register_conditional_execute_callback(
+                move |vcpu| {
+                    if !pages.iter().any(|&p| s.filters.maybe_pending(p)) {
+                        return;
+                    }
+                    let Some(c) = s.core(vcpu) else { return };
+                    let mut m = s.model.lock().expect("model");
+                    for &(va, pa) in b.iter() {
+                        s.report(m.exec(c, va, pa));
+                    }
+                    s.refresh(&m, c);
+                },
+                qemu_plugin_cond::QEMU_PLUGIN_COND_NE,
+                PluginU64 {
+                    offset: arm_slot(page) * 8,
+                    ..sh.armed
+                },
+                0,
+            );
+        }
+        let deps = analyse_block(&words);
+        for (i, insn) in tb.instructions().enumerate() {
+            instrument(&sh, &insn, words[i], block.clone(), i, deps[i]);
+        }
+        Ok(())
+    }
+}
+
+fn instrument(
+    sh: &Arc<Shared>,
+    insn: &qemu_plugin::Instruction,
+    word: u32,
+    block: Arc<Vec<(u64, u64)>>,
+    index: usize,
+    deps: crate::decode::LoadDeps,
+) {
+    let s = sh.clone();
+    let regs = qemu_plugin_cb_flags::QEMU_PLUGIN_CB_R_REGS;
+    match decode(word) {
+        Insn::Dmb(k) => insn.register_execute_callback(move |v| {
+            let Some(c) = s.core(v) else { return };
+            let mut m = s.model.lock().expect("model");
+            m.dmb(c, k);
+            s.refresh(&m, c);
+        }),
+        Insn::Dsb(k) => insn.register_execute_callback(move |v| {
+            let Some(c) = s.core(v) else { return };
+            let mut m = s.model.lock().expect("model");
+            m.dsb(c, k);
+            s.refresh(&m, c);
+        }),
+        Insn::Isb => insn.register_execute_callback(move |v| {
+            let Some(c) = s.core(v) else { return };
+            let mut m = s.model.lock().expect("model");
+            m.cse(c, Cse::Isb);
+            s.refresh(&m, c);
+        }),
+        Insn::Translation => insn.register_execute_callback(move |_| {
+            s.filters.forget_mappings();
+        }),
+        Insn::Eret | Insn::ExceptionCall => insn.register_execute_callback(move |v| {
+            s.filters.forget_mappings();
+            let Some(c) = s.core(v) else { return };
+            let mut m = s.model.lock().expect("model");
+            m.cse(c, Cse::Exception);
+            s.refresh(&m, c);
+        }),
+        Insn::Dc(op, rt) => insn.register_execute_callback_flags(
+            move |v| {
+                let Some(c) = s.core(v) else { return };
+                let va = s.reg(rt);
+                let mut m = s.model.lock().expect("model");
+                let pa = s.va_to_pa(va, &mut m);
+                m.dc(c, pa, op);
+            },
+            regs,
+        ),
+        Insn::Ic(op, rt) => insn.register_execute_callback_flags(
+            move |v| {
+                let Some(c) = s.core(v) else { return };
+                let va = if rt == 31 { 0 } else { s.reg(rt) };
+                let mut m = s.model.lock().expect("model");
+                let pa = if rt == 31 { 0 } else { s.va_to_pa(va, &mut m) };
+                m.ic(c, op, pa);
+            },
+            regs,
+        ),
+        Insn::MsrVbar(_, rt) => insn.register_execute_callback_flags(
+            move |_| {
+                let v = s.reg(rt);
+                let mut vb = s.vbars.lock().expect("vbars");
+                if !vb.contains(&v) {
+                    vb.push(v);
+                }
+            },
+            regs,
+        ),
+        Insn::Marker(k) => insn.register_execute_callback_flags(
+            move |v| {
+                if let Some(c) = s.core(v) {
+                    marker(&s, c, k);
+                }
+            },
+            regs,
+        ),
+        Insn::Mem => {
+            let info = mem_of(word);
+            let kind = LoadKind {
+                acquire: info.acquire,
+                ctrl: deps.ctrl,
+                addr_cmo: deps.addr_cmo,
+            };
+            if info.dest == [31, 31] || info.release {
+                // A store that may matter announces itself before it becomes visible.
+                let pre = s.clone();
+                let slot = if info.release {
+                    MATTERS_RELEASE
+                } else {
+                    MATTERS_PLAIN
+                };
+                insn.register_conditional_execute_callback(
+                    move |_| pre.announce_store(),
+                    qemu_plugin_cond::QEMU_PLUGIN_COND_NE,
+                    PluginU64 {
+                        offset: slot * 8,
+                        ..s.armed
+                    },
+                    0,
+                );
+            }
+            insn.register_memory_access_callback(
+                move |v, mi, vaddr| {
+                    let store = mi.is_store();
+                    let _recorded = Recorded(&s, store);
+                    let open = s.open.load(Relaxed);
+                    if store
+                        && s.filters.known_not_code(vaddr >> 12)
+                        && !(open
+                            && s.filters
+                                .store_may_matter(core_hint(v), info.release, vaddr))
+                    {
+                        return;
+                    }
+                    if !store && !open {
+                        return;
+                    }
+                    let Some(hw) = mi.hwaddr(vaddr) else { return };
+                    if hw.is_io() {
+                        return;
+                    }
+                    let pa = hw.hwaddr();
+                    let Some(core) = s.core(v) else { return };
+                    let size = 1u64 << mi.size_shift();
+                    if !store {
+                        s.wait_for_stores();
+                        if !s.filters.maybe_cell(pa) {
+                            return;
+                        }
+                        let mut m = s.model.lock().expect("model");
+                        m.load(core, pa, kind);
+                        s.refresh(&m, core);
+                        return;
+                    }
+                    let code = s.filters.maybe_code_page(pa >> 12);
+                    if !code {
+                        s.filters.note_not_code(vaddr >> 12);
+                    }
+                    if !code && !open {
+                        return;
+                    }
+                    if !code
+                        && !(open
+                            && (s.filters.store_matters(core, info.release)
+                                || (pa..pa + size).step_by(8).any(|a| s.filters.maybe_cell(a))))
+                    {
+                        return;
+                    }
+                    let mut m = s.model.lock().expect("model");
+                    s.pages.lock().expect("pages").insert(vaddr >> 12, pa >> 12);
+                    let bytes = value_bytes(&mi, size as usize);
+                    m.store(core, block[index].0, pa, &bytes, info.release);
+                    for a in (pa..pa + size).step_by(8).filter(|&a| m.is_cell(a)) {
+                        s.filters.add_cell(a);
+                        s.filters.add_cell_va(vaddr + (a - pa));
+                    }
+                    // A later instruction of this very block was overwritten: it runs now,
+                    // with no chance of a context synchronization in between.
+                    for &(va, ipa) in &block[index + 1..] {
+                        if ipa + 4 > pa && ipa < pa + size {
+                            s.report(m.exec(core, va, ipa));
+                        }
+                    }
+                    s.refresh(&m, core);
+                },
+                // Loads the model cannot use get no callback at all.
+                if deps.follow {
+                    qemu_plugin_mem_rw::QEMU_PLUGIN_MEM_RW
+                } else {
+                    qemu_plugin_mem_rw::QEMU_PLUGIN_MEM_W
+                },
+            );
+        }
+        _ => {}
+    }
+}
+
+/// Marks this thread's announced store recorded when a store's memory callback returns.
+struct Recorded<'a>(&'a Shared, bool);
+
+impl Drop for Recorded<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.store_recorded();
+        }
+    }
+}
+
+/// The vCPU index as a filter slot (out-of-range indices are caught later by `Shared::core`).
+fn core_hint(v: VCPUIndex) -> usize {
+    (v as usize).min(MAX_CORES - 1)
+}
+
+fn value_bytes(mi: &qemu_plugin::MemoryInfo, size: usize) -> Vec<u8> {
+    use qemu_plugin::MemValue::*;
+    let mut v = match mi.value() {
+        U8(x) => x.to_le_bytes().to_vec(),
+        U16(x) => x.to_le_bytes().to_vec(),
+        U32(x) => x.to_le_bytes().to_vec(),
+        U64(x) => x.to_le_bytes().to_vec(),
+        U128(x) => x.to_le_bytes().to_vec(),
+    };
+    v.resize(size, 0);
+    v
+}
+
+fn marker(s: &Shared, core: usize, k: u32) {
+    let (x0, x1) = (s.reg(0), s.reg(1));
+    let mut m = s.model.lock().expect("model");
+    match k {
+        markers::MARK_PUBLISHED => m.set_published(x0, x1, true),
+        markers::MARK_UNPUBLISHED => m.set_published(x0, x1, false),
+        markers::ITERATION => m.set_iteration(core, x0),
+        markers::OUTCOME => s.emit(&outcome_line(core, m.iteration(core), x0)),
+        markers::CORE_ID => {
+            m.summary.core_ids += 1;
+            if x0 != core as u64 {
+                m.summary.attribution_errors += 1;
+                s.emit(&format!(
+                    "{} attribution core={core} claimed={x0}",
+                    crate::report::PREFIX
+                ));
+            }
+        }
+        markers::TRACK_CODE => {
+            m.track_range(x0, x1);
+            s.track_pages(x0, x0.saturating_add(x1));
+        }
+        _ => {}
+    }
+}
+
+register!(Sanitizer::default());

@@ -1,0 +1,202 @@
+//! The state every callback shares, and the bookkeeping that keeps the fast paths honest.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Mutex, OnceLock};
+
+use qemu_plugin::{
+    PluginU64, RegisterDescriptor, VCPUIndex, qemu_plugin_outs, qemu_plugin_u64_set,
+};
+
+use crate::filter::Filters;
+use crate::model::Model;
+use crate::report::Report;
+
+/// State shared by every callback.
+pub(super) struct Shared {
+    pub(super) model: Mutex<Model>,
+    pub(super) out: Mutex<Option<File>>,
+    /// Per-vCPU scoreboard of [`ARM_SLOTS`] u64 flags; slot [`arm_slot`]`(page)` is non-zero
+    /// while that page may hold a word awaiting synchronization.
+    pub(super) armed: PluginU64,
+    /// The slots currently armed, as a bit mask.
+    pub(super) armed_mask: AtomicU64,
+    pub(super) open: AtomicBool,
+    pub(super) cores: usize,
+    /// Host address minus physical address of guest RAM; `i64::MIN` until known.
+    pub(super) delta: AtomicI64,
+    /// Virtual page -> physical page, learned from memory accesses and translations.
+    pub(super) pages: Mutex<HashMap<u64, u64>>,
+    pub(super) vbars: Mutex<Vec<u64>>,
+    pub(super) regs: OnceLock<Regs>,
+    /// Callbacks handed a vCPU index outside `0..cores` (QEMU's `thread=single`/`-icount` bug).
+    pub(super) bad_index: AtomicU64,
+    pub(super) filters: Filters,
+    /// Stores that may matter, performed (or about to be) but not yet recorded by their memory
+    /// callback, which QEMU runs only after the store is visible to other vCPUs.
+    pub(super) in_flight: AtomicU64,
+}
+
+/// Arming slots: blocks on a page whose slot is clear cost one inline compare and no call.
+pub(super) const ARM_SLOTS: usize = 64;
+/// Scoreboard slot set while a plain store by this vCPU could matter to the model.
+pub(super) const MATTERS_PLAIN: usize = ARM_SLOTS;
+/// Scoreboard slot set while a store-release by this vCPU could matter to the model.
+pub(super) const MATTERS_RELEASE: usize = ARM_SLOTS + 1;
+/// Scoreboard slots per vCPU.
+pub(super) const SLOTS: usize = ARM_SLOTS + 2;
+
+thread_local! {
+    /// This vCPU thread announced a store in flight that its memory callback has not recorded.
+    static IN_FLIGHT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The arming slot of a physical page (collisions only cost extra checks).
+pub(super) fn arm_slot(page: u64) -> usize {
+    (page.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize
+}
+
+// SAFETY: `armed` (a `PluginU64`, hence a raw pointer, hence neither Send nor Sync) points to a
+// QEMU scoreboard that lives as long as the plugin and is only used through QEMU's accessors;
+// everything else is Sync already.
+unsafe impl Sync for Shared {}
+// SAFETY: as above; the scoreboard pointer is not tied to a thread.
+unsafe impl Send for Shared {}
+
+/// The general-purpose registers, by number (31 unused).
+pub(super) struct Regs {
+    pub(super) x: Vec<RegisterDescriptor<'static>>,
+}
+
+impl Regs {
+    pub(super) fn read(&self, n: u8) -> u64 {
+        self.x
+            .get(n as usize)
+            .and_then(|r| r.read().ok())
+            .map_or(0, |b| {
+                let mut w = [0u8; 8];
+                w[..b.len().min(8)].copy_from_slice(&b[..b.len().min(8)]);
+                u64::from_le_bytes(w)
+            })
+    }
+}
+
+impl Shared {
+    /// The core a callback runs for, or `None` (counted, reported once) if QEMU handed an
+    /// impossible vCPU index: the model is then not fed rather than fed wrong.
+    pub(super) fn core(&self, vcpu: VCPUIndex) -> Option<usize> {
+        let c = vcpu as usize;
+        if c < self.cores {
+            return Some(c);
+        }
+        if self.bad_index.fetch_add(1, Relaxed) == 0 {
+            self.emit(&format!(
+                "{} error vcpu-index={vcpu} cores={}: QEMU gives wrong vCPU indices under -icount \
+                 or thread=single; use the default multi-threaded TCG",
+                crate::report::PREFIX,
+                self.cores
+            ));
+        }
+        None
+    }
+
+    /// Before a store that may matter executes: a load that sees its value waits for it.
+    pub(super) fn announce_store(&self) {
+        if !IN_FLIGHT.with(|f| f.replace(true)) {
+            self.in_flight.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// The store announced by this thread is recorded (or was not one that matters).
+    pub(super) fn store_recorded(&self) {
+        if IN_FLIGHT.with(|f| f.replace(false)) {
+            self.in_flight.fetch_sub(1, SeqCst);
+        }
+    }
+
+    /// Waits (bounded) until no announced store is unrecorded, so that a load that read such a
+    /// store's value finds what the store carries. Call without the model lock.
+    pub(super) fn wait_for_stores(&self) {
+        // This thread's own announcement (a store that faulted before its memory callback)
+        // cannot be what this load read.
+        let own = IN_FLIGHT.with(Cell::get) as u64;
+        for _ in 0..100_000 {
+            if self.in_flight.load(SeqCst) <= own {
+                return;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    pub(super) fn emit(&self, line: &str) {
+        let mut out = self.out.lock().expect("output lock");
+        match out.as_mut() {
+            Some(f) => {
+                let _ = writeln!(f, "{line}");
+            }
+            None => {
+                let _ = qemu_plugin_outs(format!("{line}\n"));
+            }
+        }
+    }
+
+    pub(super) fn report(&self, r: Option<Report>) {
+        if let Some(r) = r {
+            self.emit(&r.to_string());
+        }
+    }
+
+    /// Brings the lock-free filters and the per-block arming up to date after `core` changed
+    /// the model (called with the model locked).
+    pub(super) fn refresh(&self, m: &Model, core: usize) {
+        self.open.store(m.open(), Relaxed);
+        let pages = m.pending_pages();
+        let mask = pages.iter().fold(0u64, |a, &p| a | 1 << arm_slot(p));
+        let changed = self.armed_mask.swap(mask, Relaxed) ^ mask;
+        for slot in (0..ARM_SLOTS).filter(|i| changed & (1 << i) != 0) {
+            let entry = PluginU64 {
+                offset: slot * 8,
+                ..self.armed
+            };
+            for v in 0..self.cores {
+                qemu_plugin_u64_set(entry, v as VCPUIndex, (mask >> slot) & 1);
+            }
+        }
+        self.filters.set_pending(&pages);
+        let (plain, release) = (m.store_matters(core, false), m.store_matters(core, true));
+        self.filters.set_store_matters(core, plain, release);
+        for (slot, on) in [(MATTERS_PLAIN, plain), (MATTERS_RELEASE, release)] {
+            let entry = PluginU64 {
+                offset: slot * 8,
+                ..self.armed
+            };
+            qemu_plugin_u64_set(entry, core as VCPUIndex, on as u64);
+        }
+        if !m.has_cells() {
+            self.filters.clear_cells();
+        }
+    }
+
+    pub(super) fn track_pages(&self, start: u64, end: u64) {
+        for page in (start >> 12)..=(end.saturating_sub(1) >> 12) {
+            self.filters.add_code_page(page);
+        }
+    }
+
+    pub(super) fn va_to_pa(&self, va: u64, m: &mut Model) -> u64 {
+        match self.pages.lock().expect("pages").get(&(va >> 12)) {
+            Some(p) => (p << 12) | (va & 0xFFF),
+            None => {
+                m.summary.unresolved_maintenance += 1;
+                va
+            }
+        }
+    }
+
+    pub(super) fn reg(&self, n: u8) -> u64 {
+        self.regs.get().map_or(0, |r| r.read(n))
+    }
+}
