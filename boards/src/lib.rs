@@ -106,6 +106,8 @@ pub trait Board {
     fn console_init();
     /// Writes raw bytes to the console, blocking until they are queued.
     fn console_write(bytes: &[u8]);
+    /// Takes one byte the console has received, or None when none is waiting. Never blocks.
+    fn console_read() -> Option<u8>;
 
     /// Records how the kernel was entered; called first, on the primary core.
     fn set_boot_level(level: BootLevel);

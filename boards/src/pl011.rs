@@ -13,7 +13,15 @@ register_bitfields! {
     /// Flag Register.
     FR [
         /// Transmit FIFO full: with FIFOs enabled, set when the transmit FIFO is full.
-        TXFF OFFSET(5) NUMBITS(1) []
+        TXFF OFFSET(5) NUMBITS(1) [],
+        /// Receive FIFO empty: with FIFOs enabled, set when the receive FIFO is empty.
+        RXFE OFFSET(4) NUMBITS(1) []
+    ],
+
+    /// Data Register.
+    DR [
+        /// Data character: on a read, the received character.
+        DATA OFFSET(0) NUMBITS(8) []
     ],
 
     /// Integer Baud Rate Divisor.
@@ -58,7 +66,7 @@ register_bitfields! {
 register_structs! {
     /// The PL011 register block.
     pub Pl011Regs {
-        (0x00 => dr: ReadWrite<u32>),
+        (0x00 => dr: ReadWrite<u32, DR::Register>),
         (0x04 => _reserved0),
         (0x18 => fr: ReadOnly<u32, FR::Register>),
         (0x1c => _reserved1),
@@ -121,5 +129,18 @@ impl Pl011 {
             core::hint::spin_loop();
         }
         r.dr.set(u32::from(byte));
+    }
+
+    /// Takes one received byte, or None when the receive FIFO is empty. Never waits.
+    ///
+    /// The error bits beside the data (framing, parity, break, overrun) are dropped: the
+    /// protocols above check their own frames.
+    pub fn read_byte(&self) -> Option<u8> {
+        let r = self.regs();
+        if r.fr.is_set(FR::RXFE) {
+            None
+        } else {
+            Some(r.dr.read(DR::DATA) as u8)
+        }
     }
 }

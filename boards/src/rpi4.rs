@@ -56,6 +56,10 @@ impl Board for Rpi4 {
         }
     }
 
+    fn console_read() -> Option<u8> {
+        CONSOLE.read_byte()
+    }
+
     fn set_boot_level(_level: BootLevel) {}
 
     fn core_count() -> usize {

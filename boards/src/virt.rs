@@ -88,6 +88,10 @@ impl Board for Virt {
         }
     }
 
+    fn console_read() -> Option<u8> {
+        CONSOLE.read_byte()
+    }
+
     fn set_boot_level(level: BootLevel) {
         ENTERED_AT_EL2.store(level == BootLevel::El2, Ordering::Relaxed);
     }
