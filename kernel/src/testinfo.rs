@@ -41,6 +41,29 @@ pub enum Tcg {
     SingleThreaded = 1,
 }
 
+/// What a run under the coherence sanitizer must show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Sanitized {
+    /// Not run under the sanitizer by `cargo xtask test`.
+    No = 0,
+    /// Runs and must report no hazard.
+    Clean = 1,
+    /// A negative control: must report at least one hazard.
+    Hazard = 2,
+}
+
+impl Sanitized {
+    fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            0 => Some(Self::No),
+            1 => Some(Self::Clean),
+            2 => Some(Self::Hazard),
+            _ => None,
+        }
+    }
+}
+
 /// The board-independent description of one kernel test.
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
@@ -55,16 +78,27 @@ pub struct TestHeader {
     pub min_cores: u32,
     /// [`Tcg`] as a number.
     pub tcg: u32,
+    /// [`Sanitized`] as a number: the sanitizer with its default switches.
+    pub sanitized: u32,
+    /// [`Sanitized`] as a number: the sanitizer with `ic-broadcast=off`.
+    pub sanitized_no_broadcast: u32,
 }
 
 /// Bytes from one record to the next: the header and one code pointer.
 pub const RECORD_SIZE: usize = core::mem::size_of::<TestHeader>() + 8;
 
-const _: () = assert!(core::mem::size_of::<TestHeader>() == 40);
+const _: () = assert!(core::mem::size_of::<TestHeader>() == 48);
 
 impl TestHeader {
     /// A header for `name` (at most [`NAME_LEN`] bytes, checked at compile time when const).
-    pub const fn new(name: &str, expect: Expect, timeout_s: u32, min_cores: u32, tcg: Tcg) -> Self {
+    pub const fn new(
+        name: &str,
+        expect: Expect,
+        timeout_s: u32,
+        min_cores: u32,
+        tcg: Tcg,
+        sanitized: [Sanitized; 2],
+    ) -> Self {
         let bytes = name.as_bytes();
         assert!(
             !bytes.is_empty() && bytes.len() <= NAME_LEN,
@@ -82,6 +116,8 @@ impl TestHeader {
             timeout_s,
             min_cores,
             tcg: tcg as u32,
+            sanitized: sanitized[0] as u32,
+            sanitized_no_broadcast: sanitized[1] as u32,
         }
     }
 
@@ -109,6 +145,14 @@ impl TestHeader {
         }
     }
 
+    /// The sanitized runs `cargo xtask test` makes: with default switches, with `ic-broadcast=off`.
+    pub fn sanitized(&self) -> Option<[Sanitized; 2]> {
+        Some([
+            Sanitized::from_u32(self.sanitized)?,
+            Sanitized::from_u32(self.sanitized_no_broadcast)?,
+        ])
+    }
+
     /// Reads a header from the first bytes of a record (little-endian, as on AArch64).
     pub fn parse(bytes: &[u8]) -> Option<Self> {
         if bytes.len() < core::mem::size_of::<Self>() {
@@ -123,6 +167,8 @@ impl TestHeader {
             timeout_s: word(NAME_LEN + 4),
             min_cores: word(NAME_LEN + 8),
             tcg: word(NAME_LEN + 12),
+            sanitized: word(NAME_LEN + 16),
+            sanitized_no_broadcast: word(NAME_LEN + 20),
         })
     }
 }
@@ -133,24 +179,39 @@ mod tests {
 
     #[test]
     fn header_round_trips_through_bytes() {
-        let h = TestHeader::new("ipi", Expect::Fault, 30, 2, Tcg::SingleThreaded);
+        let h = TestHeader::new(
+            "ipi",
+            Expect::Fault,
+            30,
+            2,
+            Tcg::SingleThreaded,
+            [Sanitized::Clean, Sanitized::Hazard],
+        );
         // SAFETY: TestHeader is repr(C) plain data with no padding (size asserted above).
-        let bytes: [u8; 40] = unsafe { core::mem::transmute(h) };
+        let bytes: [u8; 48] = unsafe { core::mem::transmute(h) };
         let p = TestHeader::parse(&bytes).unwrap();
         assert_eq!(p.name(), "ipi");
         assert_eq!(p.expect(), Some(Expect::Fault));
         assert_eq!((p.timeout_s, p.min_cores), (30, 2));
         assert_eq!(p.tcg(), Some(Tcg::SingleThreaded));
+        assert_eq!(p.sanitized(), Some([Sanitized::Clean, Sanitized::Hazard]));
     }
 
     #[test]
     fn short_input_is_rejected() {
-        assert!(TestHeader::parse(&[0; 39]).is_none());
+        assert!(TestHeader::parse(&[0; 47]).is_none());
     }
 
     #[test]
     fn unknown_expectation_is_none() {
-        let mut h = TestHeader::new("x", Expect::Pass, 1, 1, Tcg::MultiThreaded);
+        let mut h = TestHeader::new(
+            "x",
+            Expect::Pass,
+            1,
+            1,
+            Tcg::MultiThreaded,
+            [Sanitized::No; 2],
+        );
         h.expect = 7;
         assert_eq!(h.expect(), None);
     }

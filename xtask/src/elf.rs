@@ -1,7 +1,7 @@
 //! What xtask reads from the kernel ELF: the kernel-test records.
 
 use anyhow::{Context, Result, bail};
-use graft_kernel::testinfo::{Expect, RECORD_SIZE, SECTION, Tcg, TestHeader};
+use graft_kernel::testinfo::{Expect, RECORD_SIZE, SECTION, Sanitized, Tcg, TestHeader};
 use object::{Object, ObjectSection};
 
 /// A kernel test as recorded in the ELF.
@@ -17,6 +17,8 @@ pub struct KernelTest {
     pub min_cores: u32,
     /// How QEMU's TCG must run the cores.
     pub tcg: Tcg,
+    /// Sanitized runs: with default switches, with `ic-broadcast=off`.
+    pub sanitized: [Sanitized; 2],
 }
 
 /// Lists the kernel tests in `elf`.
@@ -41,7 +43,11 @@ pub fn tests(elf: &[u8]) -> Result<Vec<KernelTest>> {
             let tcg = h
                 .tcg()
                 .with_context(|| format!("test {} has unknown TCG mode {}", h.name(), h.tcg))?;
+            let sanitized = h
+                .sanitized()
+                .with_context(|| format!("test {} has unknown sanitizer expectations", h.name()))?;
             Ok(KernelTest {
+                sanitized,
                 name: h.name().to_string(),
                 expect,
                 timeout_s: h.timeout_s,

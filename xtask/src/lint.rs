@@ -13,6 +13,31 @@ pub struct Check {
     args: &'static [&'static str],
 }
 
+/// Clippy for one bare-metal crate and board feature, in that board's own target dir.
+macro_rules! target_clippy {
+    ($name:literal, $package:literal, $feature:literal) => {
+        Check {
+            name: $name,
+            args: &[
+                "clippy",
+                "--quiet",
+                "--package",
+                $package,
+                "--features",
+                $feature,
+                "--target",
+                "aarch64-unknown-none",
+                "--target-dir",
+                concat!("target/kernel/", $feature),
+                "--release",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        }
+    };
+}
+
 /// Every lint check.
 pub const CHECKS: &[Check] = &[
     Check {
@@ -32,31 +57,21 @@ pub const CHECKS: &[Check] = &[
             "graft-boards",
             "--package",
             "graft-patcher",
+            "--package",
+            "graft-sanitizer",
+            "--package",
+            "graft-loader",
             "--all-targets",
             "--",
             "-D",
             "warnings",
         ],
     },
-    Check {
-        name: "clippy (aarch64, virt)",
-        args: &[
-            "clippy",
-            "--quiet",
-            "--package",
-            "graft-kernel",
-            "--features",
-            "virt",
-            "--target",
-            "aarch64-unknown-none",
-            "--target-dir",
-            "target/kernel/virt",
-            "--release",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    },
+    target_clippy!("clippy (aarch64, kernel virt)", "graft-kernel", "virt"),
+    target_clippy!("clippy (aarch64, kernel rpi3)", "graft-kernel", "rpi3"),
+    target_clippy!("clippy (aarch64, kernel rpi4)", "graft-kernel", "rpi4"),
+    target_clippy!("clippy (aarch64, loader rpi3)", "graft-loader", "rpi3"),
+    target_clippy!("clippy (aarch64, loader rpi4)", "graft-loader", "rpi4"),
 ];
 
 impl Check {

@@ -6,11 +6,15 @@
 mod boards;
 mod build;
 mod elf;
+mod flash;
+mod flash_e2e;
 mod image;
 mod lint;
 mod logs;
 mod prereq;
 mod qemu;
+mod sanitize;
+mod sdcard;
 mod test;
 
 use anyhow::Result;
@@ -35,6 +39,10 @@ enum Command {
     Test(test::TestArgs),
     /// Check formatting and run clippy (warnings are errors) on host and target crates.
     Lint,
+    /// Write an SD-card boot folder for a Raspberry Pi: kernel8.img, config.txt, README.txt.
+    Image(sdcard::ImageArgs),
+    /// Send a kernel to the serial chainloader on a Pi, then show its decoded log.
+    Flash(flash::FlashArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +51,8 @@ fn main() -> ExitCode {
         Command::Qemu(args) => qemu::command(&args),
         Command::Test(args) => test::command(&args),
         Command::Lint => lint::command(),
+        Command::Image(args) => sdcard::command(&args),
+        Command::Flash(args) => flash::command(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

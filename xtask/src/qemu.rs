@@ -3,10 +3,10 @@
 use crate::boards::{self, BoardConfig};
 use crate::elf::{self, KernelTest};
 use crate::logs::{Line, Symbols};
-use crate::{build, image, prereq};
+use crate::{build, image, prereq, sanitize};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use graft_kernel::testinfo::{EXIT_FAULT, EXIT_PASS, Expect, Tcg};
+use graft_kernel::testinfo::{EXIT_FAULT, EXIT_PASS, Expect, Sanitized, Tcg};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,6 +28,12 @@ pub struct QemuArgs {
     /// Start halted and wait for a debugger on localhost:1234.
     #[arg(long)]
     pub gdb: bool,
+    /// Run under the coherence sanitizer (multi-threaded TCG); any hazard fails the run.
+    #[arg(long)]
+    pub sanitize: bool,
+    /// With --sanitize: whether IC IVAU reaches every core (on) or only the issuing one (off).
+    #[arg(long, value_parser = ["on", "off"], default_value = "on")]
+    pub ic_broadcast: String,
     /// Extra `key=value` words for the kernel's command line (e.g. `--arg rounds=10`).
     #[arg(long = "arg", value_name = "KEY=VALUE")]
     pub args: Vec<String>,
@@ -51,6 +57,8 @@ pub struct Run<'a> {
     pub live: bool,
     /// Wait for gdb.
     pub gdb: bool,
+    /// Load the sanitizer plugin (its library and switches).
+    pub sanitize: Option<(PathBuf, sanitize::Options)>,
 }
 
 /// What a run did.
@@ -65,6 +73,8 @@ pub struct Outcome {
     pub stderr: String,
     /// Wall time.
     pub elapsed: Duration,
+    /// The sanitizer's raw output, when it ran.
+    pub sanitizer_output: Option<String>,
 }
 
 impl Run<'_> {
@@ -84,8 +94,15 @@ impl Run<'_> {
         if let Some(cpu) = self.board.cpu {
             cmd.args(["-cpu", cpu]);
         }
-        if self.test.map(|t| t.tcg) == Some(Tcg::SingleThreaded) {
-            cmd.args(["-accel", "tcg,thread=single"]);
+        match &self.sanitize {
+            // The sanitizer attributes events to cores correctly only under multi-threaded TCG.
+            Some((plugin, options)) => {
+                cmd.arg("-plugin").arg(options.qemu_arg(plugin));
+            }
+            None if self.test.map(|t| t.tcg) == Some(Tcg::SingleThreaded) => {
+                cmd.args(["-accel", "tcg,thread=single"]);
+            }
+            None => {}
         }
         cmd.args(["-smp", &self.cores.to_string()])
             .args([
@@ -163,7 +180,12 @@ impl Run<'_> {
         let status = child.wait()?;
         let _ = reader.join();
         let stderr = err_reader.join().unwrap_or_default();
+        let sanitizer_output = self
+            .sanitize
+            .as_ref()
+            .map(|(_, o)| std::fs::read_to_string(&o.out).unwrap_or_default());
         Ok(Outcome {
+            sanitizer_output,
             exit: if timed_out { None } else { status.code() },
             timed_out,
             lines,
@@ -313,15 +335,30 @@ pub fn command(args: &QemuArgs) -> Result<bool> {
     let symbols = Symbols::new(&built.bytes)?;
     let expect = test.map_or(Expect::Pass, |t| t.expect);
     let timeout = Duration::from_secs(test.map_or(180, |t| u64::from(t.timeout_s)));
+    let sanitizer = if args.sanitize {
+        let options = sanitize::Options {
+            ic_broadcast: args.ic_broadcast == "on",
+            out: built.elf.with_file_name("sanitizer.txt"),
+        };
+        let _ = std::fs::remove_file(&options.out);
+        Some((sanitize::build_plugin()?, options))
+    } else {
+        None
+    };
+    let mut extra = args.args.clone();
+    if args.sanitize {
+        extra.push("sanitized=1".into());
+    }
     let run = Run {
         elf: &built.boot,
         board,
         cores,
         test,
-        extra: &args.args,
+        extra: &extra,
         timeout,
         live: true,
         gdb: args.gdb,
+        sanitize: sanitizer,
     };
     if args.gdb {
         println!("QEMU waits for a debugger. Attach with:");
@@ -339,7 +376,22 @@ pub fn command(args: &QemuArgs) -> Result<bool> {
     if !outcome.stderr.trim().is_empty() {
         eprintln!("{}", outcome.stderr.trim_end());
     }
-    match outcome.verdict(expect, &what) {
+    let mut verdict = outcome.verdict(expect, &what);
+    if let Some(text) = &outcome.sanitizer_output {
+        let report = sanitize::parse(text, &sanitize::SymbolMap::new(&built.bytes)?);
+        for h in &report.hazards {
+            println!("sanitizer: {h}");
+        }
+        println!(
+            "sanitizer: {}",
+            report
+                .summary
+                .as_deref()
+                .unwrap_or("no summary (did the plugin load?)")
+        );
+        verdict = verdict.and(sanitized_verdict(&report, Sanitized::Clean, &what));
+    }
+    match verdict {
         Ok(()) => {
             println!("xtask: {what}: ok ({:.1} s)", outcome.elapsed.as_secs_f64());
             Ok(true)
@@ -348,6 +400,36 @@ pub fn command(args: &QemuArgs) -> Result<bool> {
             println!("xtask: FAILED: {why}");
             Ok(false)
         }
+    }
+}
+
+/// Whether a sanitizer report shows what `want` asks for.
+pub fn sanitized_verdict(
+    report: &sanitize::Report,
+    want: Sanitized,
+    what: &str,
+) -> Result<(), String> {
+    if report.summary.is_none() {
+        return Err(format!("{what}: the sanitizer wrote no summary"));
+    }
+    if report.attribution_errors > 0 {
+        return Err(format!(
+            "{what}: the sanitizer could not attribute {} events to a core",
+            report.attribution_errors
+        ));
+    }
+    match want {
+        Sanitized::Clean if report.hazards.is_empty() => Ok(()),
+        Sanitized::Clean => Err(format!(
+            "{what}: {} sanitizer hazards, the first: {}",
+            report.hazards.len(),
+            report.hazards[0]
+        )),
+        Sanitized::Hazard if !report.hazards.is_empty() => Ok(()),
+        Sanitized::Hazard => Err(format!(
+            "{what}: the negative control was not flagged by the sanitizer"
+        )),
+        Sanitized::No => Ok(()),
     }
 }
 
@@ -362,6 +444,8 @@ mod tests {
             expect: Expect::Pass,
             timeout_s: 1,
             min_cores: 1,
+            tcg: Tcg::MultiThreaded,
+            sanitized: [Sanitized::No; 2],
         }
     }
 
@@ -380,6 +464,7 @@ mod tests {
             lines,
             stderr: String::new(),
             elapsed: Duration::from_secs(3),
+            sanitizer_output: None,
         }
     }
 

@@ -4,11 +4,14 @@
 //! that hangs is killed at its time limit and fails by name; the others still run.
 
 use crate::boards::{self, BoardConfig};
+use crate::elf::KernelTest;
 use crate::lint;
 use crate::logs::Symbols;
 use crate::qemu::{self, Run};
+use crate::sanitize;
 use anyhow::{Context, Result};
 use clap::Args;
+use graft_kernel::testinfo::Sanitized;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -24,6 +27,9 @@ pub struct TestArgs {
     /// Skip the lints and host unit tests.
     #[arg(long)]
     pub no_host: bool,
+    /// Skip the runs under the coherence sanitizer.
+    #[arg(long)]
+    pub no_sanitize: bool,
     /// List the kernel tests and exit.
     #[arg(long)]
     pub list: bool,
@@ -59,7 +65,14 @@ fn lints(tally: &mut Tally) -> Result<()> {
 }
 
 /// Host crates whose unit tests run here.
-const HOST_CRATES: &[&str] = &["xtask", "graft-kernel", "graft-boards", "graft-patcher"];
+const HOST_CRATES: &[&str] = &[
+    "xtask",
+    "graft-kernel",
+    "graft-boards",
+    "graft-patcher",
+    "graft-sanitizer",
+    "graft-loader",
+];
 
 fn host_tests(tally: &mut Tally) -> Result<()> {
     println!("== host unit tests ({})", HOST_CRATES.join(", "));
@@ -106,6 +119,13 @@ fn count(result_line: &str, what: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Publications per stress test under the sanitizer: multi-threaded TCG on a small host makes
+/// every IPI round trip cost milliseconds, so sanitized runs publish fewer versions than the
+/// plain runs' 100,000.
+const SANITIZED_PUBS: &str = "pubs=300";
+/// Tells the kernel it runs under the sanitizer (multi-threaded TCG).
+const SANITIZED_FLAG: &str = "sanitized=1";
+
 fn kernel_tests(board: &BoardConfig, args: &TestArgs, tally: &mut Tally) -> Result<()> {
     println!("== kernel tests on {}", board.name);
     let built = qemu::build_for(board)?;
@@ -114,42 +134,150 @@ fn kernel_tests(board: &BoardConfig, args: &TestArgs, tally: &mut Tally) -> Resu
         qemu::find_test(tests, name)?;
     }
     let symbols = Symbols::new(&built.bytes)?;
-    let cores = board.default_cores;
-    for test in tests
+    let selected: Vec<&KernelTest> = tests
         .iter()
         .filter(|t| args.tests.is_empty() || args.tests.contains(&t.name))
-    {
-        let run = Run {
-            elf: &built.boot,
-            board: *board,
-            cores,
-            test: Some(test),
-            extra: &[],
-            timeout: Duration::from_secs(u64::from(test.timeout_s)),
-            live: false,
-            gdb: false,
-        };
-        let what = format!("{} on {} ({cores} cores)", test.name, board.name);
-        let outcome = run.execute(&symbols)?;
-        match outcome.verdict(test.expect, &what) {
-            Ok(()) => {
-                println!("PASS {what} ({:.1} s)", outcome.elapsed.as_secs_f64());
-                tally.passed += 1;
-            }
-            Err(why) => {
-                println!("FAIL {why}");
-                for line in outcome.lines.iter().rev().take(25).rev() {
-                    println!("    {}", line.text);
-                }
-                if !outcome.stderr.trim().is_empty() {
-                    println!("    qemu: {}", outcome.stderr.trim());
-                }
-                tally.failed += 1;
-                tally.failures.push(what);
+        .collect();
+    for test in &selected {
+        one(&built, board, test, &symbols, None, tally)?;
+    }
+    // The sanitizer models a Cortex-A72's caches; its runs are made on the virt machine.
+    if board.name != "virt" || args.no_sanitize {
+        return Ok(());
+    }
+    let sanitized: Vec<_> = selected
+        .iter()
+        .filter(|t| t.sanitized != [Sanitized::No; 2])
+        .collect();
+    if sanitized.is_empty() {
+        return Ok(());
+    }
+    println!(
+        "== kernel tests on {} under the coherence sanitizer (multi-threaded TCG, {SANITIZED_PUBS})",
+        board.name
+    );
+    let plugin = sanitize::build_plugin()?;
+    for test in sanitized {
+        for (want, ic_broadcast) in [(test.sanitized[0], true), (test.sanitized[1], false)] {
+            if want != Sanitized::No {
+                let out = built
+                    .elf
+                    .with_file_name(format!("sanitizer-{}-{ic_broadcast}.txt", test.name));
+                let _ = std::fs::remove_file(&out);
+                let options = sanitize::Options { ic_broadcast, out };
+                one(
+                    &built,
+                    board,
+                    test,
+                    &symbols,
+                    Some((&plugin, options, want)),
+                    tally,
+                )?;
             }
         }
     }
     Ok(())
+}
+
+/// Runs one kernel test, plain or sanitized, and counts it.
+fn one(
+    built: &qemu::Built,
+    board: &BoardConfig,
+    test: &KernelTest,
+    symbols: &Symbols,
+    sanitized: Option<(&std::path::PathBuf, sanitize::Options, Sanitized)>,
+    tally: &mut Tally,
+) -> Result<()> {
+    let cores = board.default_cores;
+    let extra = if sanitized.is_some() {
+        vec![SANITIZED_PUBS.to_string(), SANITIZED_FLAG.to_string()]
+    } else {
+        vec![]
+    };
+    let mut what = format!("{} on {} ({cores} cores)", test.name, board.name);
+    if let Some((_, o, want)) = &sanitized {
+        what.push_str(&format!(
+            ", sanitized with ic-broadcast={}, expecting {}",
+            if o.ic_broadcast { "on" } else { "off" },
+            if *want == Sanitized::Hazard {
+                "hazards"
+            } else {
+                "none"
+            }
+        ));
+    }
+    let run = Run {
+        elf: &built.boot,
+        board: *board,
+        cores,
+        test: Some(test),
+        extra: &extra,
+        timeout: Duration::from_secs(u64::from(test.timeout_s)),
+        live: false,
+        gdb: false,
+        sanitize: sanitized
+            .as_ref()
+            .map(|(p, o, _)| ((*p).clone(), o.clone())),
+    };
+    let outcome = run.execute(symbols)?;
+    let mut verdict = outcome.verdict(test.expect, &what);
+    let mut hazards = Vec::new();
+    if let (Some((_, _, want)), Some(text)) = (&sanitized, &outcome.sanitizer_output) {
+        let report = sanitize::parse(text, &sanitize::SymbolMap::new(&built.bytes)?);
+        verdict = verdict.and(qemu::sanitized_verdict(&report, *want, &what));
+        if let Some(first) = report.hazards.first() {
+            println!(
+                "    sanitizer: {} hazards, e.g. {first}",
+                report.hazards.len()
+            );
+        }
+        hazards = report.hazards;
+    }
+    match verdict {
+        Ok(()) => {
+            println!("PASS {what} ({:.1} s)", outcome.elapsed.as_secs_f64());
+            tally.passed += 1;
+        }
+        Err(why) => {
+            println!("FAIL {why}");
+            for line in outcome.lines.iter().rev().take(25).rev() {
+                println!("    {}", line.text);
+            }
+            for h in hazards.iter().take(5) {
+                println!("    sanitizer: {h}");
+            }
+            if !outcome.stderr.trim().is_empty() {
+                println!("    qemu: {}", outcome.stderr.trim());
+            }
+            tally.failed += 1;
+            tally.failures.push(what);
+        }
+    }
+    Ok(())
+}
+
+/// The serial chainloader end to end on each selected Pi (see `flash_e2e.rs`): run with the
+/// kernel tests unless a `--test` filter leaves out `smp`, the test it chainloads.
+fn chainload_tests(selected: &[BoardConfig], args: &TestArgs, tally: &mut Tally) {
+    if !args.tests.is_empty() && !args.tests.iter().any(|t| t == "smp") {
+        return;
+    }
+    for board in selected.iter().filter(|b| b.raw_image) {
+        println!("== serial chainloader on {}", board.name);
+        for (what, result) in crate::flash_e2e::run(board) {
+            match result {
+                Ok(()) => {
+                    println!("PASS {what}");
+                    tally.passed += 1;
+                }
+                Err(why) => {
+                    println!("FAIL {what}: {why}");
+                    tally.failed += 1;
+                    tally.failures.push(what);
+                }
+            }
+        }
+    }
 }
 
 /// `cargo xtask test`.
@@ -186,6 +314,7 @@ pub fn command(args: &TestArgs) -> Result<bool> {
                 .push(format!("kernel tests on {}", board.name));
         }
     }
+    chainload_tests(&selected, args, &mut tally);
     if !tally.failures.is_empty() {
         println!("failed: {}", tally.failures.join("; "));
     }

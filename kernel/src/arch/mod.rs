@@ -5,6 +5,7 @@ pub mod boot;
 pub mod cache;
 pub mod cpu;
 pub mod exceptions;
+pub mod markers;
 pub mod mmu;
 pub mod probes;
 pub mod semihosting;

@@ -32,12 +32,16 @@ pub struct Fixed;
 impl Fixed {
     /// The flush stub, written once at start-up.
     pub const STUB: usize = 0x000;
+    /// The same stub with its `ISB` made a `NOP`: only for the negative-control test.
+    pub const BROKEN_STUB: usize = 0x080;
     /// The branch-flip site: one word, always a `B`.
     pub const FLIP: usize = 0x100;
     /// The in-place site rewritten under stop-the-world (and by the naive negative control).
     pub const IN_PLACE: usize = 0x200;
     /// Size of the in-place site.
     pub const IN_PLACE_LEN: usize = payload::MAX_LEN;
+    /// The naive negative control's function, rewritten with no maintenance at all.
+    pub const NAIVE: usize = 0x300;
     /// Where the slots start.
     pub const SLOTS: usize = 0x1000;
 }
@@ -74,6 +78,10 @@ pub fn service() -> &'static Service {
         // Fixed::SLOTS on only this arena touches it; (2) its executable view maps the same pages.
         let arena = unsafe { Arena::new(region) }.expect("arena layout");
         let sync = CodeSync::for_this_core(Hw);
+        // The sanitizer tracks writes to code it has not seen run: the whole arena is code.
+        check_layout();
+        let code = mmu::arena();
+        crate::arch::markers::track_code(code.start, code.end - code.start);
         install_stub(&sync);
         Service {
             sync,
@@ -83,19 +91,66 @@ pub fn service() -> &'static Service {
     })
 }
 
+unsafe extern "C" {
+    static graft_flush_stub: u8;
+    static graft_flush_stub_broken: u8;
+    static graft_flip_site: u8;
+    static graft_in_place_site: u8;
+    static graft_naive_site: u8;
+    static graft_arena_slots: u8;
+}
+
+/// Checks the linker's names for the fixed page against [`Fixed`].
+fn check_layout() {
+    let base = mmu::arena().start;
+    let named = [
+        (&raw const graft_flush_stub, Fixed::STUB),
+        (&raw const graft_flush_stub_broken, Fixed::BROKEN_STUB),
+        (&raw const graft_flip_site, Fixed::FLIP),
+        (&raw const graft_in_place_site, Fixed::IN_PLACE),
+        (&raw const graft_naive_site, Fixed::NAIVE),
+        (&raw const graft_arena_slots, Fixed::SLOTS),
+    ];
+    for (symbol, off) in named {
+        // black_box: the compiler may assume two distinct statics never share an address, and
+        // graft_flush_stub is __arena_start.
+        let addr = core::hint::black_box(symbol as usize);
+        assert_eq!(
+            addr,
+            base + off,
+            "linker/common.ld and patch::Fixed disagree"
+        );
+    }
+}
+
 /// The executable address of the flush stub.
 pub fn stub_addr() -> u64 {
     arena_addr(Fixed::STUB).0 as u64
 }
 
+/// The executable address of the broken stub (no `ISB`), for the negative control.
+pub fn broken_stub_addr() -> u64 {
+    arena_addr(Fixed::BROKEN_STUB).0 as u64
+}
+
 fn install_stub(sync: &CodeSync<Hw>) {
-    let (exec, write) = arena_addr(Fixed::STUB);
-    for (i, w) in FLUSH_STUB.iter().enumerate() {
-        // SAFETY: the fixed page's writable view, nothing executes the stub yet.
-        unsafe { (write as *mut u32).add(i).write_volatile(*w) };
+    let broken = FLUSH_STUB.map(|w| {
+        if w == patcher::insn::ISB {
+            patcher::insn::nop()
+        } else {
+            w
+        }
+    });
+    assert!(broken != FLUSH_STUB, "the flush stub has an ISB to remove");
+    for (off, words) in [(Fixed::STUB, &FLUSH_STUB), (Fixed::BROKEN_STUB, &broken)] {
+        let (exec, write) = arena_addr(off);
+        for (i, w) in words.iter().enumerate() {
+            // SAFETY: the fixed page's writable view, nothing executes the stubs yet.
+            unsafe { (write as *mut u32).add(i).write_volatile(*w) };
+        }
+        // SAFETY: both views of the stub are mapped.
+        unsafe { sync.sync_range(write, exec, words.len() * 4) };
     }
-    // SAFETY: both views of the stub are mapped.
-    unsafe { sync.sync_range(write, exec, FLUSH_STUB.len() * 4) };
 }
 
 /// The environment strategies run in, with `timeout` for every cross-core wait.

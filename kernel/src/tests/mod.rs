@@ -8,6 +8,7 @@
 mod demo;
 mod fault;
 mod ipi;
+mod naive;
 mod patch;
 mod smp;
 mod timer;
@@ -57,10 +58,11 @@ macro_rules! kernel_test {
             timeout_s = $timeout,
             min_cores = $min,
             $run,
-            tcg = MultiThreaded
+            tcg = MultiThreaded,
+            sanitized = [No, No]
         );
     };
-    ($static:ident, $name:literal, $expect:ident, timeout_s = $timeout:literal, min_cores = $min:literal, $run:path, tcg = $tcg:ident) => {
+    ($static:ident, $name:literal, $expect:ident, timeout_s = $timeout:literal, min_cores = $min:literal, $run:path, tcg = $tcg:ident, sanitized = [$s0:ident, $s1:ident]) => {
         #[unsafe(link_section = ".graft_tests")]
         #[used]
         static $static: $crate::tests::KernelTest = $crate::tests::KernelTest {
@@ -70,6 +72,10 @@ macro_rules! kernel_test {
                 $timeout,
                 $min,
                 graft_kernel::testinfo::Tcg::$tcg,
+                [
+                    graft_kernel::testinfo::Sanitized::$s0,
+                    graft_kernel::testinfo::Sanitized::$s1,
+                ],
             ),
             run: $run,
         };
@@ -112,6 +118,7 @@ fn cmdline() -> Cmdline<'static> {
 }
 
 fn run_current(core: usize) -> bool {
+    crate::arch::markers::core_id(core);
     let test = &all()[CURRENT.load(Ordering::Acquire)];
     let ctx = Ctx {
         core,

@@ -32,6 +32,9 @@ use patcher::strategy::{
     Rendezvous, SeqCheck, StopTheWorld,
 };
 
+// Sanitized: [with default switches, with ic-broadcast=off]. `patch-ipi` relies on broadcast
+// invalidation and must be flagged without it.
+// `patch-ftr-broken` is the negative control: the flush stub without its ISB.
 kernel_test!(
     PATCH_IPI,
     "patch-ipi",
@@ -39,7 +42,8 @@ kernel_test!(
     timeout_s = 600,
     min_cores = 4,
     ipi,
-    tcg = SingleThreaded
+    tcg = SingleThreaded,
+    sanitized = [Clean, Hazard]
 );
 kernel_test!(
     PATCH_IPI_REMOTE,
@@ -48,7 +52,11 @@ kernel_test!(
     timeout_s = 600,
     min_cores = 4,
     ipi_remote,
-    tcg = SingleThreaded
+    tcg = SingleThreaded,
+    // Not yet with ic-broadcast=off: the sanitizer reports a missing clean completion there,
+    // which is still to be understood (the handler's IC IVAU follows the producer's DC CVAU and
+    // DSB through the IPI mailbox's release/acquire).
+    sanitized = [Clean, No]
 );
 kernel_test!(
     PATCH_BRANCH,
@@ -57,7 +65,8 @@ kernel_test!(
     timeout_s = 600,
     min_cores = 4,
     branch,
-    tcg = SingleThreaded
+    tcg = SingleThreaded,
+    sanitized = [Clean, No]
 );
 kernel_test!(
     PATCH_FTR,
@@ -66,8 +75,12 @@ kernel_test!(
     timeout_s = 600,
     min_cores = 4,
     ftr,
-    tcg = SingleThreaded
+    tcg = SingleThreaded,
+    sanitized = [Clean, No]
 );
+// Not yet sanitized: with three consumers invalidating the same lines the sanitizer reports a
+// missing context synchronization that single-consumer runs do not show (under investigation:
+// a second core's IC IVAU of a line another core already synchronized to looks like the cause).
 kernel_test!(
     PATCH_FTR_MULTI,
     "patch-ftr-multi",
@@ -75,7 +88,8 @@ kernel_test!(
     timeout_s = 600,
     min_cores = 4,
     ftr_multi,
-    tcg = SingleThreaded
+    tcg = SingleThreaded,
+    sanitized = [No, No]
 );
 kernel_test!(
     PATCH_SEQ,
@@ -84,7 +98,8 @@ kernel_test!(
     timeout_s = 600,
     min_cores = 4,
     seq,
-    tcg = SingleThreaded
+    tcg = SingleThreaded,
+    sanitized = [Clean, No]
 );
 kernel_test!(
     PATCH_STW,
@@ -93,11 +108,22 @@ kernel_test!(
     timeout_s = 600,
     min_cores = 4,
     stw,
-    tcg = SingleThreaded
+    tcg = SingleThreaded,
+    sanitized = [Clean, No]
+);
+kernel_test!(
+    PATCH_FTR_BROKEN,
+    "patch-ftr-broken",
+    Pass,
+    timeout_s = 600,
+    min_cores = 4,
+    ftr_broken,
+    tcg = SingleThreaded,
+    sanitized = [Hazard, No]
 );
 
 const DEFAULT_PUBS: u64 = 100_000;
-const TIMEOUT: Duration = Duration::from_secs(5);
+const TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -108,6 +134,8 @@ enum Kind {
     FtrMulti,
     Seq,
     Stw,
+    /// Flush-then-redirect through a stub with its `ISB` removed: the negative control.
+    FtrBroken,
 }
 
 #[repr(align(128))]
@@ -159,6 +187,9 @@ fn seq(ctx: &Ctx) -> TestResult {
 }
 fn stw(ctx: &Ctx) -> TestResult {
     run(Kind::Stw, ctx)
+}
+fn ftr_broken(ctx: &Ctx) -> TestResult {
+    run(Kind::FtrBroken, ctx)
 }
 
 fn run(kind: Kind, ctx: &Ctx) -> TestResult {
@@ -212,16 +243,26 @@ fn setup(kind: Kind) -> TestResult {
             // SAFETY: both views are mapped.
             unsafe { svc.sync.sync_range(write, exec, 4) };
         }
-        Kind::Ftr | Kind::FtrMulti => {
+        Kind::Ftr | Kind::FtrMulti | Kind::FtrBroken => {
+            // Every core's first call goes through the stub, as every later one does.
             let block = place(0)?;
-            block.sync(&svc.sync);
-            for cell in &sites::PER_CORE {
-                cell.target.store(block.exec_addr(), Ordering::Release);
+            let ftr = FlushThenRedirect::new(patch::stub_addr());
+            if ftr
+                .publish(&patch::env(TIMEOUT), &sites::PER_CORE, &block)
+                .is_err()
+            {
+                return Err(Failed);
             }
         }
         Kind::Ipi | Kind::IpiRemote | Kind::Seq => {
             let block = place(0)?;
-            if let Err(e) = IpiSync.publish(&patch::env(TIMEOUT), &sites::INDIRECT, &block) {
+            let env = patch::env(TIMEOUT);
+            let first = if kind == Kind::IpiRemote {
+                IpiSyncRemote::new(remote()).publish(&env, &sites::INDIRECT, &block)
+            } else {
+                IpiSync.publish(&env, &sites::INDIRECT, &block)
+            };
+            if let Err(e) = first {
                 defmt::error!(
                     "setup: first publication failed: {}",
                     defmt::Debug2Format(&e)
@@ -243,6 +284,10 @@ fn setup(kind: Kind) -> TestResult {
         return Err(Failed);
     }
     Ok(())
+}
+
+fn remote() -> &'static RemoteInvalidate<Hw> {
+    REMOTE.call_once(|| RemoteInvalidate::new(patcher::cache::CodeSync::for_this_core(Hw)))
 }
 
 /// Allocates a slot (reclaiming through grace periods while the arena is full), checks that no
@@ -330,7 +375,11 @@ fn words(version: u64) -> [u32; Fixed::IN_PLACE_LEN / 4] {
 fn producer(kind: Kind, ctx: &Ctx, pubs: u64) -> TestResult {
     let svc = patch::service();
     let env = patch::env(TIMEOUT);
-    let ftr = FlushThenRedirect::new(patch::stub_addr());
+    let ftr = FlushThenRedirect::new(if kind == Kind::FtrBroken {
+        patch::broken_stub_addr()
+    } else {
+        patch::stub_addr()
+    });
     let (flip_exec, flip_write) = patch::arena_addr(Fixed::FLIP);
     // SAFETY: (1) the flip word's two views are mapped; (2) only this producer writes it.
     let flip = unsafe { FlipSite::new(flip_write, flip_exec) }.map_err(|_| Failed)?;
@@ -357,7 +406,7 @@ fn producer(kind: Kind, ctx: &Ctx, pubs: u64) -> TestResult {
                 }
                 Kind::Seq => SEQ.publish(&env, &sites::INDIRECT, &block),
                 Kind::Branch => BranchFlip.publish(&env, &flip, &block),
-                Kind::Ftr | Kind::FtrMulti => ftr
+                Kind::Ftr | Kind::FtrMulti | Kind::FtrBroken => ftr
                     .publish(&env, cells, &block)
                     .and_then(|()| ftr.wait_acknowledged(&env, cells, &block)),
                 Kind::Stw => unreachable!(),
@@ -404,7 +453,7 @@ fn call(kind: Kind, inside: *mut u64) -> Answer {
     unsafe {
         match kind {
             Kind::Ipi | Kind::IpiRemote | Kind::Seq => sites::call_indirect(inside),
-            Kind::Ftr | Kind::FtrMulti => sites::call_per_core(inside),
+            Kind::Ftr | Kind::FtrMulti | Kind::FtrBroken => sites::call_per_core(inside),
             Kind::Branch => sites::call_at(patch::arena_addr(Fixed::FLIP).0, inside),
             Kind::Stw => sites::call_at(patch::arena_addr(Fixed::IN_PLACE).0, inside),
         }
@@ -416,6 +465,10 @@ fn consumer(kind: Kind, ctx: &Ctx) -> TestResult {
     let me = CoreId(ctx.core as u8);
     let cell = &CORES[ctx.core];
     let expected = [payload::expected_checksum(0), payload::expected_checksum(1)];
+    // Under the sanitizer QEMU runs multi-threaded TCG, which can leave a core on old translated
+    // code for a while (DESIGN section 4; the same runs pass in round-robin TCG). There the
+    // sanitizer judges freshness, and the version floor is not checked.
+    let check_floor = ctx.cmdline.get("sanitized").is_none();
     svc.qsbr.online(me);
     let mut last = 0;
     let mut result = Ok(());
@@ -445,7 +498,7 @@ fn consumer(kind: Kind, ctx: &Ctx) -> TestResult {
             result = Err(Failed);
             break;
         }
-        if a.version < floor || a.version < last {
+        if check_floor && (a.version < floor || a.version < last) {
             defmt::error!(
                 "core {=usize}, call {=u64}: ran version {=u64} after version {=u64} was published (and {=u64} seen)",
                 ctx.core,
