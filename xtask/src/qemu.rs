@@ -59,6 +59,10 @@ pub struct Run<'a> {
     pub gdb: bool,
     /// Load the sanitizer plugin (its library and switches).
     pub sanitize: Option<(PathBuf, sanitize::Options)>,
+    /// Offer semihosting (always, but for the check of the path real boards take).
+    pub semihosting: bool,
+    /// End the run as soon as a log message contains this text.
+    pub stop_when: Option<&'static str>,
 }
 
 /// What a run did.
@@ -94,6 +98,9 @@ impl Run<'_> {
         if let Some(cpu) = self.board.cpu {
             cmd.args(["-cpu", cpu]);
         }
+        if self.semihosting {
+            cmd.arg("-semihosting");
+        }
         match &self.sanitize {
             // The sanitizer attributes events to cores correctly only under multi-threaded TCG.
             Some((plugin, options)) => {
@@ -105,15 +112,7 @@ impl Run<'_> {
             None => {}
         }
         cmd.args(["-smp", &self.cores.to_string()])
-            .args([
-                "-display",
-                "none",
-                "-monitor",
-                "none",
-                "-serial",
-                "stdio",
-                "-semihosting",
-            ])
+            .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
             .arg("-kernel")
             .arg(self.elf)
             .args(["-append", &self.cmdline()]);
@@ -171,6 +170,12 @@ impl Run<'_> {
                             println!("{}", line.text);
                         }
                         lines.push(line);
+                    }
+                    if let Some(stop) = self.stop_when
+                        && lines.iter().any(|l| l.message.contains(stop))
+                    {
+                        let _ = child.kill();
+                        break;
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
@@ -359,6 +364,8 @@ pub fn command(args: &QemuArgs) -> Result<bool> {
         live: true,
         gdb: args.gdb,
         sanitize: sanitizer,
+        semihosting: true,
+        stop_when: None,
     };
     if args.gdb {
         println!("QEMU waits for a debugger. Attach with:");

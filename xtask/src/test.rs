@@ -141,6 +141,9 @@ fn kernel_tests(board: &BoardConfig, args: &TestArgs, tally: &mut Tally) -> Resu
     for test in &selected {
         one(&built, board, test, &symbols, None, tally)?;
     }
+    if args.tests.is_empty() || args.tests.iter().any(|t| t == "demo") {
+        without_semihosting(board, tally)?;
+    }
     // The sanitizer models a Cortex-A72's caches; its runs are made on the virt machine.
     if board.name != "virt" || args.no_sanitize {
         return Ok(());
@@ -175,6 +178,47 @@ fn kernel_tests(board: &BoardConfig, args: &TestArgs, tally: &mut Tally) -> Resu
                 )?;
             }
         }
+    }
+    Ok(())
+}
+
+/// The path a real board takes: no semihosting, so no command line (the demo runs) and no exit
+/// status; the kernel must say so and halt rather than fault.
+fn without_semihosting(board: &BoardConfig, tally: &mut Tally) -> Result<()> {
+    let built = qemu::build_for(board)?;
+    let symbols = Symbols::new(&built.bytes)?;
+    let what = format!(
+        "demo on {} without semihosting (the real-board path)",
+        board.name
+    );
+    let run = Run {
+        elf: &built.boot,
+        board: *board,
+        cores: board.default_cores,
+        test: None,
+        extra: &[],
+        timeout: Duration::from_secs(120),
+        live: false,
+        gdb: false,
+        sanitize: None,
+        semihosting: false,
+        stop_when: Some("no semihosting to report it to"),
+    };
+    let outcome = run.execute(&symbols)?;
+    let said = |text: &str| outcome.lines.iter().any(|l| l.message.contains(text));
+    if said("no semihosting (HLT is undefined here)")
+        && said("test demo: PASS")
+        && said("run ended with status 0")
+    {
+        println!("PASS {what} ({:.1} s)", outcome.elapsed.as_secs_f64());
+        tally.passed += 1;
+    } else {
+        println!("FAIL {what}: the log does not show the demo passing and the kernel halting");
+        for line in outcome.lines.iter().rev().take(25).rev() {
+            println!("    {}", line.text);
+        }
+        tally.failed += 1;
+        tally.failures.push(what);
     }
     Ok(())
 }
@@ -218,6 +262,8 @@ fn one(
         sanitize: sanitized
             .as_ref()
             .map(|(p, o, _)| ((*p).clone(), o.clone())),
+        semihosting: true,
+        stop_when: None,
     };
     let outcome = run.execute(symbols)?;
     let mut verdict = outcome.verdict(test.expect, &what);

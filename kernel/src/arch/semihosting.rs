@@ -1,8 +1,18 @@
 //! Arm semihosting: the boot command line (`SYS_GET_CMDLINE`) and the run's exit status.
 //!
-//! QEMU answers semihosting calls when started with `-semihosting`; xtask always does.
+//! QEMU answers semihosting calls when started with `-semihosting`; xtask always does. A real
+//! board with no debugger attached does not: there `HLT` is an undefined instruction. The first
+//! call finds out under a fault trap, and without semihosting the command line is empty (the
+//! demo runs) and "exit" logs the status and halts the cores.
 
+use crate::arch::cpu;
+use crate::arch::exceptions::{FaultTrap, Resume};
 use core::arch::asm;
+use core::sync::atomic::{AtomicU8, Ordering};
+use graft_kernel::esr::ec;
+
+/// 0: not probed yet, 1: present, 2: absent.
+static PRESENT: AtomicU8 = AtomicU8::new(0);
 
 const SYS_GET_CMDLINE: u64 = 0x15;
 
@@ -22,12 +32,21 @@ unsafe fn call(op: u64, arg: u64) -> u64 {
     ret
 }
 
-/// Copies the command line QEMU was given with `-append` into `buf`; returns its text.
+/// Copies the command line QEMU was given with `-append` into `buf`; returns its text (empty
+/// without semihosting).
 pub fn cmdline(buf: &mut [u8]) -> &str {
     let mut block: [u64; 2] = [buf.as_mut_ptr() as u64, buf.len() as u64];
-    // SAFETY: `block` describes `buf`, which outlives the call; the call writes at most `buf.len()`
-    // bytes there and updates block[1] with the length.
-    let status = unsafe { call(SYS_GET_CMDLINE, block.as_mut_ptr() as u64) };
+    let mut status = u64::MAX;
+    let trapped = FaultTrap::catch(ec::UNKNOWN, Resume::Skip, || {
+        // SAFETY: `block` describes `buf`, which outlives the call; the call writes at most
+        // `buf.len()` bytes there and updates block[1] with the length.
+        status = unsafe { call(SYS_GET_CMDLINE, block.as_mut_ptr() as u64) };
+    });
+    PRESENT.store(if trapped.is_some() { 2 } else { 1 }, Ordering::Relaxed);
+    if trapped.is_some() {
+        defmt::warn!("no semihosting (HLT is undefined here): no command line, the demo runs");
+        return "";
+    }
     if status != 0 {
         return "";
     }
@@ -37,8 +56,18 @@ pub fn cmdline(buf: &mut [u8]) -> &str {
     core::str::from_utf8(text).unwrap_or("")
 }
 
-/// Ends the QEMU run with `code` as its exit status.
+/// Ends the QEMU run with `code` as its exit status; without semihosting, logs it and halts.
 pub fn exit(code: u32) -> ! {
     use qemu_exit::QEMUExit;
-    qemu_exit::AArch64::new().exit(code)
+    if PRESENT.load(Ordering::Relaxed) != 2 {
+        qemu_exit::AArch64::new().exit(code)
+    }
+    defmt::info!(
+        "run ended with status {=u32}; no semihosting to report it to: halting",
+        code
+    );
+    cpu::irq_save();
+    loop {
+        cpu::wfi();
+    }
 }

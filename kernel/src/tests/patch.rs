@@ -392,6 +392,20 @@ fn producer(kind: Kind, ctx: &Ctx, pubs: u64) -> TestResult {
     let rendezvous =
         RENDEZVOUS.call_once(|| Rendezvous::new(patcher::cache::CodeSync::for_this_core(Hw)));
     let cells = &sites::PER_CORE[consumers(kind, ctx)];
+    // Flush-then-redirect: every consumer first takes version 0 through the stub (setup), and a
+    // cell is republished only once acknowledged.
+    let stub = patch::stub_addr();
+    let first_taken = || {
+        cells
+            .iter()
+            .all(|c| c.target.load(Ordering::Acquire) != stub)
+    };
+    if matches!(kind, Kind::Ftr | Kind::FtrMulti | Kind::FtrBroken)
+        && !KernelPlatform.wait_for(TIMEOUT, &mut || first_taken())
+    {
+        defmt::error!("a consumer never took the first block through the flush stub");
+        return Err(Failed);
+    }
     let mut previous: Option<SlotId> = None;
     let start = cpu::ticks();
     for version in 1..=pubs {

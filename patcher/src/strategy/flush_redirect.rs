@@ -189,7 +189,8 @@ impl FlushThenRedirect {
 impl Strategy for FlushThenRedirect {
     type Site = [ConsumerCell];
 
-    /// Cleans the block, then redirects every consumer to the stub. Returns without waiting:
+    /// Cleans the block, then redirects every consumer to the stub; refused, with nothing
+    /// written, while any consumer has not acknowledged the previous block. Returns without waiting:
     /// [`wait_acknowledged`](Self::wait_acknowledged) tells when the old block is unreachable
     /// from every consumer.
     fn publish<P: Platform + ?Sized, M: Maintenance>(
@@ -198,6 +199,18 @@ impl Strategy for FlushThenRedirect {
         cells: &[ConsumerCell],
         block: &CodeBlock<'static>,
     ) -> Result<(), PublishError> {
+        // A consumer still in (or bound for) the stub reads the pending fields in two steps
+        // around its ISB; rewriting them under it could send it to a block it never
+        // invalidated. So a cell is republished only once it acknowledged.
+        let mut pending = CoreSet::EMPTY;
+        for (i, cell) in cells.iter().enumerate() {
+            if cell.target.load(Ordering::Acquire) == self.stub {
+                pending = pending.with(CoreId(i as u8));
+            }
+        }
+        if !pending.is_empty() {
+            return Err(PublishError::Pending { consumers: pending });
+        }
         block.clean(env.sync);
         let policy = env.sync.policy();
         let iline = policy.iline as u64;

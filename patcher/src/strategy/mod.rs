@@ -98,6 +98,12 @@ pub enum PublishError {
         /// The address.
         addr: usize,
     },
+    /// These consumers (by position) have not yet acknowledged the previous publication to
+    /// their cells; nothing was written.
+    Pending {
+        /// The consumers still on the flush stub.
+        consumers: CoreSet,
+    },
 }
 
 impl From<IpiError> for PublishError {

@@ -349,7 +349,16 @@ fn flush_then_redirect_per_consumer() {
             missing: cores(&[0, 1])
         })
     );
+    // Republishing before the acknowledgements is refused with nothing written (a consumer in
+    // the stub would otherwise read one publication's range and another's block).
     w.rec.clear();
+    assert_eq!(
+        ftr.publish(&w.env(&p), &cells, &w.block),
+        Err(PublishError::Pending {
+            consumers: cores(&[0, 1])
+        })
+    );
+    assert_eq!(w.events(), []);
     // SAFETY: the pending range is the block, mapped (and only seen by the fake).
     let to = unsafe { FlushThenRedirect::stub_model(&cells[1], w.sync.backend()) };
     assert_eq!(to, EXEC as u64);
