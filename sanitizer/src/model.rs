@@ -151,7 +151,10 @@ struct Line {
     clean_done: Option<Ev>,
     clean_unordered: bool,
     ic_unordered: bool,
-    inval: [Option<Inval>; MAX_CORES],
+    /// Every `IC` of the line ordered after its clean since the last write: which cores it
+    /// invalidates for (a bit mask) and whether it completed. An invalidation by one core never
+    /// cancels another's: a line is invalidated for a core once any of them completed.
+    invals: Vec<(u64, Inval)>,
     fresh: u64,
     /// Cores that had a context synchronization event since the last write, which did not
     /// make the line fresh (so what was missing came before it).
@@ -372,7 +375,7 @@ impl Model {
             l.clean_done = None;
             l.clean_unordered = false;
             l.ic_unordered = false;
-            l.inval = [None; MAX_CORES];
+            l.invals.clear();
             l.fresh = 0;
             l.cse_since_write = 0;
             word += 4;

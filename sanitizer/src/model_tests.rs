@@ -422,3 +422,53 @@ fn unrelated_words_and_rewrites_with_the_same_value_are_quiet() {
     m.store(0, 0, 0x4100_0000, &[0; 8], false);
     assert!(!m.is_pending(0x4100_0000), "data page, never code");
 }
+
+#[test]
+fn one_cores_invalidate_does_not_cancel_anothers() {
+    // Flush-then-redirect with two consumers: each invalidates the new block itself. Consumer 1
+    // issues its IC, consumer 2 issues its own before consumer 1's DSB; consumer 1's DSB
+    // completes its own IC, so after its ISB the line is fresh for it. (A model that kept one
+    // invalidation per core let consumer 2's pending IC replace consumer 1's and reported a
+    // missing context synchronization here.)
+    let mut m = model(Config { cores: 3, ..cfg() });
+    write(&mut m, 0, MOV2);
+    m.dc(0, CODE, DcOp::Clean);
+    m.dsb(0, Full);
+    flag(&mut m, 0, true);
+    for c in [1, 2] {
+        m.load(c, FLAG, PLAIN);
+        m.dmb(c, Full);
+    }
+    m.ic(1, IcOp::Ivau, CODE);
+    m.ic(2, IcOp::Ivau, CODE);
+    m.dsb(1, Full);
+    m.cse(1, Cse::Isb);
+    assert_eq!(
+        run(&mut m, 1),
+        None,
+        "consumer 1 completed its own invalidation"
+    );
+    // Consumer 2 has not completed its IC yet (and consumer 1's broadcast one has no ISB on 2
+    // after it): not fresh for 2 until its own DSB and ISB.
+    assert_eq!(missing(&mut m, 2), Missing::ContextSync);
+    // And with broadcast off, consumer 2 needs its own completed IC, not consumer 1's.
+    let off = Config {
+        cores: 3,
+        ic_broadcast: false,
+        ..cfg()
+    };
+    let mut m2 = Model::new(off);
+    m2.note_code(CODE, MOV1);
+    write(&mut m2, 0, MOV2);
+    m2.dc(0, CODE, DcOp::Clean);
+    m2.dsb(0, Full);
+    flag(&mut m2, 0, true);
+    for c in [1, 2] {
+        m2.load(c, FLAG, PLAIN);
+        m2.dmb(c, Full);
+    }
+    m2.ic(1, IcOp::Ivau, CODE);
+    m2.dsb(1, Full);
+    m2.cse(2, Cse::Isb);
+    assert_eq!(missing(&mut m2, 2), Missing::Invalidate);
+}

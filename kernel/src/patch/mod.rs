@@ -13,10 +13,11 @@ pub mod sites;
 
 use crate::arch::mmu;
 use boards::MAX_CORES;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
 use patcher::arena::{Arena, Region};
-use patcher::cache::CodeSync;
 use patcher::cache::hw::Hw;
+use patcher::cache::{CodeSync, Maintenance};
 use patcher::grace::Qsbr;
 use patcher::strategy::{Env, FLUSH_STUB};
 use platform::KernelPlatform;
@@ -133,6 +134,44 @@ pub fn broken_stub_addr() -> u64 {
     arena_addr(Fixed::BROKEN_STUB).0 as u64
 }
 
+/// The range [`install`] asks other cores to invalidate (one installation at a time).
+static INSTALLING: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+static INSTALL_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+/// The IPI handler of [`install`]: `DMB ISH` (the installer's clean reached this core through the
+/// mailbox's acquire, which does not order an `IC`), invalidate the range here, `DSB ISH`; the
+/// exception return is this core's context synchronization.
+fn invalidate_here(_sender: usize, _arg: usize) {
+    let (exec, len) = (
+        INSTALLING[0].load(Ordering::Acquire),
+        INSTALLING[1].load(Ordering::Acquire),
+    );
+    let sync = CodeSync::for_this_core(Hw);
+    sync.backend().dmb_ish();
+    // SAFETY: `install` published a range of the arena's executable view, which is mapped.
+    unsafe { sync.invalidate_range(exec, len) };
+}
+
+/// Makes code just written at `write` (executable at `exec`) fresh on every online core, without
+/// relying on broadcast invalidation: clean and invalidate here, then each other core
+/// invalidates the range itself in an IPI and synchronizes on its return. For code installed
+/// before anyone runs it (stubs, a site's first word); publication is the strategies' job.
+pub fn install(
+    sync: &CodeSync<Hw>,
+    write: usize,
+    exec: usize,
+    len: usize,
+) -> Result<(), crate::ipi::IpiError> {
+    let _one = INSTALL_LOCK.lock();
+    // SAFETY: callers pass a range of the arena, whose two views are both mapped.
+    unsafe { sync.sync_range(write, exec, len) };
+    INSTALLING[0].store(exec, Ordering::Release);
+    INSTALLING[1].store(len, Ordering::Release);
+    crate::ipi::call_others(invalidate_here, 0, INSTALL_TIMEOUT_US)
+}
+
+const INSTALL_TIMEOUT_US: u64 = 5_000_000;
+
 fn install_stub(sync: &CodeSync<Hw>) {
     let broken = FLUSH_STUB.map(|w| {
         if w == patcher::insn::ISB {
@@ -148,8 +187,8 @@ fn install_stub(sync: &CodeSync<Hw>) {
             // SAFETY: the fixed page's writable view, nothing executes the stubs yet.
             unsafe { (write as *mut u32).add(i).write_volatile(*w) };
         }
-        // SAFETY: both views of the stub are mapped.
-        unsafe { sync.sync_range(write, exec, words.len() * 4) };
+        install(sync, write, exec, words.len() * 4)
+            .expect("a core did not take the flush stub's installation IPI");
     }
 }
 

@@ -52,8 +52,9 @@ fn run(ctx: &Ctx) -> TestResult {
                 .write_volatile(insn::ret(Reg::x(30)).expect("RET"))
         };
         // The first version is installed properly; only the rewrites below are naive.
-        // SAFETY: both views of the site are mapped.
-        unsafe { patch::service().sync.sync_range(write, exec, 8) };
+        if patch::install(&patch::service().sync, write, exec, 8).is_err() {
+            return Err(super::Failed);
+        }
     }
     if START.wait(ctx.cores, 60_000_000).is_err() {
         return Err(super::Failed);

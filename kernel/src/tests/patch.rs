@@ -32,8 +32,9 @@ use patcher::strategy::{
     Rendezvous, SeqCheck, StopTheWorld,
 };
 
-// Sanitized: [with default switches, with ic-broadcast=off]. `patch-ipi` relies on broadcast
-// invalidation and must be flagged without it.
+// Sanitized: [with default switches, with ic-broadcast=off]. `patch-ipi` and `patch-branch` rely
+// on broadcast invalidation and must be flagged without it; `patch-ipi-remote` and the
+// flush-then-redirect consumers invalidate on each core and must pass either way.
 // `patch-ftr-broken` is the negative control: the flush stub without its ISB.
 kernel_test!(
     PATCH_IPI,
@@ -53,10 +54,7 @@ kernel_test!(
     min_cores = 4,
     ipi_remote,
     tcg = SingleThreaded,
-    // Not yet with ic-broadcast=off: the sanitizer reports a missing clean completion there,
-    // which is still to be understood (the handler's IC IVAU follows the producer's DC CVAU and
-    // DSB through the IPI mailbox's release/acquire).
-    sanitized = [Clean, No]
+    sanitized = [Clean, Clean]
 );
 kernel_test!(
     PATCH_BRANCH,
@@ -66,7 +64,7 @@ kernel_test!(
     min_cores = 4,
     branch,
     tcg = SingleThreaded,
-    sanitized = [Clean, No]
+    sanitized = [Clean, Hazard]
 );
 kernel_test!(
     PATCH_FTR,
@@ -78,9 +76,6 @@ kernel_test!(
     tcg = SingleThreaded,
     sanitized = [Clean, No]
 );
-// Not yet sanitized: with three consumers invalidating the same lines the sanitizer reports a
-// missing context synchronization that single-consumer runs do not show (under investigation:
-// a second core's IC IVAU of a line another core already synchronized to looks like the cause).
 kernel_test!(
     PATCH_FTR_MULTI,
     "patch-ftr-multi",
@@ -89,7 +84,7 @@ kernel_test!(
     min_cores = 4,
     ftr_multi,
     tcg = SingleThreaded,
-    sanitized = [No, No]
+    sanitized = [Clean, Clean]
 );
 kernel_test!(
     PATCH_SEQ,
@@ -234,14 +229,19 @@ fn setup(kind: Kind) -> TestResult {
         Kind::Stw => write_in_place(0)?,
         Kind::Branch => {
             let block = place(0)?;
-            block.sync(&svc.sync);
+            patch::install(
+                &svc.sync,
+                block.write_addr(),
+                block.exec_addr() as usize,
+                block.len(),
+            )
+            .map_err(|_| Failed)?;
             let (exec, write) = patch::arena_addr(Fixed::FLIP);
             let word =
                 patcher::insn::b(block.exec_addr() as i64 - exec as i64).map_err(|_| Failed)?;
             // SAFETY: the fixed page's writable view; no consumer runs yet.
             unsafe { (write as *mut u32).write_volatile(word) };
-            // SAFETY: both views are mapped.
-            unsafe { svc.sync.sync_range(write, exec, 4) };
+            patch::install(&svc.sync, write, exec, 4).map_err(|_| Failed)?;
         }
         Kind::Ftr | Kind::FtrMulti | Kind::FtrBroken => {
             // Every core's first call goes through the stub, as every later one does.
@@ -354,13 +354,7 @@ fn write_in_place(version: u64) -> TestResult {
     let (exec, write) = patch::arena_addr(Fixed::IN_PLACE);
     // SAFETY: the fixed page's in-place site; only called before consumers start.
     unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), write as *mut u8, Fixed::IN_PLACE_LEN) };
-    // SAFETY: both views of the site are mapped.
-    unsafe {
-        patch::service()
-            .sync
-            .sync_range(write, exec, Fixed::IN_PLACE_LEN)
-    };
-    Ok(())
+    patch::install(&patch::service().sync, write, exec, Fixed::IN_PLACE_LEN).map_err(|_| Failed)
 }
 
 fn words(version: u64) -> [u32; Fixed::IN_PLACE_LEN / 4] {

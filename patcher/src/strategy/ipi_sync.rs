@@ -56,13 +56,19 @@ impl<M: Maintenance> RemoteInvalidate<M> {
 impl<M: Maintenance + Sync> IpiWork for RemoteInvalidate<M> {
     fn run(&self, _core: CoreId) {
         if let Some(block) = *self.block.read() {
+            // The producer's clean reached this core through the mailbox's release/acquire, which
+            // orders later loads and stores but not an IC: a DMB ISH orders the invalidation after
+            // what the acquire observed (catalogue: MP.RF+dmb.st+dmb.ish-dc-dsb-ic-dsb-isb is
+            // Forbidden, its DMB LD twin Allowed; found by the sanitizer with ic-broadcast=off).
+            self.sync.backend().dmb_ish();
             block.invalidate(&self.sync);
         }
     }
 }
 
 /// IPI sync with remote invalidation: clean, `DSB ISH`, invalidate locally, `DSB ISH`, IPI every
-/// other online core to invalidate too (`IC IVAU`, `DSB ISH`, then its exception return), `ISB`,
+/// other online core to invalidate too (`DMB ISH`, `IC IVAU`, `DSB ISH`, then its exception
+/// return), `ISB`,
 /// store-release the pointer.
 #[derive(Clone, Copy)]
 pub struct IpiSyncRemote<M: 'static> {

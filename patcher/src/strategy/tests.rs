@@ -225,6 +225,7 @@ fn ipi_sync_remote_invalidates_on_each_core() {
     for c in [1, 2] {
         want.extend([
             IpiEnter(CoreId(c)),
+            Cache(DmbIsh),
             Cache(IcIvau(EXEC)),
             Cache(DsbIsh),
             IpiAck(CoreId(c)),

@@ -52,7 +52,7 @@ impl Model {
                         if l.clean.is_some_and(|e| e.core == core) && l.clean_done.is_none() {
                             l.clean_done = Some(done);
                         }
-                        for i in l.inval.iter_mut().flatten() {
+                        for (_, i) in l.invals.iter_mut() {
                             if i.ic.core == core && i.done.is_none() {
                                 i.done = Some(done);
                             }
@@ -122,12 +122,14 @@ impl Model {
             l.ic_unordered = true;
             return;
         }
-        for &t in targets {
-            l.inval[t] = Some(Inval {
+        let mask = targets.iter().fold(0u64, |m, &t| m | 1 << t);
+        l.invals.push((
+            mask,
+            Inval {
                 ic: Ev { core, ts },
                 done: None,
-            });
-        }
+            },
+        ));
         self.cores[core].pending.push(line);
     }
 
@@ -156,7 +158,11 @@ impl Model {
             Cse::Exception => true,
         };
         if !self.cfg.dic {
-            return l.inval[core].and_then(|i| i.done).is_some_and(ordered);
+            return l
+                .invals
+                .iter()
+                .filter(|(mask, _)| mask & (1 << core) != 0)
+                .any(|(_, i)| i.done.is_some_and(ordered));
         }
         if !self.cfg.idc {
             return match cse {
@@ -214,11 +220,15 @@ impl Model {
             };
         }
         if !self.cfg.dic {
-            return match l.inval[core] {
-                None if l.ic_unordered => Missing::CleanCompletion,
-                None => Missing::Invalidate,
-                Some(Inval { done: None, .. }) => Missing::InvalidateCompletion,
-                Some(_) => Missing::ContextSync,
+            let mine = || l.invals.iter().filter(|(mask, _)| mask & (1 << core) != 0);
+            return if mine().any(|(_, i)| i.done.is_some()) {
+                Missing::ContextSync
+            } else if mine().next().is_some() {
+                Missing::InvalidateCompletion
+            } else if l.ic_unordered {
+                Missing::CleanCompletion
+            } else {
+                Missing::Invalidate
             };
         }
         // With DIC = 1 the clean (or the write) must be ordered before the executing core's
