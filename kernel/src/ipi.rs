@@ -199,9 +199,18 @@ pub fn kick(targets: CoreMask) {
     Current::send_ipi(targets);
 }
 
+/// IPI requests each core has run (the demo counts them as disturbances).
+static HANDLED: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+
+/// How many requests `core` has run so far.
+pub fn handled(core: usize) -> u64 {
+    HANDLED[core].load(Ordering::Relaxed)
+}
+
 /// The IPI handler: runs every new request addressed to this core, then acknowledges it.
 pub fn handle() {
     let me = cpu::core_id();
+    HANDLED[me].fetch_add(1, Ordering::Relaxed);
     for sender in smp::online().iter() {
         let mb = &MAILBOXES[sender][me];
         let seq = mb.seq.load(Ordering::Acquire);

@@ -16,6 +16,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod arch;
+mod demo;
 mod ipi;
 mod irq;
 mod log;

@@ -39,6 +39,10 @@ pub enum Tcg {
     /// One host thread runs the cores in turn (`-accel tcg,thread=single`): a core waiting with
     /// `YIELD` hands over at once, and every core sees rewritten code immediately.
     SingleThreaded = 1,
+    /// Round-robin with deterministic virtual time (`-icount shift=0,sleep=off`): one
+    /// instruction is one virtual nanosecond, so timings repeat exactly and deadlines mean
+    /// something whatever the host does.
+    Icount = 2,
 }
 
 /// What a run under the coherence sanitizer must show.
@@ -141,6 +145,7 @@ impl TestHeader {
         match self.tcg {
             0 => Some(Tcg::MultiThreaded),
             1 => Some(Tcg::SingleThreaded),
+            2 => Some(Tcg::Icount),
             _ => None,
         }
     }

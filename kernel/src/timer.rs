@@ -9,12 +9,15 @@ use core::sync::atomic::{AtomicU64, Ordering};
 struct PerCore {
     period: AtomicU64,
     ticks: AtomicU64,
+    /// When the last tick was due (counter value), so a loop can measure its response time.
+    due: AtomicU64,
 }
 
 static CORES: [PerCore; MAX_CORES] = [const {
     PerCore {
         period: AtomicU64::new(0),
         ticks: AtomicU64::new(0),
+        due: AtomicU64::new(0),
     }
 }; MAX_CORES];
 
@@ -38,10 +41,21 @@ pub fn ticks(core: usize) -> u64 {
     CORES[core].ticks.load(Ordering::Relaxed)
 }
 
+/// When `core`'s last tick was due, in counter ticks.
+pub fn last_due(core: usize) -> u64 {
+    CORES[core].due.load(Ordering::Acquire)
+}
+
+/// This core's tick period, in counter ticks.
+pub fn period() -> u64 {
+    CORES[cpu::core_id()].period.load(Ordering::Relaxed)
+}
+
 /// The timer interrupt: count it and arm the next deadline one period after the last.
 pub fn handle() {
     let me = &CORES[cpu::core_id()];
-    me.ticks.fetch_add(1, Ordering::Relaxed);
+    me.due.store(CNTV_CVAL_EL0.get(), Ordering::Relaxed);
+    me.ticks.fetch_add(1, Ordering::Release);
     // From the previous deadline, not from now: late interrupts do not stretch the period.
     CNTV_CVAL_EL0.set(CNTV_CVAL_EL0.get() + me.period.load(Ordering::Relaxed));
 }

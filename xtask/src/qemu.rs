@@ -28,6 +28,9 @@ pub struct QemuArgs {
     /// Start halted and wait for a debugger on localhost:1234.
     #[arg(long)]
     pub gdb: bool,
+    /// How many virtual seconds the demo runs (it shares them among the strategies).
+    #[arg(long)]
+    pub secs: Option<u64>,
     /// Run under the coherence sanitizer (multi-threaded TCG); any hazard fails the run.
     #[arg(long)]
     pub sanitize: bool,
@@ -91,6 +94,11 @@ impl Run<'_> {
         words.join(" ")
     }
 
+    /// The TCG mode: the test's, or for the demo (no test) deterministic virtual time.
+    fn tcg(&self) -> Tcg {
+        self.test.map_or(Tcg::Icount, |t| t.tcg)
+    }
+
     /// The QEMU command for this run.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new("qemu-system-aarch64");
@@ -106,10 +114,15 @@ impl Run<'_> {
             Some((plugin, options)) => {
                 cmd.arg("-plugin").arg(options.qemu_arg(plugin));
             }
-            None if self.test.map(|t| t.tcg) == Some(Tcg::SingleThreaded) => {
-                cmd.args(["-accel", "tcg,thread=single"]);
-            }
-            None => {}
+            None => match self.tcg() {
+                Tcg::SingleThreaded => {
+                    cmd.args(["-accel", "tcg,thread=single"]);
+                }
+                Tcg::Icount => {
+                    cmd.args(["-icount", "shift=0,sleep=off"]);
+                }
+                Tcg::MultiThreaded => {}
+            },
         }
         cmd.args(["-smp", &self.cores.to_string()])
             .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
@@ -351,6 +364,12 @@ pub fn command(args: &QemuArgs) -> Result<bool> {
         None
     };
     let mut extra = args.args.clone();
+    if let Some(secs) = args.secs {
+        if secs == 0 {
+            bail!("--secs must be at least 1");
+        }
+        extra.push(format!("secs={secs}"));
+    }
     if args.sanitize {
         extra.push("sanitized=1".into());
     }

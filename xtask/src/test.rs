@@ -123,6 +123,8 @@ fn count(result_line: &str, what: &str) -> u64 {
 /// every IPI round trip cost milliseconds, so sanitized runs publish fewer versions than the
 /// plain runs' 100,000.
 const SANITIZED_PUBS: &str = "pubs=300";
+/// Virtual seconds of the demo in the test run.
+const DEMO_SECS: &str = "secs=2";
 /// Tells the kernel it runs under the sanitizer (multi-threaded TCG).
 const SANITIZED_FLAG: &str = "sanitized=1";
 
@@ -233,11 +235,15 @@ fn one(
     tally: &mut Tally,
 ) -> Result<()> {
     let cores = board.default_cores;
-    let extra = if sanitized.is_some() {
+    let mut extra = if sanitized.is_some() {
         vec![SANITIZED_PUBS.to_string(), SANITIZED_FLAG.to_string()]
     } else {
         vec![]
     };
+    if test.name == "demo" {
+        // The demo's full run is `cargo xtask qemu`; here a shorter one (every strategy still runs).
+        extra.push(DEMO_SECS.to_string());
+    }
     let mut what = format!("{} on {} ({cores} cores)", test.name, board.name);
     if let Some((_, o, want)) = &sanitized {
         what.push_str(&format!(

@@ -200,3 +200,82 @@ pub fn env(timeout: Duration) -> Env<'static, KernelPlatform, Hw> {
         timeout,
     }
 }
+
+/// Why a block could not be placed in a slot. Nothing was written.
+pub enum PlaceError {
+    /// Every slot stayed live or retired for the whole timeout; these cores never reported a
+    /// quiescent state.
+    ArenaFull {
+        /// The cores holding the grace period back, as a bit mask.
+        lagging: u64,
+    },
+    /// The block broke a rule (`patcher::check`).
+    Check(patcher::check::CheckError),
+    /// The arena refused a state change.
+    Arena(patcher::arena::ArenaError),
+    /// The caller's own check of the slot failed.
+    Vetoed {
+        /// The slot's executable address.
+        exec: u64,
+    },
+}
+
+/// Checks `code` against the slot it gets, waiting (at most `timeout`) for grace periods to
+/// free one, and writes it: the block is then ready for a strategy to publish. `vet` sees the
+/// slot's executable address before anything is written and may refuse it.
+pub fn place(
+    code: &[u8],
+    timeout: Duration,
+    vet: impl FnOnce(u64) -> bool,
+) -> Result<patcher::arena::CodeBlock<'static>, PlaceError> {
+    use patcher::arena::ArenaError;
+    let svc = service();
+    let deadline =
+        crate::arch::cpu::ticks() + crate::arch::cpu::us_to_ticks(timeout.as_micros() as u64);
+    let mut slot = loop {
+        match svc.arena.alloc() {
+            Ok(slot) => break slot,
+            Err(ArenaError::ArenaFull) => {
+                svc.arena.reclaim(svc.qsbr.safe_epoch());
+                if crate::arch::cpu::ticks() > deadline {
+                    let lagging = svc.qsbr.lagging(svc.qsbr.current()).bits();
+                    return Err(PlaceError::ArenaFull { lagging });
+                }
+                crate::arch::cpu::relax();
+            }
+            Err(e) => return Err(PlaceError::Arena(e)),
+        }
+    };
+    let exec = slot.exec_addr();
+    if !vet(exec) {
+        return Err(PlaceError::Vetoed { exec });
+    }
+    let checked =
+        patcher::check::check_block(code, exec, SLOT_SIZE, &patcher::check::Externals::NONE)
+            .map_err(PlaceError::Check)?;
+    slot.write(&checked).map_err(PlaceError::Arena)?;
+    slot.publish().map_err(PlaceError::Arena)
+}
+
+/// Retires the slot a site no longer leads to (after its replacement was published) and frees
+/// every slot whose grace period has ended.
+pub fn retire(old: patcher::arena::SlotId) -> Result<(), patcher::arena::ArenaError> {
+    let svc = service();
+    let epoch = svc.qsbr.unlink();
+    svc.arena.retire(old, epoch)?;
+    svc.arena.reclaim(svc.qsbr.safe_epoch());
+    Ok(())
+}
+
+impl defmt::Format for PlaceError {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self {
+            Self::ArenaFull { lagging } => {
+                defmt::write!(f, "arena full: cores {=u64:#b} never quiescent", lagging)
+            }
+            Self::Check(e) => defmt::write!(f, "block refused: {}", defmt::Debug2Format(e)),
+            Self::Arena(e) => defmt::write!(f, "arena: {}", defmt::Debug2Format(e)),
+            Self::Vetoed { exec } => defmt::write!(f, "slot at {=u64:#x} vetoed", exec),
+        }
+    }
+}

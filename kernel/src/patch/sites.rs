@@ -81,3 +81,13 @@ pub unsafe fn call_at(exec: usize, inside: *mut u64) -> Answer {
         f(inside)
     }
 }
+
+/// The indirect site's entry address (for callers with their own signature).
+pub fn indirect_addr() -> usize {
+    graft_site_indirect as *const () as usize
+}
+
+/// The per-core site's entry address (for callers with their own signature).
+pub fn per_core_addr() -> usize {
+    graft_site_per_core as *const () as usize
+}

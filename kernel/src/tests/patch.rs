@@ -17,14 +17,13 @@
 use super::{Ctx, Failed, TestResult, kernel_test};
 use crate::arch::cpu;
 use crate::patch::payload::{self, Answer};
-use crate::patch::{self, Fixed, SLOT_SIZE, platform::KernelPlatform, sites};
+use crate::patch::{self, Fixed, platform::KernelPlatform, sites};
 use crate::sync::Barrier;
 use boards::MAX_CORES;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
-use patcher::arena::{ArenaError, CodeBlock, SlotId};
+use patcher::arena::{CodeBlock, SlotId};
 use patcher::cache::hw::Hw;
-use patcher::check::{Externals, check_block};
 use patcher::platform::{CoreId, Platform};
 use patcher::strategy::Strategy as _;
 use patcher::strategy::{
@@ -293,60 +292,25 @@ fn remote() -> &'static RemoteInvalidate<Hw> {
 /// Allocates a slot (reclaiming through grace periods while the arena is full), checks that no
 /// consumer is inside it, writes the block for `version` and returns it ready to publish.
 fn place(version: u64) -> Result<CodeBlock<'static>, Failed> {
-    let svc = patch::service();
-    let deadline = cpu::ticks() + cpu::us_to_ticks(TIMEOUT.as_micros() as u64);
-    let mut slot = loop {
-        match svc.arena.alloc() {
-            Ok(slot) => break slot,
-            Err(ArenaError::ArenaFull) => {
-                svc.arena.reclaim(svc.qsbr.safe_epoch());
-                if cpu::ticks() > deadline {
-                    let lagging = svc.qsbr.lagging(svc.qsbr.current());
-                    defmt::error!(
-                        "arena full for {=u64} ms: cores {=u64:#b} never quiescent",
-                        TIMEOUT.as_millis() as u64,
-                        lagging.bits()
-                    );
-                    return Err(Failed);
-                }
-                cpu::relax();
-            }
-            Err(e) => {
-                defmt::error!("arena: {}", defmt::Debug2Format(&e));
-                return Err(Failed);
-            }
-        }
-    };
-    let exec = slot.exec_addr();
-    for (core, c) in CORES.iter().enumerate() {
-        let inside = c.inside.load(Ordering::Acquire);
-        if inside == exec {
-            defmt::error!(
-                "slot at {=u64:#x} reused while core {=usize} is inside it",
-                exec,
-                core
-            );
-            return Err(Failed);
-        }
-    }
     let (buf, len) = payload::build(version);
-    let checked = match check_block(&buf[..len], exec, SLOT_SIZE, &Externals::NONE) {
-        Ok(c) => c,
-        Err(e) => {
-            defmt::error!(
-                "payload {=u64} refused: {}",
-                version,
-                defmt::Debug2Format(&e)
-            );
-            return Err(Failed);
-        }
-    };
-    slot.write(&checked)
-        .and_then(|()| slot.publish())
-        .map_err(|e| {
-            defmt::error!("slot write: {}", defmt::Debug2Format(&e));
-            Failed
+    // Before the slot is written: no consumer may be inside it (each block marks itself).
+    let nobody_inside = |exec: u64| {
+        CORES.iter().enumerate().all(|(core, c)| {
+            let inside = c.inside.load(Ordering::Acquire) == exec;
+            if inside {
+                defmt::error!(
+                    "slot at {=u64:#x} reused while core {=usize} is inside it",
+                    exec,
+                    core
+                );
+            }
+            !inside
         })
+    };
+    patch::place(&buf[..len], TIMEOUT, nobody_inside).map_err(|e| {
+        defmt::error!("placing version {=u64}: {}", version, e);
+        Failed
+    })
 }
 
 fn write_in_place(version: u64) -> TestResult {
@@ -367,7 +331,6 @@ fn words(version: u64) -> [u32; Fixed::IN_PLACE_LEN / 4] {
 }
 
 fn producer(kind: Kind, ctx: &Ctx, pubs: u64) -> TestResult {
-    let svc = patch::service();
     let env = patch::env(TIMEOUT);
     let ftr = FlushThenRedirect::new(if kind == Kind::FtrBroken {
         patch::broken_stub_addr()
@@ -419,15 +382,12 @@ fn producer(kind: Kind, ctx: &Ctx, pubs: u64) -> TestResult {
                     .and_then(|()| ftr.wait_acknowledged(&env, cells, &block)),
                 Kind::Stw => unreachable!(),
             };
-            if r.is_ok() {
-                if let Some(old) = previous.replace(block.slot()) {
-                    let epoch = svc.qsbr.unlink();
-                    if svc.arena.retire(old, epoch).is_err() {
-                        defmt::error!("retiring slot {=usize} failed", old.0);
-                        return Err(Failed);
-                    }
-                }
-                svc.arena.reclaim(svc.qsbr.safe_epoch());
+            if r.is_ok()
+                && let Some(old) = previous.replace(block.slot())
+                && patch::retire(old).is_err()
+            {
+                defmt::error!("retiring slot {=usize} failed", old.0);
+                return Err(Failed);
             }
             r
         };
