@@ -379,17 +379,16 @@ fn producer(cores: usize, secs: u64) -> Result<Summary, ()> {
 
 fn call(strategy: Strategy, core: usize, measured: f32, setpoint: f32) -> f32 {
     let st = state(core);
+    let entry = match strategy {
+        Strategy::BranchFlip => patch::arena_addr(Fixed::FLIP).0,
+        Strategy::StopTheWorld => patch::arena_addr(Fixed::IN_PLACE).0,
+        Strategy::IpiSync | Strategy::SeqCheck => sites::indirect_addr(),
+        Strategy::FlushThenRedirect | Strategy::FtrMulti => sites::per_core_addr(),
+    };
     // SAFETY: every site leads to a published control law (`setup` installed one before the
-    // phase began) and `st` is this core's own state.
+    // phase began), whose signature is `Law`, and `st` is this core's own state.
     unsafe {
-        let law: controller::Law = match strategy {
-            Strategy::BranchFlip => core::mem::transmute(patch::arena_addr(Fixed::FLIP).0),
-            Strategy::StopTheWorld => core::mem::transmute(patch::arena_addr(Fixed::IN_PLACE).0),
-            Strategy::IpiSync | Strategy::SeqCheck => core::mem::transmute(sites::indirect_addr()),
-            Strategy::FlushThenRedirect | Strategy::FtrMulti => {
-                core::mem::transmute(sites::per_core_addr())
-            }
-        };
+        let law = core::mem::transmute::<usize, controller::Law>(entry);
         law(st, measured, setpoint)
     }
 }
@@ -405,10 +404,7 @@ fn consumer(core: usize) {
     let mut last = timer::ticks(core);
     let mut seen_version = 0;
     let mut figures = [PhaseStats::default(); 6];
-    loop {
-        let Some(passed) = wait_tick(core, &mut last) else {
-            break;
-        };
+    while let Some(passed) = wait_tick(core, &mut last) {
         let skipped = passed - 1;
         let phase = PHASE.load(Ordering::Acquire);
         let Some(&strategy) = Strategy::ALL.get(phase) else {

@@ -111,8 +111,8 @@ pub fn summarize(patches: &[u64; 6], cores: usize) -> Summary {
     );
     for (phase, strategy) in super::Strategy::ALL.iter().enumerate() {
         let mut all = PhaseStats::default();
-        for core in 1..cores {
-            all.merge(&FIGURES[core].lock()[phase]);
+        for figures in &FIGURES[1..cores] {
+            all.merge(&figures.lock()[phase]);
         }
         let quiet_mean = all.quiet_sum / all.quiet.max(1);
         let extra_max = all.disturbed_max.saturating_sub(quiet_mean);
