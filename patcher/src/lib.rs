@@ -34,5 +34,7 @@ pub mod grace;
 pub mod insn;
 pub mod platform;
 #[cfg(any(test, feature = "fake"))]
+pub mod example;
+#[cfg(any(test, feature = "fake"))]
 pub mod record;
 pub mod strategy;

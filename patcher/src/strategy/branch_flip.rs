@@ -58,6 +58,24 @@ impl FlipSite {
 }
 
 /// The branch-flip strategy (zero-sized).
+///
+/// # Example
+///
+/// On the host, with the crate's fakes (feature `fake`): the site's word becomes `B block`.
+///
+/// ```
+/// use patcher::example::ExampleWorld;
+/// use patcher::insn;
+/// use patcher::strategy::{BranchFlip, FlipSite, Strategy};
+///
+/// let w = ExampleWorld::new(3);
+/// let word: &'static mut u32 = Box::leak(Box::new(insn::nop()));
+/// let exec = w.block.exec_addr() as usize + 0x80;
+/// // SAFETY: the word is leaked and written only through this site; the fakes never run it.
+/// let site = unsafe { FlipSite::new(word as *mut u32 as usize, exec) }.unwrap();
+/// BranchFlip.publish(&w.env(), &site, &w.block).unwrap();
+/// assert_eq!(site.word(), insn::b(w.block.exec_addr() as i64 - exec as i64).unwrap());
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BranchFlip;
 

@@ -116,6 +116,25 @@ impl ConsumerCell {
 }
 
 /// The flush-then-redirect strategy, for one consumer (a one-element slice) or many.
+///
+/// # Example
+///
+/// ```
+/// use patcher::example::ExampleWorld;
+/// use patcher::strategy::{ConsumerCell, FlushThenRedirect, Strategy};
+///
+/// let w = ExampleWorld::new(3);
+/// const STUB: u64 = 0x9000_0000;
+/// let cells = [ConsumerCell::new(0x1000), ConsumerCell::new(0x1000)];
+/// let ftr = FlushThenRedirect::new(STUB);
+/// ftr.publish(&w.env(), &cells, &w.block).unwrap();
+/// // Each consumer now branches to the stub, which makes the block fresh on it and redirects.
+/// for cell in &cells {
+///     // SAFETY: the pending range is the world's block (the fake cache never touches it).
+///     assert_eq!(unsafe { FlushThenRedirect::stub_model(cell, w.sync.backend()) }, w.block.exec_addr());
+/// }
+/// ftr.wait_acknowledged(&w.env(), &cells, &w.block).unwrap();
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct FlushThenRedirect {
     stub: u64,

@@ -13,6 +13,19 @@ use crate::platform::{CoreId, IpiWork, Platform, SYNC_ONLY};
 
 /// Broadcast invalidation (zero-sized): clean, `DSB ISH`, invalidate, `DSB ISH`, IPI every other
 /// online core and wait for all acknowledgements, `ISB`, store-release the pointer.
+///
+/// # Example
+///
+/// ```
+/// use patcher::example::ExampleWorld;
+/// use patcher::strategy::{IndirectSite, IpiSync, Strategy};
+///
+/// let w = ExampleWorld::new(3);
+/// let site = IndirectSite::new(0);
+/// IpiSync.publish(&w.env(), &site, &w.block).unwrap();
+/// // Consumers branching through the site now reach the block, fresh on every core.
+/// assert_eq!(site.target(), w.block.exec_addr());
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct IpiSync;
 
@@ -70,6 +83,20 @@ impl<M: Maintenance + Sync> IpiWork for RemoteInvalidate<M> {
 /// other online core to invalidate too (`DMB ISH`, `IC IVAU`, `DSB ISH`, then its exception
 /// return), `ISB`,
 /// store-release the pointer.
+///
+/// # Example
+///
+/// ```
+/// use patcher::example::ExampleWorld;
+/// use patcher::strategy::{IndirectSite, IpiSyncRemote, RemoteInvalidate, Strategy};
+///
+/// let w = ExampleWorld::new(3);
+/// // The work each core runs in its IPI handler: invalidate the block on that core.
+/// let work = Box::leak(Box::new(RemoteInvalidate::new(*w.sync)));
+/// let site = IndirectSite::new(0);
+/// IpiSyncRemote::new(work).publish(&w.env(), &site, &w.block).unwrap();
+/// assert_eq!(site.target(), w.block.exec_addr());
+/// ```
 #[derive(Clone, Copy)]
 pub struct IpiSyncRemote<M: 'static> {
     work: &'static RemoteInvalidate<M>,

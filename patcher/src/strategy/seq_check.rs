@@ -21,6 +21,25 @@ struct Seq(AtomicU64);
 
 const _: () = assert!(core::mem::size_of::<Seq>() == 128);
 
+/// # Example
+///
+/// A publication waits until every other online core has run its entry check; a core that
+/// never does is named in the error, and the pointer is left as it was.
+///
+/// ```
+/// use patcher::example::ExampleWorld;
+/// use patcher::platform::{CoreId, CoreSet};
+/// use patcher::strategy::{IndirectSite, PublishError, SeqCheck, Strategy};
+///
+/// let w = ExampleWorld::new(2);
+/// let seq: &'static SeqCheck<2> = Box::leak(Box::new(SeqCheck::new()));
+/// let site = IndirectSite::new(0);
+/// // Core 1 never calls `seq.enter(CoreId(1), ..)` here, so the publication times out.
+/// let r = seq.publish(&w.env(), &site, &w.block);
+/// assert_eq!(r, Err(PublishError::Timeout { missing: CoreSet::EMPTY.with(CoreId(1)) }));
+/// assert_eq!(site.target(), 0);
+/// ```
+///
 /// Sequence-check state for up to `N` cores.
 pub struct SeqCheck<const N: usize> {
     seq: Seq,

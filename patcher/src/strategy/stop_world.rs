@@ -109,6 +109,24 @@ impl InPlaceSite {
     }
 }
 
+/// # Example
+///
+/// On one core (no one to stop), an in-place edit followed by full maintenance:
+///
+/// ```
+/// use patcher::example::ExampleWorld;
+/// use patcher::insn;
+/// use patcher::strategy::{InPlaceSite, Rendezvous, StopTheWorld};
+///
+/// let w = ExampleWorld::new(1);
+/// let rv: &'static Rendezvous<_, 4> = Box::leak(Box::new(Rendezvous::new(*w.sync)));
+/// let code: &'static mut [u32; 2] = Box::leak(Box::new([insn::nop(), insn::nop()]));
+/// // SAFETY: leaked memory written only through this site; the fakes never run it.
+/// let site = unsafe { InPlaceSite::new(code.as_mut_ptr() as usize, 0x8000_1000, 2) }.unwrap();
+/// let ret = insn::ret(insn::Reg::LR).unwrap();
+/// StopTheWorld::new(rv).patch_in_place(&w.env(), &site, &[insn::nop(), ret]).unwrap();
+/// ```
+///
 /// The stop-the-world strategy.
 pub struct StopTheWorld<M: 'static, const N: usize> {
     rv: &'static Rendezvous<M, N>,
