@@ -30,11 +30,11 @@ pub mod arena;
 pub mod cache;
 pub mod check;
 mod code_write;
+#[cfg(any(test, feature = "fake"))]
+pub mod example;
 pub mod grace;
 pub mod insn;
 pub mod platform;
-#[cfg(any(test, feature = "fake"))]
-pub mod example;
 #[cfg(any(test, feature = "fake"))]
 pub mod record;
 pub mod strategy;
