@@ -452,14 +452,19 @@ impl Model {
         let line = self.line_of(pa);
         let l = self.lines.get(&line)?;
         let w = l.writes.iter().find(|w| w.pa == pa & !3)?;
-        if l.fresh & (1 << core) != 0 {
-            if w.core != core {
-                let rel = w.rel;
-                let c = &mut self.cores[core];
-                for k in [&mut c.mem, &mut c.st, &mut c.cmo, &mut c.isb] {
-                    k.join(&rel);
-                }
+        // The fetch read the latest write (QEMU runs what memory holds), so in this execution
+        // the fetch observed it: like a load, it orders what preceded that write before this
+        // core's later events (MP.FF+dmb.st+cachesync-isb, Forbidden: having run the new second
+        // word, the consumer's own maintenance covers the first). Whether the fetch itself was
+        // guaranteed is reported below; this only follows the execution that happened.
+        if w.core != core {
+            let rel = w.rel;
+            let c = &mut self.cores[core];
+            for k in [&mut c.mem, &mut c.st, &mut c.cmo, &mut c.isb] {
+                k.join(&rel);
             }
+        }
+        if l.fresh & (1 << core) != 0 {
             return None;
         }
         if !w.changed || !self.reported.insert((core, w.pa, w.ts)) {

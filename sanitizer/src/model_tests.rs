@@ -472,3 +472,42 @@ fn one_cores_invalidate_does_not_cancel_anothers() {
     m2.cse(2, Cse::Isb);
     assert_eq!(missing(&mut m2, 2), Missing::Invalidate);
 }
+
+#[test]
+fn fetching_the_new_word_orders_what_preceded_its_write() {
+    // MP.FF+dmb.st+cachesync-isb: Forbidden. P0 rewrites A, DMB ST, rewrites B; P1 runs the new B
+    // (unsynchronized: reported), then cleans and invalidates A itself, DSB, ISB, and runs A:
+    // having fetched the new B, its maintenance is ordered after the write of A. B sits on another
+    // line: the model keeps maintenance per line and undoes it on any later write to the line,
+    // which is stricter than herd7's per-location view (see the README).
+    const B_ADDR: u64 = CODE + 0x100;
+    let mut m = model(cfg());
+    m.note_code(B_ADDR, B);
+    write(&mut m, 0, MOV2);
+    m.dmb(0, Store);
+    m.store(0, 0x4020_0104, B_ADDR, &NOP.to_le_bytes(), false);
+    assert!(
+        m.exec(1, B_ADDR, B_ADDR).is_some(),
+        "the new B itself was not guaranteed"
+    );
+    cachesync(&mut m, 1);
+    m.cse(1, Cse::Isb);
+    assert_eq!(
+        run(&mut m, 1),
+        None,
+        "A is fresh after P1's own maintenance"
+    );
+    // Without the DMB ST between the two writes, the first is not ordered before the second
+    // (MP.FF+po-style): A stays stale.
+    let mut m = model(cfg());
+    m.note_code(B_ADDR, B);
+    write(&mut m, 0, MOV2);
+    m.store(0, 0x4020_0104, B_ADDR, &NOP.to_le_bytes(), false);
+    let _ = m.exec(1, B_ADDR, B_ADDR);
+    cachesync(&mut m, 1);
+    m.cse(1, Cse::Isb);
+    assert!(
+        run(&mut m, 1).is_some(),
+        "without DMB ST the first write is not ordered"
+    );
+}
