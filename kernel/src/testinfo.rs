@@ -55,6 +55,12 @@ pub enum Sanitized {
     Clean = 1,
     /// A negative control: must report at least one hazard.
     Hazard = 2,
+    /// A catalogue mirror whose outcome is `Allowed`: no hazard, and the rewritten word reported
+    /// stale in at least one iteration where the `exists` clause's other conditions held.
+    Allowed = 3,
+    /// A catalogue mirror whose outcome is `Forbidden`: no hazard, at least 50 qualifying
+    /// iterations, and none of them with the rewritten word reported stale.
+    Forbidden = 4,
 }
 
 impl Sanitized {
@@ -63,6 +69,8 @@ impl Sanitized {
             0 => Some(Self::No),
             1 => Some(Self::Clean),
             2 => Some(Self::Hazard),
+            3 => Some(Self::Allowed),
+            4 => Some(Self::Forbidden),
             _ => None,
         }
     }
@@ -86,12 +94,16 @@ pub struct TestHeader {
     pub sanitized: u32,
     /// [`Sanitized`] as a number: the sanitizer with `ic-broadcast=off`.
     pub sanitized_no_broadcast: u32,
+    /// `CTR_EL0.IDC` (0 or 1) the sanitized runs model: the plugin's `idc=`.
+    pub idc: u32,
+    /// `CTR_EL0.DIC` (0 or 1) the sanitized runs model: the plugin's `dic=`.
+    pub dic: u32,
 }
 
 /// Bytes from one record to the next: the header and one code pointer.
 pub const RECORD_SIZE: usize = core::mem::size_of::<TestHeader>() + 8;
 
-const _: () = assert!(core::mem::size_of::<TestHeader>() == 48);
+const _: () = assert!(core::mem::size_of::<TestHeader>() == 56);
 
 impl TestHeader {
     /// A header for `name` (at most [`NAME_LEN`] bytes, checked at compile time when const).
@@ -122,6 +134,23 @@ impl TestHeader {
             tcg: tcg as u32,
             sanitized: sanitized[0] as u32,
             sanitized_no_broadcast: sanitized[1] as u32,
+            idc: 0,
+            dic: 0,
+        }
+    }
+
+    /// The same header with the `CTR_EL0` bits its sanitized runs model (default: both 0).
+    pub const fn with_ctr(mut self, idc: bool, dic: bool) -> Self {
+        self.idc = idc as u32;
+        self.dic = dic as u32;
+        self
+    }
+
+    /// `(IDC, DIC)` for the sanitized runs, if both are 0 or 1.
+    pub fn ctr(&self) -> Option<(bool, bool)> {
+        match (self.idc, self.dic) {
+            (i @ 0..=1, d @ 0..=1) => Some((i == 1, d == 1)),
+            _ => None,
         }
     }
 
@@ -174,6 +203,8 @@ impl TestHeader {
             tcg: word(NAME_LEN + 12),
             sanitized: word(NAME_LEN + 16),
             sanitized_no_broadcast: word(NAME_LEN + 20),
+            idc: word(NAME_LEN + 24),
+            dic: word(NAME_LEN + 28),
         })
     }
 }
@@ -191,20 +222,30 @@ mod tests {
             2,
             Tcg::SingleThreaded,
             [Sanitized::Clean, Sanitized::Hazard],
-        );
+        )
+        .with_ctr(true, false);
         // SAFETY: TestHeader is repr(C) plain data with no padding (size asserted above).
-        let bytes: [u8; 48] = unsafe { core::mem::transmute(h) };
+        let bytes: [u8; 56] = unsafe { core::mem::transmute(h) };
         let p = TestHeader::parse(&bytes).unwrap();
         assert_eq!(p.name(), "ipi");
         assert_eq!(p.expect(), Some(Expect::Fault));
         assert_eq!((p.timeout_s, p.min_cores), (30, 2));
         assert_eq!(p.tcg(), Some(Tcg::SingleThreaded));
         assert_eq!(p.sanitized(), Some([Sanitized::Clean, Sanitized::Hazard]));
+        assert_eq!(p.ctr(), Some((true, false)));
+    }
+
+    #[test]
+    fn litmus_expectations_round_trip() {
+        for s in [Sanitized::Allowed, Sanitized::Forbidden] {
+            assert_eq!(Sanitized::from_u32(s as u32), Some(s));
+        }
+        assert_eq!(Sanitized::from_u32(5), None);
     }
 
     #[test]
     fn short_input_is_rejected() {
-        assert!(TestHeader::parse(&[0; 47]).is_none());
+        assert!(TestHeader::parse(&[0; 55]).is_none());
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub struct KernelTest {
     pub tcg: Tcg,
     /// Sanitized runs: with default switches, with `ic-broadcast=off`.
     pub sanitized: [Sanitized; 2],
+    /// `CTR_EL0.IDC` the sanitized runs model (the plugin's `idc=1`).
+    pub idc: bool,
+    /// `CTR_EL0.DIC` the sanitized runs model (the plugin's `dic=1`).
+    pub dic: bool,
 }
 
 /// Lists the kernel tests in `elf`.
@@ -46,8 +50,13 @@ pub fn tests(elf: &[u8]) -> Result<Vec<KernelTest>> {
             let sanitized = h
                 .sanitized()
                 .with_context(|| format!("test {} has unknown sanitizer expectations", h.name()))?;
+            let (idc, dic) = h
+                .ctr()
+                .with_context(|| format!("test {} has unknown CTR_EL0 bits", h.name()))?;
             Ok(KernelTest {
                 sanitized,
+                idc,
+                dic,
                 name: h.name().to_string(),
                 expect,
                 timeout_s: h.timeout_s,

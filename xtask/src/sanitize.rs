@@ -13,17 +13,28 @@ pub struct Options {
     pub ic_broadcast: bool,
     /// Where the plugin writes its lines.
     pub out: PathBuf,
+    /// `CTR_EL0.IDC` to model (`idc=1`): no clean needed.
+    pub idc: bool,
+    /// `CTR_EL0.DIC` to model (`dic=1`): no invalidate needed.
+    pub dic: bool,
 }
 
 impl Options {
     /// The `-plugin` argument for QEMU.
     pub fn qemu_arg(&self, plugin: &Path) -> String {
-        format!(
+        let mut arg = format!(
             "{},out={},ic-broadcast={}",
             plugin.display(),
             self.out.display(),
             if self.ic_broadcast { "on" } else { "off" }
-        )
+        );
+        if self.idc {
+            arg.push_str(",idc=1");
+        }
+        if self.dic {
+            arg.push_str(",dic=1");
+        }
+        arg
     }
 }
 

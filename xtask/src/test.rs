@@ -15,6 +15,10 @@ use graft_kernel::testinfo::Sanitized;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+// Declared here rather than in main.rs: the catalogue mirrors' judgement is part of the test run.
+#[path = "litmus.rs"]
+mod litmus;
+
 /// `cargo xtask test` options.
 #[derive(Args, Debug)]
 pub struct TestArgs {
@@ -40,6 +44,9 @@ struct Tally {
     passed: u64,
     failed: u64,
     failures: Vec<String>,
+    /// Catalogue mirrors run under the sanitizer, and how many agreed with the catalogue.
+    litmus_total: u64,
+    litmus_agree: u64,
 }
 
 fn lints(tally: &mut Tally) -> Result<()> {
@@ -169,7 +176,12 @@ fn kernel_tests(board: &BoardConfig, args: &TestArgs, tally: &mut Tally) -> Resu
                     .elf
                     .with_file_name(format!("sanitizer-{}-{ic_broadcast}.txt", test.name));
                 let _ = std::fs::remove_file(&out);
-                let options = sanitize::Options { ic_broadcast, out };
+                let options = sanitize::Options {
+                    ic_broadcast,
+                    out,
+                    idc: test.idc,
+                    dic: test.dic,
+                };
                 one(
                     &built,
                     board,
@@ -249,12 +261,20 @@ fn one(
         what.push_str(&format!(
             ", sanitized with ic-broadcast={}, expecting {}",
             if o.ic_broadcast { "on" } else { "off" },
-            if *want == Sanitized::Hazard {
-                "hazards"
-            } else {
-                "none"
+            match want {
+                Sanitized::Hazard => "hazards",
+                Sanitized::Allowed => "the catalogue's Allowed",
+                Sanitized::Forbidden => "the catalogue's Forbidden",
+                _ => "none",
             }
         ));
+        if o.idc || o.dic {
+            what.push_str(&format!(
+                ", idc={} dic={}",
+                u8::from(o.idc),
+                u8::from(o.dic)
+            ));
+        }
     }
     let run = Run {
         elf: &built.boot,
@@ -277,6 +297,19 @@ fn one(
     if let (Some((_, _, want)), Some(text)) = (&sanitized, &outcome.sanitizer_output) {
         let report = sanitize::parse(text, &sanitize::SymbolMap::new(&built.bytes)?);
         verdict = verdict.and(qemu::sanitized_verdict(&report, *want, &what));
+        if matches!(want, Sanitized::Allowed | Sanitized::Forbidden) {
+            let messages = outcome.lines.iter().map(|l| l.message.as_str());
+            let judged = litmus::judge_run(messages, text, *want);
+            tally.litmus_total += 1;
+            match &judged {
+                Ok(counts) => {
+                    tally.litmus_agree += 1;
+                    println!("    litmus: agrees with the catalogue: {counts}");
+                }
+                Err(why) => println!("    litmus: disagrees with the catalogue: {why}"),
+            }
+            verdict = verdict.and(judged.map(drop).map_err(|why| format!("{what}: {why}")));
+        }
         if let Some(first) = report.hazards.first() {
             println!(
                 "    sanitizer: {} hazards, e.g. {first}",
@@ -367,6 +400,12 @@ pub fn command(args: &TestArgs) -> Result<bool> {
         }
     }
     chainload_tests(&selected, args, &mut tally);
+    if tally.litmus_total > 0 {
+        println!(
+            "litmus mirrors: {} of {} agree with the catalogue",
+            tally.litmus_agree, tally.litmus_total
+        );
+    }
     if !tally.failures.is_empty() {
         println!("failed: {}", tally.failures.join("; "));
     }

@@ -5,11 +5,14 @@
 //! the ELF to list tests and know what success looks like. A run ends through semihosting with
 //! [`EXIT_PASS`] only if the test returned `Ok` on every core.
 
+mod bench;
 mod demo;
 mod fault;
 mod ipi;
+mod litmus;
 mod naive;
 mod patch;
+mod patch_errors;
 mod smp;
 mod timer;
 mod wx;
@@ -63,6 +66,20 @@ macro_rules! kernel_test {
         );
     };
     ($static:ident, $name:literal, $expect:ident, timeout_s = $timeout:literal, min_cores = $min:literal, $run:path, tcg = $tcg:ident, sanitized = [$s0:ident, $s1:ident]) => {
+        kernel_test!(
+            $static,
+            $name,
+            $expect,
+            timeout_s = $timeout,
+            min_cores = $min,
+            $run,
+            tcg = $tcg,
+            sanitized = [$s0, $s1],
+            ctr = [false, false]
+        );
+    };
+    // `ctr = [idc, dic]`: the `CTR_EL0` bits the sanitized runs model (the plugin's idc=/dic=).
+    ($static:ident, $name:literal, $expect:ident, timeout_s = $timeout:literal, min_cores = $min:literal, $run:path, tcg = $tcg:ident, sanitized = [$s0:ident, $s1:ident], ctr = [$idc:literal, $dic:literal]) => {
         #[unsafe(link_section = ".graft_tests")]
         #[used]
         static $static: $crate::tests::KernelTest = $crate::tests::KernelTest {
@@ -76,7 +93,8 @@ macro_rules! kernel_test {
                     graft_kernel::testinfo::Sanitized::$s0,
                     graft_kernel::testinfo::Sanitized::$s1,
                 ],
-            ),
+            )
+            .with_ctr($idc, $dic),
             run: $run,
         };
     };
