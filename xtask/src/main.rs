@@ -3,6 +3,8 @@
 //! Builds the kernel for a board, runs it under QEMU with its logs decoded, runs every test, and
 //! checks or installs what those need first.
 
+mod bench;
+mod bench_svg;
 mod boards;
 mod build;
 mod elf;
@@ -39,6 +41,8 @@ enum Command {
     Test(test::TestArgs),
     /// Check formatting and run clippy (warnings are errors) on host and target crates.
     Lint,
+    /// Measure every strategy side by side under deterministic virtual time.
+    Bench(bench::BenchArgs),
     /// Write an SD-card boot folder for a Raspberry Pi: kernel8.img, config.txt, README.txt.
     Image(sdcard::ImageArgs),
     /// Send a kernel to the serial chainloader on a Pi, then show its decoded log.
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         Command::Qemu(args) => qemu::command(&args),
         Command::Test(args) => test::command(&args),
         Command::Lint => lint::command(),
+        Command::Bench(args) => bench::command(&args),
         Command::Image(args) => sdcard::command(&args),
         Command::Flash(args) => flash::command(&args),
     };

@@ -7,5 +7,6 @@ pub mod cpu;
 pub mod exceptions;
 pub mod markers;
 pub mod mmu;
+pub mod pmu;
 pub mod probes;
 pub mod semihosting;

@@ -12,7 +12,7 @@
 //! Run under `-icount shift=0,sleep=off` (xtask does): times are virtual nanoseconds, one
 //! instruction each, the same on every run and on any host.
 
-mod controller;
+pub(crate) mod controller;
 mod plant;
 mod stats;
 
@@ -104,6 +104,29 @@ static STATES: States = States(UnsafeCell::new(
     }; MAX_CORES],
 ));
 
+/// The rendezvous stop-the-world uses (one for the whole run).
+pub(crate) fn rendezvous() -> &'static Rendezvous<Hw, MAX_CORES> {
+    RENDEZVOUS.call_once(|| Rendezvous::new(patcher::cache::CodeSync::for_this_core(Hw)))
+}
+
+/// The entry check of `strategy` (sequence check only), then the call; returns the output and
+/// whether the check had to synchronize.
+pub(crate) fn step(strategy: Strategy, core: usize, measured: f32, setpoint: f32) -> (f32, bool) {
+    let synced = strategy == Strategy::SeqCheck && SEQ.enter(CoreId(core as u8), &Hw);
+    (call(strategy, core, measured, setpoint), synced)
+}
+
+/// The sequence check's entry check on this core (for the entry benchmark).
+pub(crate) fn seq_enter_for_bench() {
+    SEQ.enter(CoreId(cpu::core_id() as u8), &Hw);
+}
+
+/// The version of the law `core` ran last.
+pub(crate) fn version_run(core: usize) -> u64 {
+    // SAFETY: a plain read of this core's own state (or another's, racily, for progress only).
+    unsafe { core::ptr::read_volatile(&raw const (*state(core)).version) }
+}
+
 fn state(core: usize) -> *mut LoopState {
     // SAFETY: in bounds; the pointer is used only by `core` (see `States`).
     unsafe { (*STATES.0.get()).as_mut_ptr().add(core) }
@@ -164,7 +187,11 @@ fn place(kind: Kind, version: u64) -> Result<CodeBlock<'static>, ()> {
 }
 
 /// Makes `strategy`'s site lead to `version` of the PID before the loops switch to it.
-fn setup(strategy: Strategy, version: u64, previous: Option<SlotId>) -> Result<Option<SlotId>, ()> {
+pub(crate) fn setup(
+    strategy: Strategy,
+    version: u64,
+    previous: Option<SlotId>,
+) -> Result<Option<SlotId>, ()> {
     let svc = patch::service();
     let env = patch::env(TIMEOUT);
     let fail = |what: &str| {
@@ -247,7 +274,7 @@ fn wait_acknowledged(cells: &[patcher::strategy::ConsumerCell]) -> Result<(), ()
 }
 
 /// Publishes `version` of `kind` with `strategy`; returns the slot now live (if it uses slots).
-fn publish(
+pub(crate) fn publish(
     strategy: Strategy,
     kind: Kind,
     version: u64,
@@ -318,7 +345,7 @@ fn wait_tick(core: usize, last: &mut u64) -> Option<u64> {
 }
 
 fn producer(cores: usize, secs: u64) -> Result<Summary, ()> {
-    let rv = RENDEZVOUS.call_once(|| Rendezvous::new(patcher::cache::CodeSync::for_this_core(Hw)));
+    let rv = rendezvous();
     let per_phase = (secs * PUBLISH_HZ / Strategy::ALL.len() as u64).max(4);
     let mut version = 0;
     let mut live: Option<SlotId> = None;
@@ -377,7 +404,7 @@ fn producer(cores: usize, secs: u64) -> Result<Summary, ()> {
     Ok(stats::summarize(&patches, cores))
 }
 
-fn call(strategy: Strategy, core: usize, measured: f32, setpoint: f32) -> f32 {
+pub(crate) fn call(strategy: Strategy, core: usize, measured: f32, setpoint: f32) -> f32 {
     let st = state(core);
     let entry = match strategy {
         Strategy::BranchFlip => patch::arena_addr(Fixed::FLIP).0,
@@ -418,8 +445,8 @@ fn consumer(core: usize) {
         // The step runs with IRQs masked, as a control loop's would: a publication's IPI lands
         // between steps (stop-the-world needs that), and is counted in this iteration below.
         let saved = cpu::irq_save();
-        let synced = strategy == Strategy::SeqCheck && SEQ.enter(me, &Hw);
-        u = call(strategy, core, plant.temperature, setpoint);
+        let (out, synced) = step(strategy, core, plant.temperature, setpoint);
+        u = out;
         cpu::irq_restore(saved);
         let end = cpu::ticks();
         svc.qsbr.quiescent(me);

@@ -1,0 +1,326 @@
+//! `cargo xtask bench`: what each strategy costs the running loops, side by side, in one run.
+//!
+//! Every figure comes from kernel runs under `-icount shift=0,sleep=off`, where one instruction
+//! is one virtual nanosecond: the numbers are virtual time, deterministic, and comparable only
+//! with each other (as ratios), not with a real core. The sanitizer's slowdown is the one
+//! wall-clock figure, plain and sanitized runs of the same test in the same mode, back to back.
+
+use crate::boards::{self, BoardConfig};
+use crate::logs::{Line, Symbols};
+use crate::qemu::{self, Built, Run};
+use crate::sanitize;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `cargo xtask bench` options.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write a plot (disturbance per strategy, latency against cores) as SVG here.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Core counts for the scaling runs on virt-gicv3.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![2u32, 4, 8, 16, 32])]
+    pub scaling: Vec<u32>,
+}
+
+/// The strategies in report order.
+pub const STRATEGIES: [&str; 6] = [
+    "branch-flip",
+    "ipi-sync",
+    "flush-then-redirect",
+    "ftr-multi",
+    "seq-check",
+    "stop-the-world",
+];
+
+/// `key=value` fields of a log message that starts with `prefix`.
+fn fields<'a>(lines: &'a [Line], prefix: &str) -> Vec<BTreeMap<&'a str, &'a str>> {
+    lines
+        .iter()
+        .filter_map(|l| l.message.strip_prefix(prefix))
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|w| w.split_once('='))
+                .collect()
+        })
+        .collect()
+}
+
+fn number(map: &BTreeMap<&str, &str>, key: &str) -> Result<u64> {
+    map.get(key)
+        .with_context(|| format!("no {key} in a bench line"))?
+        .trim_matches('"')
+        .parse()
+        .with_context(|| format!("{key} is not a number"))
+}
+
+fn run(
+    built: &Built,
+    board: BoardConfig,
+    cores: u32,
+    test: &str,
+    symbols: &Symbols,
+    sanitize: Option<(PathBuf, sanitize::Options)>,
+    extra: &[String],
+) -> Result<(Vec<Line>, Duration)> {
+    let test = qemu::find_test(&built.tests, test)?;
+    let run = Run {
+        elf: &built.boot,
+        board,
+        cores,
+        test: Some(test),
+        extra,
+        timeout: Duration::from_secs(u64::from(test.timeout_s)),
+        live: false,
+        gdb: false,
+        sanitize,
+        semihosting: true,
+        stop_when: None,
+    };
+    let what = format!("{} on {} ({cores} cores)", test.name, board.name);
+    let outcome = run.execute(symbols)?;
+    if let Err(why) = outcome.verdict(test.expect, &what) {
+        for l in outcome.lines.iter().rev().take(20).rev() {
+            eprintln!("    {}", l.text);
+        }
+        bail!("{why}");
+    }
+    Ok((outcome.lines, outcome.elapsed))
+}
+
+/// `cargo xtask bench`.
+pub fn command(args: &BenchArgs) -> Result<bool> {
+    qemu::prerequisites()?;
+    let virt = boards::find("virt")?;
+    let gicv3 = boards::find("virt-gicv3")?;
+    for &n in &args.scaling {
+        gicv3.cores(Some(n))?;
+    }
+    let built = qemu::build_for(&virt)?;
+    let symbols = Symbols::new(&built.bytes)?;
+    println!(
+        "All times are virtual nanoseconds: QEMU -icount shift=0,sleep=off (1 instruction = 1 ns), Cortex-A72 model."
+    );
+
+    let (lines, _) = run(&built, virt, 4, "bench-entry", &symbols, None, &[])?;
+    let direct = fields(&lines, "bench-direct ")
+        .first()
+        .map(|m| number(m, "insns"))
+        .transpose()?
+        .context("no direct-call figure")?;
+    let mut entry = BTreeMap::new();
+    for m in fields(&lines, "bench-entry ") {
+        entry.insert(
+            m.get("strategy").copied().unwrap_or_default().to_string(),
+            number(&m, "insns")?,
+        );
+    }
+
+    let (lines, _) = run(&built, virt, 4, "bench-strategy", &symbols, None, &[])?;
+    let mut strategies = Map::new();
+    for m in fields(&lines, "bench-result ") {
+        let name = m.get("strategy").copied().unwrap_or_default();
+        strategies.insert(
+            name.to_string(),
+            json!({
+                "entry_insns": entry.get(name).copied().unwrap_or(0),
+                "disturb_max_ns": number(&m, "disturb_max_ns")?,
+                "disturb_mean_ns": number(&m, "disturb_mean_ns")?,
+                "latency_ns": number(&m, "latency_ns")?,
+                "throughput_per_s": number(&m, "throughput_per_s")?,
+            }),
+        );
+    }
+
+    let gic_built = qemu::build_for(&gicv3)?;
+    let gic_symbols = Symbols::new(&gic_built.bytes)?;
+    let mut scaling: BTreeMap<String, BTreeMap<u32, (u64, u64, u64)>> = BTreeMap::new();
+    // Instructions the publisher spends on one ftr-multi publication, by consumer count.
+    let mut publish_cost: BTreeMap<u64, u64> = BTreeMap::new();
+    for &n in &args.scaling {
+        println!("scaling: {n} cores on virt-gicv3 ...");
+        let (lines, _) = run(
+            &gic_built,
+            gicv3,
+            n,
+            "bench-strategy",
+            &gic_symbols,
+            None,
+            &[],
+        )?;
+        for m in fields(&lines, "bench-publish ") {
+            publish_cost.insert(number(&m, "consumers")?, number(&m, "insns")?);
+        }
+        for m in fields(&lines, "bench-result ") {
+            let name = m.get("strategy").copied().unwrap_or_default().to_string();
+            let row = (
+                number(&m, "latency_ns")?,
+                number(&m, "disturb_max_ns")?,
+                number(&m, "throughput_per_s")?,
+            );
+            scaling.entry(name).or_default().insert(n, row);
+        }
+    }
+
+    // The sanitizer's cost: the same stress test, plain and sanitized, both multi-threaded TCG.
+    let plugin = sanitize::build_plugin()?;
+    let pubs = vec!["pubs=300".to_string(), "sanitized=1".to_string()];
+    let mut plain_test = qemu::find_test(&built.tests, "patch-ipi")?.clone();
+    plain_test.tcg = graft_kernel::testinfo::Tcg::MultiThreaded;
+    let plain = {
+        let run = Run {
+            elf: &built.boot,
+            board: virt,
+            cores: 4,
+            test: Some(&plain_test),
+            extra: &pubs,
+            timeout: Duration::from_secs(600),
+            live: false,
+            gdb: false,
+            sanitize: None,
+            semihosting: true,
+            stop_when: None,
+        };
+        run.execute(&symbols)?.elapsed
+    };
+    let out = built.elf.with_file_name("sanitizer-bench.txt");
+    let options = sanitize::Options {
+        ic_broadcast: true,
+        out,
+        idc: false,
+        dic: false,
+    };
+    let (_, sanitized) = run(
+        &built,
+        virt,
+        4,
+        "patch-ipi",
+        &symbols,
+        Some((plugin, options)),
+        &pubs,
+    )?;
+    let slowdown = sanitized.as_secs_f64() / plain.as_secs_f64().max(1e-9);
+
+    print_table(
+        direct,
+        &strategies,
+        &scaling,
+        &args.scaling,
+        slowdown,
+        plain,
+        sanitized,
+    );
+    let per_core = match (
+        publish_cost.first_key_value(),
+        publish_cost.last_key_value(),
+    ) {
+        (Some((&c0, &i0)), Some((&c1, &i1))) if c1 > c0 => {
+            Some((i1.saturating_sub(i0)) as f64 / (c1 - c0) as f64)
+        }
+        _ => None,
+    };
+    if let Some(per_core) = per_core {
+        println!(
+            "ftr-multi publication cost: {per_core:.1} instructions per extra consumer ({publish_cost:?} by consumers)"
+        );
+    }
+    let json_scaling: Map<String, Value> = scaling
+        .iter()
+        .map(|(name, rows)| {
+            let per: Map<String, Value> = rows
+                .iter()
+                .map(|(n, (lat, dist, _))| {
+                    (
+                        n.to_string(),
+                        json!({"latency_ns": lat, "disturb_max_ns": dist}),
+                    )
+                })
+                .collect();
+            (name.clone(), Value::Object(per))
+        })
+        .collect();
+    let report = json!({
+        "strategies": strategies,
+        "scaling": json_scaling,
+        "direct_call_insns": direct,
+        "ftr_multi_publish_insns_per_consumer": per_core.map(|v| (v * 10.0).round() / 10.0),
+        "ftr_multi_publish_insns": publish_cost.iter().map(|(c, i)| (c.to_string(), json!(i))).collect::<Map<String, Value>>(),
+        "sanitizer_slowdown": (slowdown * 100.0).round() / 100.0,
+        "mode": "QEMU -icount shift=0,sleep=off: virtual nanoseconds (sanitizer_slowdown: wall time, multi-threaded TCG)",
+    });
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(path, crate::bench_svg::render(&strategies, &scaling))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(true)
+}
+
+fn print_table(
+    direct: u64,
+    strategies: &Map<String, Value>,
+    scaling: &BTreeMap<String, BTreeMap<u32, (u64, u64, u64)>>,
+    counts: &[u32],
+    slowdown: f64,
+    plain: Duration,
+    sanitized: Duration,
+) {
+    println!();
+    println!(
+        "{:<20} {:>11} {:>15} {:>16} {:>11} {:>17}",
+        "strategy",
+        "entry_insns",
+        "disturb_max_ns",
+        "disturb_mean_ns",
+        "latency_ns",
+        "throughput_per_s"
+    );
+    for name in STRATEGIES {
+        let Some(s) = strategies.get(name) else {
+            continue;
+        };
+        let g = |k: &str| s.get(k).and_then(Value::as_u64).unwrap_or(0);
+        println!(
+            "{:<20} {:>11} {:>15} {:>16} {:>11} {:>17}",
+            name,
+            g("entry_insns"),
+            g("disturb_max_ns"),
+            g("disturb_mean_ns"),
+            g("latency_ns"),
+            g("throughput_per_s")
+        );
+    }
+    println!("{:<20} {:>11}", "direct call", direct);
+    println!();
+    print!("{:<20}", "latency_ns by cores");
+    for n in counts {
+        print!(" {n:>9}");
+    }
+    println!();
+    for name in STRATEGIES {
+        print!("{name:<20}");
+        for n in counts {
+            let v = scaling.get(name).and_then(|r| r.get(n)).map_or(0, |r| r.0);
+            print!(" {v:>9}");
+        }
+        println!();
+    }
+    println!();
+    println!(
+        "sanitizer slowdown: {slowdown:.2}x wall time (patch-ipi, 300 publications, multi-threaded TCG: {:.1} s plain, {:.1} s sanitized)",
+        plain.as_secs_f64(),
+        sanitized.as_secs_f64()
+    );
+}
