@@ -49,6 +49,7 @@ fn primary_main(level: BootLevel) -> ! {
     let cores = Current::core_count();
     Current::irq_init_global(cores);
     Current::irq_init_core(0);
+    patch::sites::init_core(0);
     smp::mark_online(0, level);
     cpu::irq_enable();
     if let Err(e) = smp::start_secondaries(cores, CORE_START_TIMEOUT_US) {
@@ -62,6 +63,7 @@ fn primary_main(level: BootLevel) -> ! {
 /// Every secondary core, from `boot.s`: MMU on, IRQs masked.
 fn secondary_main(core: usize, level: BootLevel) -> ! {
     Current::irq_init_core(core);
+    patch::sites::init_core(core);
     smp::mark_online(core, level);
     cpu::irq_enable();
     smp::idle_loop(core)

@@ -9,6 +9,7 @@
 
 pub mod payload;
 pub mod platform;
+pub mod service;
 pub mod sites;
 
 use crate::arch::mmu;
