@@ -19,6 +19,8 @@ mod bcm2836_local;
 mod gic;
 #[cfg(all(target_arch = "aarch64", any(feature = "rpi3", feature = "rpi4")))]
 mod gpio;
+#[cfg(all(target_arch = "aarch64", any(feature = "rpi3", feature = "rpi4")))]
+mod pi;
 #[cfg(target_arch = "aarch64")]
 mod pl011;
 #[cfg(all(target_arch = "aarch64", feature = "rpi3"))]

@@ -122,6 +122,13 @@ impl Pl011 {
         r.cr.write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
     }
 
+    /// Queues every byte of `bytes`, waiting while the transmit FIFO is full.
+    pub fn write_bytes(&self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_byte(b);
+        }
+    }
+
     /// Queues one byte, waiting while the transmit FIFO is full.
     pub fn write_byte(&self, byte: u8) {
         let r = self.regs();

@@ -5,9 +5,9 @@
 //! ARM at 0x3Fxx_xxxx) and the BCM2836 ARM-local peripherals document.
 
 use crate::bcm2836_local::LocalIntc;
-use crate::gpio::{self, Pulls};
+use crate::gpio::Pulls;
 use crate::pl011::Pl011;
-use crate::{Board, BootLevel, CoreMask, Irq, MemoryMap, Region, StartError, spin_table};
+use crate::{Board, BootLevel, CoreMask, Irq, MemoryMap, Region, StartError, pi};
 
 /// ARM-visible RAM below the GPU's share (the firmware's default split leaves at least this).
 const RAM: Region = Region {
@@ -22,9 +22,6 @@ const DEVICES: &[Region] = &[Region {
 const GPIO: usize = 0x3f20_0000;
 const UART: usize = 0x3f20_1000;
 const LOCAL: usize = 0x4000_0000;
-/// The PL011 clock `config.txt` asks the firmware for (`init_uart_clock=48000000`).
-const UART_CLOCK_HZ: u32 = 48_000_000;
-const CORES: usize = 4;
 
 // SAFETY: UART is the PL011's address on the BCM2837; only this module drives it.
 static CONSOLE: Pl011 = unsafe { Pl011::new(UART) };
@@ -53,14 +50,11 @@ impl Board for Rpi3 {
     fn console_init() {
         // SAFETY: GPIO is the BCM2837's GPIO block, mapped by the kernel; only the console uses
         // pins 14 and 15.
-        unsafe { gpio::route_uart0(GPIO, Pulls::Bcm2835) };
-        CONSOLE.init(UART_CLOCK_HZ, 115_200);
+        unsafe { pi::console_init(&CONSOLE, GPIO, Pulls::Bcm2835) };
     }
 
     fn console_write(bytes: &[u8]) {
-        for &b in bytes {
-            CONSOLE.write_byte(b);
-        }
+        CONSOLE.write_bytes(bytes);
     }
 
     fn console_read() -> Option<u8> {
@@ -70,23 +64,19 @@ impl Board for Rpi3 {
     fn set_boot_level(_level: BootLevel) {}
 
     fn core_count() -> usize {
-        CORES
+        pi::CORES
     }
 
     fn mpidr_of(core: usize) -> u64 {
-        core as u64
+        pi::mpidr_of(core)
     }
 
     fn core_index(mpidr: u64) -> usize {
-        (mpidr & 0xff) as usize
+        pi::core_index(mpidr)
     }
 
     fn start_core(core: usize, entry: usize) -> Result<(), StartError> {
-        if core == 0 || core >= CORES {
-            return Err(StartError::NoSuchCore(core));
-        }
-        spin_table::release(core, entry);
-        Ok(())
+        pi::start_core(core, entry)
     }
 
     fn irq_init_global(_cores: usize) {}

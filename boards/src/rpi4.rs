@@ -5,9 +5,9 @@
 //! default), where the bus address 0x7Exx_xxxx appears to the ARM at 0xFExx_xxxx.
 
 use crate::gic::{self, GicFrames};
-use crate::gpio::{self, Pulls};
+use crate::gpio::Pulls;
 use crate::pl011::Pl011;
-use crate::{Board, BootLevel, CoreMask, Irq, MemoryMap, Region, StartError, spin_table};
+use crate::{Board, BootLevel, CoreMask, Irq, MemoryMap, Region, StartError, pi};
 
 /// The first 1 GiB less the GPU's share: present on every Pi 4 model.
 const RAM: Region = Region {
@@ -23,9 +23,6 @@ const GPIO: usize = 0xfe20_0000;
 const UART: usize = 0xfe20_1000;
 const GICD: usize = 0xff84_1000;
 const GICC: usize = 0xff84_2000;
-/// The PL011 clock the Pi 4 firmware sets by default (and `config.txt` asks for).
-const UART_CLOCK_HZ: u32 = 48_000_000;
-const CORES: usize = 4;
 
 // SAFETY: UART is the PL011's address on the BCM2711; only this module drives it.
 static CONSOLE: Pl011 = unsafe { Pl011::new(UART) };
@@ -46,14 +43,11 @@ impl Board for Rpi4 {
     fn console_init() {
         // SAFETY: GPIO is the BCM2711's GPIO block, mapped by the kernel; only the console uses
         // pins 14 and 15.
-        unsafe { gpio::route_uart0(GPIO, Pulls::Bcm2711) };
-        CONSOLE.init(UART_CLOCK_HZ, 115_200);
+        unsafe { pi::console_init(&CONSOLE, GPIO, Pulls::Bcm2711) };
     }
 
     fn console_write(bytes: &[u8]) {
-        for &b in bytes {
-            CONSOLE.write_byte(b);
-        }
+        CONSOLE.write_bytes(bytes);
     }
 
     fn console_read() -> Option<u8> {
@@ -63,23 +57,19 @@ impl Board for Rpi4 {
     fn set_boot_level(_level: BootLevel) {}
 
     fn core_count() -> usize {
-        CORES
+        pi::CORES
     }
 
     fn mpidr_of(core: usize) -> u64 {
-        core as u64
+        pi::mpidr_of(core)
     }
 
     fn core_index(mpidr: u64) -> usize {
-        (mpidr & 0xff) as usize
+        pi::core_index(mpidr)
     }
 
     fn start_core(core: usize, entry: usize) -> Result<(), StartError> {
-        if core == 0 || core >= CORES {
-            return Err(StartError::NoSuchCore(core));
-        }
-        spin_table::release(core, entry);
-        Ok(())
+        pi::start_core(core, entry)
     }
 
     fn irq_init_global(cores: usize) {

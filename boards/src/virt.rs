@@ -83,9 +83,7 @@ impl Board for Virt {
     }
 
     fn console_write(bytes: &[u8]) {
-        for &b in bytes {
-            CONSOLE.write_byte(b);
-        }
+        CONSOLE.write_bytes(bytes);
     }
 
     fn console_read() -> Option<u8> {
