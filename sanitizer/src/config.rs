@@ -8,6 +8,12 @@
 //! | `line` | bytes | `64` | cache line size (Cortex-A72: 64 for both sides) |
 //! | `out` | path | QEMU log | write report lines to this file instead of `qemu_plugin_outs` |
 //! | `track` | `0xSTART-0xEND` | none | also track writes to this physical range as code |
+//! | `core-reg` | register name | none | attribute events to the core whose number this register holds |
+//!
+//! `core-reg` exists for round-robin TCG (`-accel tcg,thread=single`, `-icount`): there QEMU
+//! 10.0 folds the *translating* vCPU's index into code every vCPU runs, so the index callbacks
+//! receive names the wrong core. A register the guest sets to its core number early (Graft's
+//! `boot.s` writes `TPIDR_EL1` before anything else) names the right one.
 
 use std::fmt;
 
@@ -22,6 +28,8 @@ pub struct Args {
     pub out: Option<String>,
     /// `track=START-END` ranges (physical, end exclusive).
     pub track: Vec<(u64, u64)>,
+    /// `core-reg=NAME`: the register (as QEMU's gdbstub names it) that holds the core number.
+    pub core_reg: Option<String>,
 }
 
 /// An argument the plugin does not understand; QEMU refuses to load the plugin then.
@@ -70,6 +78,7 @@ pub fn parse<S: AsRef<str>>(raw: &[S]) -> Result<Args, ArgError> {
                 let (s, e) = (number(s).ok_or_else(bad)?, number(e).ok_or_else(bad)?);
                 args.track.push((s, e));
             }
+            "core-reg" if !v.is_empty() => args.core_reg = Some(v.to_string()),
             _ => return Err(bad()),
         }
     }
@@ -88,8 +97,10 @@ mod tests {
             "dic=0",
             "out=/tmp/x",
             "track=0x4000_0000-0x4100_0000",
+            "core-reg=tpidr_el1",
         ])
         .unwrap();
+        assert_eq!(a.core_reg.as_deref(), Some("tpidr_el1"));
         assert!(!a.model.ic_broadcast && a.model.idc && !a.model.dic);
         assert_eq!(a.out.as_deref(), Some("/tmp/x"));
         assert_eq!(a.track, vec![(0x4000_0000, 0x4100_0000)]);
@@ -102,5 +113,6 @@ mod tests {
         assert!(parse(&["icbroadcast=off"]).is_err());
         assert!(parse(&["idc=maybe"]).is_err());
         assert!(parse(&["line=48"]).is_err());
+        assert!(parse(&["core-reg="]).is_err());
     }
 }

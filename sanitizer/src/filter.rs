@@ -31,6 +31,9 @@ pub struct Filters {
     generation: AtomicU64,
     code: Box<[AtomicU64]>,
     high_code: AtomicBool,
+    /// Pages written while they held code (one bit each, as `code`).
+    written: Box<[AtomicU64]>,
+    high_written: AtomicBool,
     bloom: Box<[AtomicU64]>,
     bloom_va: Box<[AtomicU64]>,
     pending_n: AtomicUsize,
@@ -60,6 +63,8 @@ impl Filters {
             generation: AtomicU64::new(0),
             code: bits(PAGES),
             high_code: AtomicBool::new(false),
+            written: bits(PAGES),
+            high_written: AtomicBool::new(false),
             bloom: bits(BLOOM_BITS),
             bloom_va: bits(BLOOM_BITS),
             pending_n: AtomicUsize::new(0),
@@ -87,7 +92,9 @@ impl Filters {
     }
 
     /// True if this thread found virtual page `va_page` to hold no code, with nothing changed
-    /// since. Each vCPU runs on its own host thread under multi-threaded TCG.
+    /// since. Each vCPU runs on its own host thread under multi-threaded TCG; under round-robin
+    /// TCG the vCPUs share one thread, and so this cache, which is right while they share
+    /// their translation tables (Graft's cores do).
     pub fn known_not_code(&self, va_page: u64) -> bool {
         let g = self.generation.load(Relaxed);
         NOT_CODE.with(|c| c[(va_page % NOT_CODE_SLOTS as u64) as usize].get() == (va_page, g))
@@ -107,6 +114,24 @@ impl Filters {
         }
     }
 
+    /// Notes that code page `page` was written.
+    pub fn note_code_written(&self, page: u64) {
+        match usize::try_from(page).ok().filter(|&p| p < PAGES) {
+            Some(p) => {
+                self.written[p / 64].fetch_or(1 << (p % 64), Relaxed);
+            }
+            None => self.high_written.store(true, Relaxed),
+        }
+    }
+
+    /// Was page `page` ever written while it held code?
+    pub fn code_written(&self, page: u64) -> bool {
+        match usize::try_from(page).ok().filter(|&p| p < PAGES) {
+            Some(p) => self.written[p / 64].load(Relaxed) & (1 << (p % 64)) != 0,
+            None => self.high_written.load(Relaxed),
+        }
+    }
+
     /// Notes that a store's ordering at `pa` is remembered.
     pub fn add_cell(&self, pa: u64) {
         let b = bloom_bit(pa);
@@ -120,13 +145,15 @@ impl Filters {
         self.bloom_va[b / 64].fetch_or(1 << (b % 64), Relaxed);
     }
 
-    /// Could a store by `core` through `va` change what the model remembers? Either its
-    /// ordering matters, or it overwrites a remembered store made through the same virtual
-    /// address (sync cells written through two aliases are not supported).
-    pub fn store_may_matter(&self, core: usize, release: bool, va: u64) -> bool {
+    /// Could a store by `core` (any core if `None`) through `va` change what the model
+    /// remembers? Either its ordering matters, or it overwrites a remembered store made through
+    /// the same virtual address (sync cells written through two aliases are not supported).
+    pub fn store_may_matter(&self, core: Option<usize>, release: bool, va: u64) -> bool {
         let b = bloom_bit(va);
-        self.store_matters(core, release)
-            || self.bloom_va[b / 64].load(Relaxed) & (1 << (b % 64)) != 0
+        core.map_or_else(
+            || self.store_matters_any(release),
+            |c| self.store_matters(c, release),
+        ) || self.bloom_va[b / 64].load(Relaxed) & (1 << (b % 64)) != 0
     }
 
     /// Could a store's ordering at `pa` be remembered?
@@ -168,6 +195,11 @@ impl Filters {
         self.release_matters[core].store(release, Relaxed);
     }
 
+    /// Could a store by some core (a release if `release`) matter to the model?
+    pub fn store_matters_any(&self, release: bool) -> bool {
+        (0..MAX_CORES).any(|c| self.store_matters(c, release))
+    }
+
     /// Could a store by `core` (a release if `release`) matter to the model?
     pub fn store_matters(&self, core: usize, release: bool) -> bool {
         if release {
@@ -193,6 +225,9 @@ mod tests {
             f.maybe_code_page(1 << 41),
             "high pages: always maybe once any exists"
         );
+        assert!(!f.code_written(0x40201));
+        f.note_code_written(0x40201);
+        assert!(f.code_written(0x40201) && !f.code_written(0x40202));
         f.add_cell(0x4030_0000);
         assert!(f.maybe_cell(0x4030_0000));
         f.clear_cells();
@@ -208,7 +243,12 @@ mod tests {
             !f.known_not_code(0x80201),
             "a new code page invalidates the cache"
         );
+        assert!(!f.store_matters_any(true));
         f.set_store_matters(1, false, true);
         assert!(!f.store_matters(1, false) && f.store_matters(1, true));
+        assert!(f.store_matters_any(true) && !f.store_matters_any(false));
+        assert!(
+            f.store_may_matter(None, true, 0x1000) && !f.store_may_matter(Some(2), true, 0x1000)
+        );
     }
 }

@@ -15,11 +15,19 @@
 //!   It checks each instruction of the block against the model, so a block QEMU keeps running
 //!   after a rewrite (its own cross-core staleness) is still checked; elsewhere it costs one
 //!   inline compare;
+//! - under round-robin TCG (`core-reg=`), where QEMU 10.0 miscompiles conditional callbacks,
+//!   neither conditional callback exists: stores announce nothing (no other vCPU runs while a
+//!   store completes), and only blocks on pages written while they held code get an
+//!   unconditional exec callback (QEMU retranslates a block whose bytes are written);
 //! - blocks starting at `VBAR_ELx + n * 0x80`: exception entry (QEMU 10.0.2 has no exception
 //!   callback).
 //!
-//! Attribution: the default multi-threaded TCG hands callbacks the right vCPU index (not so
-//! under `-icount` or `thread=single`); the `CORE_ID` marker checks it at run time.
+//! Attribution: multi-threaded TCG hands callbacks the right vCPU index. Round-robin TCG
+//! (`thread=single`, `-icount`) does not: QEMU 10.0 folds the translating vCPU's index into a
+//! block as a constant, though every vCPU runs that block. There the `core-reg=` argument names
+//! a register the guest keeps its core number in, read in each callback that needs the core,
+//! and per-vCPU scoreboard slots hold the same value for every vCPU. Either way the `CORE_ID`
+//! marker checks attribution at run time.
 //!
 //! Physical addresses: stores give them (`qemu_plugin_get_hwaddr`); instructions only give a
 //! host address. The first block QEMU translates runs with the MMU off (QEMU's boot stub at the
@@ -95,6 +103,8 @@ impl Register for Sanitizer {
             pages: Mutex::new(HashMap::new()),
             vbars: Mutex::new(Vec::new()),
             regs: OnceLock::new(),
+            core_reg_name: parsed.core_reg.clone(),
+            core_reg: OnceLock::new(),
             bad_index: AtomicU64::new(0),
             filters: Filters::new(),
             in_flight: AtomicU64::new(0),
@@ -136,6 +146,19 @@ impl HasCallbacks for Sanitizer {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let _ = sh.regs.set(Regs { x });
+            if let Some(name) = &sh.core_reg_name {
+                let found = all
+                    .iter()
+                    .find(|r| r.name.eq_ignore_ascii_case(name))
+                    .cloned();
+                if found.is_none() {
+                    sh.emit(&format!(
+                        "{} error core-reg={name}: QEMU offers no such register",
+                        crate::report::PREFIX
+                    ));
+                }
+                let _ = sh.core_reg.set(found);
+            }
         }
         Ok(())
     }
@@ -183,39 +206,57 @@ impl HasCallbacks for Sanitizer {
             .any(|&v| start >= v && start < v + 0x800 && (start - v).is_multiple_of(0x80))
         {
             let s = sh.clone();
-            tb.register_execute_callback(move |vcpu| {
-                s.filters.forget_mappings();
-                let Some(c) = s.core(vcpu) else { return };
-                let mut m = s.model.lock().expect("model");
-                m.cse(c, Cse::Exception);
-                s.refresh(&m, c);
-            });
+            tb.register_execute_callback_flags(
+                move |vcpu| {
+                    s.filters.forget_mappings();
+                    let Some(c) = s.core(vcpu) else { return };
+                    let mut m = s.model.lock().expect("model");
+                    m.cse(c, Cse::Exception);
+                    s.refresh(&m, c);
+                },
+                sh.core_flags(),
+            );
         }
         let mut tb_pages: Vec<u64> = block.iter().map(|&(_, pa)| pa >> 12).collect();
         tb_pages.dedup();
-        for &page in &tb_pages {
+        let check_block = {
             let s = sh.clone();
             let b = block.clone();
             let pages = tb_pages.clone();
-            tb.register_conditional_execute_callback(
-                move |vcpu| {
-                    if !pages.iter().any(|&p| s.filters.maybe_pending(p)) {
-                        return;
-                    }
-                    let Some(c) = s.core(vcpu) else { return };
-                    let mut m = s.model.lock().expect("model");
-                    for &(va, pa) in b.iter() {
-                        s.report(m.exec(c, va, pa));
-                    }
-                    s.refresh(&m, c);
-                },
-                qemu_plugin_cond::QEMU_PLUGIN_COND_NE,
-                PluginU64 {
-                    offset: arm_slot(page) * 8,
-                    ..sh.armed
-                },
-                0,
-            );
+            move |vcpu| {
+                if !pages.iter().any(|&p| s.filters.maybe_pending(p)) {
+                    return;
+                }
+                let Some(c) = s.core(vcpu) else { return };
+                let mut m = s.model.lock().expect("model");
+                for &(va, pa) in b.iter() {
+                    s.report(m.exec(c, va, pa));
+                }
+                s.refresh(&m, c);
+            }
+        };
+        if sh.by_register() {
+            // Round-robin TCG: QEMU 10.0 miscompiles scoreboard reads there (it multiplies a
+            // folded constant in place), so no conditional callbacks. A block needs checking
+            // only if it holds a word written since it was first translated; QEMU drops and
+            // retranslates a block whose bytes are written, and no other vCPU runs meanwhile,
+            // so blocks on pages never written while holding code need no callback at all.
+            if tb_pages.iter().any(|&p| sh.filters.code_written(p)) {
+                tb.register_execute_callback_flags(check_block, sh.core_flags());
+            }
+        } else {
+            for &page in &tb_pages {
+                tb.register_conditional_execute_callback_flags(
+                    check_block.clone(),
+                    sh.core_flags(),
+                    qemu_plugin_cond::QEMU_PLUGIN_COND_NE,
+                    PluginU64 {
+                        offset: arm_slot(page) * 8,
+                        ..sh.armed
+                    },
+                    0,
+                );
+            }
         }
         let deps = analyse_block(&words);
         for (i, insn) in tb.instructions().enumerate() {
@@ -235,35 +276,48 @@ fn instrument(
 ) {
     let s = sh.clone();
     let regs = qemu_plugin_cb_flags::QEMU_PLUGIN_CB_R_REGS;
+    let core = sh.core_flags();
     match decode(word) {
-        Insn::Dmb(k) => insn.register_execute_callback(move |v| {
-            let Some(c) = s.core(v) else { return };
-            let mut m = s.model.lock().expect("model");
-            m.dmb(c, k);
-            s.refresh(&m, c);
-        }),
-        Insn::Dsb(k) => insn.register_execute_callback(move |v| {
-            let Some(c) = s.core(v) else { return };
-            let mut m = s.model.lock().expect("model");
-            m.dsb(c, k);
-            s.refresh(&m, c);
-        }),
-        Insn::Isb => insn.register_execute_callback(move |v| {
-            let Some(c) = s.core(v) else { return };
-            let mut m = s.model.lock().expect("model");
-            m.cse(c, Cse::Isb);
-            s.refresh(&m, c);
-        }),
+        Insn::Dmb(k) => insn.register_execute_callback_flags(
+            move |v| {
+                let Some(c) = s.core(v) else { return };
+                let mut m = s.model.lock().expect("model");
+                m.dmb(c, k);
+                s.refresh(&m, c);
+            },
+            core,
+        ),
+        Insn::Dsb(k) => insn.register_execute_callback_flags(
+            move |v| {
+                let Some(c) = s.core(v) else { return };
+                let mut m = s.model.lock().expect("model");
+                m.dsb(c, k);
+                s.refresh(&m, c);
+            },
+            core,
+        ),
+        Insn::Isb => insn.register_execute_callback_flags(
+            move |v| {
+                let Some(c) = s.core(v) else { return };
+                let mut m = s.model.lock().expect("model");
+                m.cse(c, Cse::Isb);
+                s.refresh(&m, c);
+            },
+            core,
+        ),
         Insn::Translation => insn.register_execute_callback(move |_| {
             s.filters.forget_mappings();
         }),
-        Insn::Eret | Insn::ExceptionCall => insn.register_execute_callback(move |v| {
-            s.filters.forget_mappings();
-            let Some(c) = s.core(v) else { return };
-            let mut m = s.model.lock().expect("model");
-            m.cse(c, Cse::Exception);
-            s.refresh(&m, c);
-        }),
+        Insn::Eret | Insn::ExceptionCall => insn.register_execute_callback_flags(
+            move |v| {
+                s.filters.forget_mappings();
+                let Some(c) = s.core(v) else { return };
+                let mut m = s.model.lock().expect("model");
+                m.cse(c, Cse::Exception);
+                s.refresh(&m, c);
+            },
+            core,
+        ),
         Insn::Dc(op, rt) => insn.register_execute_callback_flags(
             move |v| {
                 let Some(c) = s.core(v) else { return };
@@ -309,8 +363,9 @@ fn instrument(
                 ctrl: deps.ctrl,
                 addr_cmo: deps.addr_cmo,
             };
-            if info.dest == [31, 31] || info.release {
-                // A store that may matter announces itself before it becomes visible.
+            // A store that may matter announces itself before it becomes visible to other
+            // vCPUs (not needed, and not possible, under round-robin TCG: see above).
+            if (info.dest == [31, 31] || info.release) && !s.by_register() {
                 let pre = s.clone();
                 let slot = if info.release {
                     MATTERS_RELEASE
@@ -327,7 +382,7 @@ fn instrument(
                     0,
                 );
             }
-            insn.register_memory_access_callback(
+            insn.register_memory_access_callback_flags(
                 move |v, mi, vaddr| {
                     let store = mi.is_store();
                     let _recorded = Recorded(&s, store);
@@ -336,7 +391,7 @@ fn instrument(
                         && s.filters.known_not_code(vaddr >> 12)
                         && !(open
                             && s.filters
-                                .store_may_matter(core_hint(v), info.release, vaddr))
+                                .store_may_matter(s.core_hint(v), info.release, vaddr))
                     {
                         return;
                     }
@@ -361,7 +416,9 @@ fn instrument(
                         return;
                     }
                     let code = s.filters.maybe_code_page(pa >> 12);
-                    if !code {
+                    if code {
+                        s.filters.note_code_written(pa >> 12);
+                    } else {
                         s.filters.note_not_code(vaddr >> 12);
                     }
                     if !code && !open {
@@ -397,6 +454,7 @@ fn instrument(
                 } else {
                     qemu_plugin_mem_rw::QEMU_PLUGIN_MEM_W
                 },
+                core,
             );
         }
         _ => {}
@@ -412,11 +470,6 @@ impl Drop for Recorded<'_> {
             self.0.store_recorded();
         }
     }
-}
-
-/// The vCPU index as a filter slot (out-of-range indices are caught later by `Shared::core`).
-fn core_hint(v: VCPUIndex) -> usize {
-    (v as usize).min(MAX_CORES - 1)
 }
 
 fn value_bytes(mi: &qemu_plugin::MemoryInfo, size: usize) -> Vec<u8> {

@@ -152,9 +152,46 @@ fn scenarios_default_switches() {
         code, 0,
         "every consumer must run the new code in QEMU (exit 10+N names N)"
     );
+    check_default_scenarios(&lines);
+}
 
+#[test]
+fn round_robin_tcg_attributes_by_register() {
+    need_qemu!();
+    // The probe keeps its core number in TPIDR_EL1. Under round-robin TCG the vCPU index QEMU
+    // hands callbacks is the translating vCPU's; with `core-reg` every report must still be
+    // exactly the multi-threaded run's.
+    for (name, extra) in [
+        ("rr-single", &["-accel", "tcg,thread=single"][..]),
+        ("rr-icount", &["-icount", "shift=0,sleep=off"][..]),
+    ] {
+        let (code, lines) = run(name, "core-reg=tpidr_el1", extra, None);
+        assert_eq!(code, 0, "{name}");
+        check_default_scenarios(&lines);
+    }
+}
+
+#[test]
+fn core_reg_that_holds_no_core_number_is_an_error() {
+    need_qemu!();
+    // CONTEXTIDR_EL1 stays 0 on both cores: core 1's events would be core 0's.
+    let (_, lines) = run(
+        "rr-wrong-reg",
+        "core-reg=contextidr_el1",
+        &["-accel", "tcg,thread=single"],
+        None,
+    );
+    let s = summary(&lines);
+    assert_ne!(s.get("attribution-errors"), "0", "{lines:?}");
+    let (_, lines) = run("rr-no-reg", "core-reg=no_such_reg", &[], None);
+    assert!(lines.iter().any(|l| l.tag == "error"), "{lines:?}");
+    assert_ne!(summary(&lines).get("attribution-errors"), "0");
+}
+
+/// The reports the probe's scenarios must give with the default switches.
+fn check_default_scenarios(lines: &[Line]) {
     // 1: naive rewrite of an ordinary instruction: unpredictable, nothing was done.
-    let r = reports(&lines, "1");
+    let r = reports(lines, "1");
     assert_eq!(r.len(), 1, "{lines:?}");
     assert_eq!(
         (r[0].tag.as_str(), r[0].get("kind")),
@@ -170,20 +207,16 @@ fn scenarios_default_switches() {
         ("0xd2800029", "0xd2800049")
     );
     // 2: full maintenance and the consumer's ISB: fresh.
-    assert!(
-        reports(&lines, "2").is_empty(),
-        "{:?}",
-        reports(&lines, "2")
-    );
+    assert!(reports(lines, "2").is_empty(), "{:?}", reports(lines, "2"));
     // 3: the consumer lacks its ISB.
-    let r = reports(&lines, "3");
+    let r = reports(lines, "3");
     assert_eq!(r.len(), 1);
     assert_eq!(
         (r[0].get("kind"), r[0].get("missing")),
         ("unpredictable", "context-sync")
     );
     // 4: written through the other alias: found by physical address.
-    let r = reports(&lines, "4");
+    let r = reports(lines, "4");
     assert_eq!(r.len(), 1);
     assert_eq!(
         (r[0].get("va"), r[0].get("pa")),
@@ -191,25 +224,21 @@ fn scenarios_default_switches() {
     );
     assert_eq!(r[0].get("missing"), "clean");
     // 5: cleaned through the write alias, invalidated through the executable one: fresh.
-    assert!(
-        reports(&lines, "5").is_empty(),
-        "{:?}",
-        reports(&lines, "5")
-    );
+    assert!(reports(lines, "5").is_empty(), "{:?}", reports(lines, "5"));
     // 6: CMODX flip in flight: stale, not a hazard. 7: once published: a hazard.
-    let r = reports(&lines, "6");
+    let r = reports(lines, "6");
     assert_eq!(
         (r.len(), r[0].tag.as_str(), r[0].get("kind")),
         (1, "stale", "stale")
     );
-    let r = reports(&lines, "7");
+    let r = reports(lines, "7");
     assert_eq!(
         (r.len(), r[0].tag.as_str(), r[0].get("kind")),
         (1, "hazard", "stale")
     );
     assert_eq!(r[0].get("published"), "yes");
 
-    let s = summary(&lines);
+    let s = summary(lines);
     assert_eq!(
         (s.get("stale"), s.get("unpredictable"), s.get("hazards")),
         ("2", "3", "4")

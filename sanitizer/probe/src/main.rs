@@ -47,6 +47,7 @@ global_asm!(
 _start:
     mrs     x1, mpidr_el1
     and     x1, x1, #0xff
+    msr     tpidr_el1, x1               // the core number, for the plugin's core-reg=tpidr_el1
     cbnz    x1, 9f
     bl      mmu_on
     mov     x0, #0

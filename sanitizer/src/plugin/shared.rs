@@ -7,6 +7,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Mutex, OnceLock};
 
+use qemu_plugin::sys::qemu_plugin_cb_flags;
 use qemu_plugin::{
     PluginU64, RegisterDescriptor, VCPUIndex, qemu_plugin_outs, qemu_plugin_u64_set,
 };
@@ -32,7 +33,12 @@ pub(super) struct Shared {
     pub(super) pages: Mutex<HashMap<u64, u64>>,
     pub(super) vbars: Mutex<Vec<u64>>,
     pub(super) regs: OnceLock<Regs>,
-    /// Callbacks handed a vCPU index outside `0..cores` (QEMU's `thread=single`/`-icount` bug).
+    /// `core-reg=NAME`: events are attributed by that register, not by the vCPU index.
+    pub(super) core_reg_name: Option<String>,
+    /// The `core-reg` register, once a vCPU exists to look it up (`None` inside: not found).
+    pub(super) core_reg: OnceLock<Option<RegisterDescriptor<'static>>>,
+    /// Callbacks whose core could not be named: a vCPU index outside `0..cores` (QEMU's
+    /// `thread=single`/`-icount` behaviour), or a `core-reg` value that is no core number.
     pub(super) bad_index: AtomicU64,
     pub(super) filters: Filters,
     /// Stores that may matter, performed (or about to be) but not yet recorded by their memory
@@ -73,32 +79,73 @@ pub(super) struct Regs {
 
 impl Regs {
     pub(super) fn read(&self, n: u8) -> u64 {
-        self.x
-            .get(n as usize)
-            .and_then(|r| r.read().ok())
-            .map_or(0, |b| {
-                let mut w = [0u8; 8];
-                w[..b.len().min(8)].copy_from_slice(&b[..b.len().min(8)]);
-                u64::from_le_bytes(w)
-            })
+        self.x.get(n as usize).and_then(read_u64).unwrap_or(0)
     }
 }
 
+/// A register's value (its low 8 bytes, little endian), if QEMU lets the callback read it.
+fn read_u64(r: &RegisterDescriptor<'_>) -> Option<u64> {
+    r.read().ok().map(|b| {
+        let mut w = [0u8; 8];
+        w[..b.len().min(8)].copy_from_slice(&b[..b.len().min(8)]);
+        u64::from_le_bytes(w)
+    })
+}
+
 impl Shared {
-    /// The core a callback runs for, or `None` (counted, reported once) if QEMU handed an
-    /// impossible vCPU index: the model is then not fed rather than fed wrong.
+    /// True when events are attributed through `core-reg` (round-robin TCG): per-vCPU
+    /// scoreboard slots are then read through whichever vCPU translated the block, so they
+    /// must hold the same value for every vCPU.
+    pub(super) fn by_register(&self) -> bool {
+        self.core_reg_name.is_some()
+    }
+
+    /// The flags of a callback that calls [`Shared::core`]: reading `core-reg` needs register
+    /// access, which otherwise costs TCG a sync of its globals before every call.
+    pub(super) fn core_flags(&self) -> qemu_plugin_cb_flags {
+        if self.by_register() {
+            qemu_plugin_cb_flags::QEMU_PLUGIN_CB_R_REGS
+        } else {
+            qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS
+        }
+    }
+
+    /// A cheap guess at the core for the lock-free filters: the vCPU index (out-of-range
+    /// ones are caught later by [`Shared::core`]), or `None` (any core) where that index
+    /// means nothing.
+    pub(super) fn core_hint(&self, vcpu: VCPUIndex) -> Option<usize> {
+        (!self.by_register()).then(|| (vcpu as usize).min(crate::clock::MAX_CORES - 1))
+    }
+
+    /// The core a callback runs for, or `None` (counted, reported once) if it cannot be named:
+    /// the model is then not fed rather than fed wrong.
     pub(super) fn core(&self, vcpu: VCPUIndex) -> Option<usize> {
-        let c = vcpu as usize;
-        if c < self.cores {
-            return Some(c);
+        let claimed = match &self.core_reg_name {
+            None => vcpu as u64,
+            Some(_) => self
+                .core_reg
+                .get()
+                .and_then(Option::as_ref)
+                .and_then(read_u64)
+                .unwrap_or(u64::MAX),
+        };
+        if claimed < self.cores as u64 {
+            return Some(claimed as usize);
         }
         if self.bad_index.fetch_add(1, Relaxed) == 0 {
-            self.emit(&format!(
-                "{} error vcpu-index={vcpu} cores={}: QEMU gives wrong vCPU indices under -icount \
-                 or thread=single; use the default multi-threaded TCG",
-                crate::report::PREFIX,
-                self.cores
-            ));
+            let why = match &self.core_reg_name {
+                None => format!(
+                    "vcpu-index={vcpu} cores={}: QEMU gives wrong vCPU indices under -icount or \
+                     thread=single; use multi-threaded TCG or core-reg=",
+                    self.cores
+                ),
+                Some(name) => format!(
+                    "core-reg={name} value={claimed:#x} cores={}: the register is missing or holds \
+                     no core number",
+                    self.cores
+                ),
+            };
+            self.emit(&format!("{} error {why}", crate::report::PREFIX));
         }
         None
     }
@@ -168,12 +215,21 @@ impl Shared {
         self.filters.set_pending(&pages);
         let (plain, release) = (m.store_matters(core, false), m.store_matters(core, true));
         self.filters.set_store_matters(core, plain, release);
-        for (slot, on) in [(MATTERS_PLAIN, plain), (MATTERS_RELEASE, release)] {
+        for (slot, release) in [(MATTERS_PLAIN, false), (MATTERS_RELEASE, true)] {
             let entry = PluginU64 {
                 offset: slot * 8,
                 ..self.armed
             };
-            qemu_plugin_u64_set(entry, core as VCPUIndex, on as u64);
+            if self.by_register() {
+                // Any vCPU may read any vCPU's slot: each holds "some core's store matters".
+                let on = self.filters.store_matters_any(release) as u64;
+                for v in 0..self.cores {
+                    qemu_plugin_u64_set(entry, v as VCPUIndex, on);
+                }
+            } else {
+                let on = self.filters.store_matters(core, release) as u64;
+                qemu_plugin_u64_set(entry, core as VCPUIndex, on);
+            }
         }
         if !m.has_cells() {
             self.filters.clear_cells();
