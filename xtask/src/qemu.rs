@@ -31,7 +31,7 @@ pub struct QemuArgs {
     /// How many virtual seconds the demo runs (it shares them among the strategies).
     #[arg(long)]
     pub secs: Option<u64>,
-    /// Run under the coherence sanitizer (multi-threaded TCG); any hazard fails the run.
+    /// Run under the coherence sanitizer (in the test's own TCG mode); any hazard fails the run.
     #[arg(long)]
     pub sanitize: bool,
     /// With --sanitize: whether IC IVAU reaches every core (on) or only the issuing one (off).
@@ -109,20 +109,23 @@ impl Run<'_> {
         if self.semihosting {
             cmd.arg("-semihosting");
         }
-        match &self.sanitize {
-            // The sanitizer attributes events to cores correctly only under multi-threaded TCG.
-            Some((plugin, options)) => {
-                cmd.arg("-plugin").arg(options.qemu_arg(plugin));
+        match self.tcg() {
+            Tcg::SingleThreaded => {
+                cmd.args(["-accel", "tcg,thread=single"]);
             }
-            None => match self.tcg() {
-                Tcg::SingleThreaded => {
-                    cmd.args(["-accel", "tcg,thread=single"]);
-                }
-                Tcg::Icount => {
-                    cmd.args(["-icount", "shift=0,sleep=off"]);
-                }
-                Tcg::MultiThreaded => {}
-            },
+            Tcg::Icount => {
+                cmd.args(["-icount", "shift=0,sleep=off"]);
+            }
+            Tcg::MultiThreaded => {}
+        }
+        if let Some((plugin, options)) = &self.sanitize {
+            let mut arg = options.qemu_arg(plugin);
+            // Round-robin TCG hands plugins the translating vCPU's index (QEMU 10.0), so the
+            // sanitizer names cores by TPIDR_EL1, which boot.s sets to the core's index first.
+            if self.tcg() != Tcg::MultiThreaded {
+                arg.push_str(",core-reg=tpidr_el1");
+            }
+            cmd.arg("-plugin").arg(arg);
         }
         cmd.args(["-smp", &self.cores.to_string()])
             .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])

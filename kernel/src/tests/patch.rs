@@ -9,10 +9,10 @@
 //! an arena of 8 slots, so slots are reused through QSBR grace periods; before it writes a slot
 //! it checks that no consumer is inside it (each block marks itself on entry and exit).
 //!
-//! TCG mode: the plain runs use round-robin TCG (`thread=single`), where QEMU itself never leaves
-//! a core on old translated code (DESIGN section 4), so a stale version is our bug. QEMU keeps
-//! instruction fetch coherent, so a plain pass says nothing about cache maintenance: that is the
-//! sanitized runs' job (`--sanitize`, multi-threaded TCG, where the sanitizer attributes cores).
+//! TCG mode: round-robin TCG (`thread=single`), plain and sanitized, where QEMU itself never
+//! leaves a core on old translated code (DESIGN section 4), so a stale version is our bug. QEMU
+//! keeps instruction fetch coherent, so a plain pass says nothing about cache maintenance: that
+//! is the sanitized runs' job (`--sanitize`; the sanitizer names cores by `TPIDR_EL1` there).
 
 use super::{Ctx, Failed, TestResult, kernel_test};
 use crate::arch::cpu;
@@ -433,10 +433,6 @@ fn consumer(kind: Kind, ctx: &Ctx) -> TestResult {
     let me = CoreId(ctx.core as u8);
     let cell = &CORES[ctx.core];
     let expected = [payload::expected_checksum(0), payload::expected_checksum(1)];
-    // Under the sanitizer QEMU runs multi-threaded TCG, which can leave a core on old translated
-    // code for a while (DESIGN section 4; the same runs pass in round-robin TCG). There the
-    // sanitizer judges freshness, and the version floor is not checked.
-    let check_floor = ctx.cmdline.get("sanitized").is_none();
     svc.qsbr.online(me);
     let mut last = 0;
     let mut result = Ok(());
@@ -466,7 +462,7 @@ fn consumer(kind: Kind, ctx: &Ctx) -> TestResult {
             result = Err(Failed);
             break;
         }
-        if check_floor && (a.version < floor || a.version < last) {
+        if a.version < floor || a.version < last {
             defmt::error!(
                 "core {=usize}, call {=u64}: ran version {=u64} after version {=u64} was published (and {=u64} seen)",
                 ctx.core,
