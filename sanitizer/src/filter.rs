@@ -36,6 +36,8 @@ pub struct Filters {
     high_written: AtomicBool,
     bloom: Box<[AtomicU64]>,
     bloom_va: Box<[AtomicU64]>,
+    /// Some bloom bit may be set (clearing is skipped otherwise: it touches 2,048 words).
+    any_cell: AtomicBool,
     pending_n: AtomicUsize,
     pending: [AtomicU64; SLOTS],
     store_matters: [AtomicBool; MAX_CORES],
@@ -67,6 +69,7 @@ impl Filters {
             high_written: AtomicBool::new(false),
             bloom: bits(BLOOM_BITS),
             bloom_va: bits(BLOOM_BITS),
+            any_cell: AtomicBool::new(false),
             pending_n: AtomicUsize::new(0),
             pending: std::array::from_fn(|_| AtomicU64::new(0)),
             store_matters: std::array::from_fn(|_| AtomicBool::new(false)),
@@ -135,6 +138,7 @@ impl Filters {
     /// Notes that a store's ordering at `pa` is remembered.
     pub fn add_cell(&self, pa: u64) {
         let b = bloom_bit(pa);
+        self.any_cell.store(true, Relaxed);
         self.bloom[b / 64].fetch_or(1 << (b % 64), Relaxed);
     }
 
@@ -142,6 +146,7 @@ impl Filters {
     /// [`Filters::store_may_matter`]).
     pub fn add_cell_va(&self, va: u64) {
         let b = bloom_bit(va);
+        self.any_cell.store(true, Relaxed);
         self.bloom_va[b / 64].fetch_or(1 << (b % 64), Relaxed);
     }
 
@@ -150,10 +155,16 @@ impl Filters {
     /// the same virtual address (sync cells written through two aliases are not supported).
     pub fn store_may_matter(&self, core: Option<usize>, release: bool, va: u64) -> bool {
         let b = bloom_bit(va);
+        self.store_matters_for(core, release)
+            || self.bloom_va[b / 64].load(Relaxed) & (1 << (b % 64)) != 0
+    }
+
+    /// Could a store by `core` (any core if `None`; a release if `release`) matter?
+    pub fn store_matters_for(&self, core: Option<usize>, release: bool) -> bool {
         core.map_or_else(
             || self.store_matters_any(release),
             |c| self.store_matters(c, release),
-        ) || self.bloom_va[b / 64].load(Relaxed) & (1 << (b % 64)) != 0
+        )
     }
 
     /// Could a store's ordering at `pa` be remembered?
@@ -164,6 +175,9 @@ impl Filters {
 
     /// Forgets every remembered cell (the model dropped them all).
     pub fn clear_cells(&self) {
+        if !self.any_cell.swap(false, Relaxed) {
+            return;
+        }
         for w in self.bloom.iter().chain(self.bloom_va.iter()) {
             w.store(0, Relaxed);
         }

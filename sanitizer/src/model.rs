@@ -252,6 +252,30 @@ impl Model {
         self.covers_pending(&rel)
     }
 
+    /// [`Model::store_matters`] for a plain store and for a release, in one pass over the
+    /// pending writes (the plugin asks both after every event).
+    pub fn store_matters_both(&self, core: usize) -> (bool, bool) {
+        let mut first = [u32::MAX; MAX_CORES];
+        for w in self.lines.values().flat_map(|l| &l.writes) {
+            first[w.core] = first[w.core].min(w.ts);
+        }
+        let covers = |rel: &Clock| {
+            first
+                .iter()
+                .enumerate()
+                .any(|(k, &ts)| ts != u32::MAX && rel.covers(k, ts))
+        };
+        let c = &self.cores[core];
+        let mut rel = c.mem;
+        rel.join(&c.st);
+        let plain = covers(&rel);
+        for k in [&c.seen, &c.cmo, &c.isb, &c.ctrl] {
+            rel.join(k);
+        }
+        rel.raise(core, c.now);
+        (plain, plain || covers(&rel))
+    }
+
     /// True if the ordering of the store at `pa` is remembered for its readers.
     pub fn is_cell(&self, pa: u64) -> bool {
         self.cells.contains_key(&pa)

@@ -50,7 +50,10 @@ use qemu_plugin::{
     plugin::Register, qemu_plugin_get_registers, qemu_plugin_register_atexit_cb, register,
 };
 
+mod core_reg;
 mod shared;
+
+use core_reg::CoreReg;
 
 use shared::{MATTERS_PLAIN, MATTERS_RELEASE, Regs, SLOTS, Shared, arm_slot};
 
@@ -147,10 +150,7 @@ impl HasCallbacks for Sanitizer {
                 .collect::<Result<Vec<_>, _>>()?;
             let _ = sh.regs.set(Regs { x });
             if let Some(name) = &sh.core_reg_name {
-                let found = all
-                    .iter()
-                    .find(|r| r.name.eq_ignore_ascii_case(name))
-                    .cloned();
+                let found = CoreReg::find(name);
                 if found.is_none() {
                     sh.emit(&format!(
                         "{} error core-reg={name}: QEMU offers no such register",
@@ -403,13 +403,14 @@ fn instrument(
                         return;
                     }
                     let pa = hw.hwaddr();
-                    let Some(core) = s.core(v) else { return };
                     let size = 1u64 << mi.size_shift();
+                    // The core is named only past the filters (by register, it costs a read).
                     if !store {
                         s.wait_for_stores();
                         if !s.filters.maybe_cell(pa) {
                             return;
                         }
+                        let Some(core) = s.core(v) else { return };
                         let mut m = s.model.lock().expect("model");
                         m.load(core, pa, kind);
                         s.refresh(&m, core);
@@ -426,11 +427,12 @@ fn instrument(
                     }
                     if !code
                         && !(open
-                            && (s.filters.store_matters(core, info.release)
+                            && (s.filters.store_matters_for(s.core_hint(v), info.release)
                                 || (pa..pa + size).step_by(8).any(|a| s.filters.maybe_cell(a))))
                     {
                         return;
                     }
+                    let Some(core) = s.core(v) else { return };
                     let mut m = s.model.lock().expect("model");
                     s.pages.lock().expect("pages").insert(vaddr >> 12, pa >> 12);
                     let bytes = value_bytes(&mi, size as usize);

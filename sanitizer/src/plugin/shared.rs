@@ -12,6 +12,7 @@ use qemu_plugin::{
     PluginU64, RegisterDescriptor, VCPUIndex, qemu_plugin_outs, qemu_plugin_u64_set,
 };
 
+use super::core_reg::CoreReg;
 use crate::filter::Filters;
 use crate::model::Model;
 use crate::report::Report;
@@ -36,7 +37,7 @@ pub(super) struct Shared {
     /// `core-reg=NAME`: events are attributed by that register, not by the vCPU index.
     pub(super) core_reg_name: Option<String>,
     /// The `core-reg` register, once a vCPU exists to look it up (`None` inside: not found).
-    pub(super) core_reg: OnceLock<Option<RegisterDescriptor<'static>>>,
+    pub(super) core_reg: OnceLock<Option<CoreReg>>,
     /// Callbacks whose core could not be named: a vCPU index outside `0..cores` (QEMU's
     /// `thread=single`/`-icount` behaviour), or a `core-reg` value that is no core number.
     pub(super) bad_index: AtomicU64,
@@ -126,7 +127,7 @@ impl Shared {
                 .core_reg
                 .get()
                 .and_then(Option::as_ref)
-                .and_then(read_u64)
+                .and_then(CoreReg::read)
                 .unwrap_or(u64::MAX),
         };
         if claimed < self.cores as u64 {
@@ -201,6 +202,22 @@ impl Shared {
     pub(super) fn refresh(&self, m: &Model, core: usize) {
         self.open.store(m.open(), Relaxed);
         let pages = m.pending_pages();
+        self.filters.set_pending(&pages);
+        let (plain, release) = m.store_matters_both(core);
+        self.filters.set_store_matters(core, plain, release);
+        if !m.has_cells() {
+            self.filters.clear_cells();
+        }
+        // Round-robin TCG (`core-reg`) registers no conditional callback: nothing reads the
+        // scoreboard there.
+        if !self.by_register() {
+            self.arm(&pages, core, plain, release);
+        }
+    }
+
+    /// Sets the scoreboard slots the conditional callbacks test: one per page slot (for every
+    /// vCPU) and `core`'s two store slots.
+    fn arm(&self, pages: &[u64], core: usize, plain: bool, release: bool) {
         let mask = pages.iter().fold(0u64, |a, &p| a | 1 << arm_slot(p));
         let changed = self.armed_mask.swap(mask, Relaxed) ^ mask;
         for slot in (0..ARM_SLOTS).filter(|i| changed & (1 << i) != 0) {
@@ -212,27 +229,12 @@ impl Shared {
                 qemu_plugin_u64_set(entry, v as VCPUIndex, (mask >> slot) & 1);
             }
         }
-        self.filters.set_pending(&pages);
-        let (plain, release) = (m.store_matters(core, false), m.store_matters(core, true));
-        self.filters.set_store_matters(core, plain, release);
-        for (slot, release) in [(MATTERS_PLAIN, false), (MATTERS_RELEASE, true)] {
+        for (slot, on) in [(MATTERS_PLAIN, plain), (MATTERS_RELEASE, release)] {
             let entry = PluginU64 {
                 offset: slot * 8,
                 ..self.armed
             };
-            if self.by_register() {
-                // Any vCPU may read any vCPU's slot: each holds "some core's store matters".
-                let on = self.filters.store_matters_any(release) as u64;
-                for v in 0..self.cores {
-                    qemu_plugin_u64_set(entry, v as VCPUIndex, on);
-                }
-            } else {
-                let on = self.filters.store_matters(core, release) as u64;
-                qemu_plugin_u64_set(entry, core as VCPUIndex, on);
-            }
-        }
-        if !m.has_cells() {
-            self.filters.clear_cells();
+            qemu_plugin_u64_set(entry, core as VCPUIndex, on as u64);
         }
     }
 
