@@ -13,10 +13,22 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the kernel ELF for `board` (release profile) and returns its path.
-pub fn kernel(board: &BoardConfig) -> Result<PathBuf> {
-    let target_dir = root().join("target").join("kernel").join(board.feature);
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+/// Builds the kernel ELF for `board` (release profile) and returns its path. `run` (a kernel
+/// test) is what the kernel runs when no command line names one (a board without semihosting
+/// has none); without it, the demo. Such a kernel is built in its own target folder, so the
+/// ordinary build stays as it is.
+pub fn kernel(board: &BoardConfig, run: Option<&str>) -> Result<PathBuf> {
+    let folder = match run {
+        Some(run) => format!("{}-{run}", board.feature),
+        None => board.feature.to_string(),
+    };
+    let target_dir = root().join("target").join("kernel").join(folder);
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    match run {
+        Some(run) => cmd.env("GRAFT_RUN", run),
+        None => cmd.env_remove("GRAFT_RUN"),
+    };
+    let status = cmd
         .current_dir(root())
         .args([
             "build",

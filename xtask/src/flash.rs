@@ -37,6 +37,10 @@ pub struct FlashArgs {
     /// Stop showing the kernel's log after this many seconds (default: until Ctrl-C).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
+    /// Send a kernel that serves live patches (its `live` test) instead of the demo, then
+    /// leave the port to `cargo xtask patch`.
+    #[arg(long, conflicts_with = "test")]
+    pub serve: bool,
 }
 
 mod session;
@@ -185,7 +189,7 @@ pub fn command(args: &FlashArgs) -> Result<bool> {
         None => boards::find(&announce.board)?,
     };
     crate::prereq::rust_target()?;
-    let built = qemu::build_for(&board)?;
+    let built = qemu::build_running(&board, args.serve.then_some(crate::live::TEST))?;
     if let Some(name) = &args.test {
         qemu::find_test(&built.tests, name)?;
         println!(
@@ -211,6 +215,15 @@ pub fn command(args: &FlashArgs) -> Result<bool> {
         image.len() / 1024,
         image.len() as f64 / 1024.0 / secs
     );
+    if args.serve {
+        println!(
+            "xtask: the kernel serves live patches; send them with: cargo xtask patch --board {} \
+             --port {} --version 7",
+            board.name,
+            args.port.display()
+        );
+        return Ok(true);
+    }
     let symbols = Symbols::new(&built.bytes)?;
     let end = follow(
         &mut session,

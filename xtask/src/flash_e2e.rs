@@ -11,112 +11,14 @@
 use crate::boards::BoardConfig;
 use crate::flash::{self, Faults, FlashError, HANDSHAKE_TIMEOUT, LogEnd, Session};
 use crate::logs::Symbols;
-use crate::qemu;
-use anyhow::{Context, Result, anyhow, bail};
+use crate::{pty, qemu};
+use anyhow::{Context, Result, anyhow};
 use graft_loader::protocol::Refusal;
 use indicatif::ProgressBar;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The kernel test the loaded kernel runs.
 const TEST: &str = "smp";
-/// How long QEMU may take to say which pty it opened.
-const PTY_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long QEMU may take to exit after the test's verdict.
-const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Kills QEMU however the test ends.
-struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts QEMU on `loader` with the PL011 on a pty; returns it and the pty's path.
-fn start(board: &BoardConfig, loader: &Path) -> Result<(Qemu, PathBuf)> {
-    let mut child = Command::new("qemu-system-aarch64")
-        .args(["-M", board.machine, "-m", board.memory])
-        .args(["-smp", &board.default_cores.to_string()])
-        .args(["-display", "none", "-monitor", "none", "-serial", "pty"])
-        .arg("-semihosting")
-        .arg("-kernel")
-        .arg(loader)
-        .args([
-            "-append",
-            &format!("graft cores={} test={TEST}", board.default_cores),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting qemu-system-aarch64")?;
-    // QEMU names the pty on stdout; its errors come on stderr. Read both.
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let qemu = Qemu(child);
-    let (tx, rx) = mpsc::channel();
-    let tx2 = tx.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx2.send(line);
-        }
-    });
-    let deadline = Instant::now() + PTY_TIMEOUT;
-    let mut said = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                if let Some(path) = pty_path(&line) {
-                    return Ok((qemu, path));
-                }
-                said.push(line);
-            }
-            Err(_) => bail!(
-                "QEMU named no pty within {} s (it said: {})",
-                PTY_TIMEOUT.as_secs(),
-                said.join(" | ")
-            ),
-        }
-    }
-}
-
-/// The path in QEMU's (stdout) "char device redirected to /dev/pts/N (label serial0)".
-fn pty_path(line: &str) -> Option<PathBuf> {
-    let rest = line.split("redirected to ").nth(1)?;
-    Some(PathBuf::from(rest.split_whitespace().next()?))
-}
-
-/// Waits for QEMU to exit by itself; its status, or an error naming the wait.
-fn wait_exit(qemu: &mut Qemu) -> Result<i32> {
-    let deadline = Instant::now() + EXIT_TIMEOUT;
-    loop {
-        if let Some(status) = qemu.0.try_wait()? {
-            return status
-                .code()
-                .ok_or_else(|| anyhow!("QEMU was killed by a signal"));
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "QEMU did not exit within {} s after the test's verdict",
-                EXIT_TIMEOUT.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Runs the whole scenario on `board`; one named result per check, in order.
 pub fn run(board: &BoardConfig) -> Vec<(String, Result<(), String>)> {
     let mut results = Vec::new();
@@ -135,7 +37,8 @@ fn scenario(board: &BoardConfig, results: &mut Vec<(String, Result<(), String>)>
     qemu::find_test(&built.tests, TEST)?;
     let image = std::fs::read(&built.boot)?;
     let symbols = Symbols::new(&built.bytes)?;
-    let (mut qemu, pty) = start(board, &loader)?;
+    let append = format!("graft cores={} test={TEST}", board.default_cores);
+    let (mut qemu, pty) = pty::start(board, &loader, &append, true, &[])?;
     let mut session = Session::new(flash::open_port(&pty)?);
     let announce = session
         .handshake(HANDSHAKE_TIMEOUT)
@@ -191,7 +94,7 @@ fn scenario(board: &BoardConfig, results: &mut Vec<(String, Result<(), String>)>
         false,
     );
     let verdict = match end {
-        LogEnd::Pass => match wait_exit(&mut qemu)? {
+        LogEnd::Pass => match qemu.wait_exit()? {
             0 => Ok(()),
             code => Err(format!(
                 "the kernel logged PASS but QEMU exited with {code}"
@@ -213,19 +116,4 @@ fn scenario(board: &BoardConfig, results: &mut Vec<(String, Result<(), String>)>
         verdict,
     ));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pty_path;
-    use std::path::PathBuf;
-
-    #[test]
-    fn reads_qemus_pty_line() {
-        assert_eq!(
-            pty_path("char device redirected to /dev/pts/7 (label serial0)"),
-            Some(PathBuf::from("/dev/pts/7"))
-        );
-        assert_eq!(pty_path("qemu-system-aarch64: warning: x"), None);
-    }
 }

@@ -12,8 +12,10 @@ mod flash;
 mod flash_e2e;
 mod image;
 mod lint;
+mod live;
 mod logs;
 mod prereq;
+mod pty;
 mod qemu;
 mod sanitize;
 mod sdcard;
@@ -47,6 +49,8 @@ enum Command {
     Image(sdcard::ImageArgs),
     /// Send a kernel to the serial chainloader on a Pi, then show its decoded log.
     Flash(flash::FlashArgs),
+    /// Send a patch to a running kernel's `live` test over its serial port.
+    Patch(live::PatchArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::command(&args),
         Command::Image(args) => sdcard::command(&args),
         Command::Flash(args) => flash::command(&args),
+        Command::Patch(args) => live::command(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -25,6 +25,9 @@ pub struct QemuArgs {
     /// Kernel test to run instead of the demo (see `cargo xtask test --list`).
     #[arg(long)]
     pub test: Option<String>,
+    /// Run the `live` test with the UART on a pty, for `cargo xtask patch --port PTY`.
+    #[arg(long, conflicts_with_all = ["test", "sanitize", "gdb"])]
+    pub serve: bool,
     /// Start halted and wait for a debugger on localhost:1234.
     #[arg(long)]
     pub gdb: bool,
@@ -304,7 +307,13 @@ pub struct Built {
 
 /// Builds for `board`: the ELF and, where the board boots one, the raw image beside it.
 pub fn build_for(board: &BoardConfig) -> Result<Built> {
-    let elf = build::kernel(board)?;
+    build_running(board, None)
+}
+
+/// As [`build_for`], for a kernel that runs `run` when no command line names a test (see
+/// [`build::kernel`]).
+pub fn build_running(board: &BoardConfig, run: Option<&str>) -> Result<Built> {
+    let elf = build::kernel(board, run)?;
     let bytes = std::fs::read(&elf).with_context(|| format!("reading {}", elf.display()))?;
     let tests = elf::tests(&bytes)?;
     let boot = if board.raw_image {
@@ -339,6 +348,9 @@ pub fn command(args: &QemuArgs) -> Result<bool> {
     let board = boards::find(&args.board)?;
     let cores = board.cores(args.smp)?;
     prerequisites()?;
+    if args.serve {
+        return crate::live::serve(&board);
+    }
     let built = build_for(&board)?;
     let test = match &args.test {
         Some(name) => Some(find_test(&built.tests, name)?),

@@ -25,6 +25,10 @@ pub struct ImageArgs {
     /// Put the serial chainloader on the card as kernel8.img, for `cargo xtask flash`.
     #[arg(long)]
     pub loader: bool,
+    /// Put a kernel on the card that serves live patches (its `live` test) instead of running
+    /// the demo, for `cargo xtask patch`.
+    #[arg(long, conflicts_with = "loader")]
+    pub serve: bool,
     /// Copy the firmware files in from Debian's raspi-firmware package (needs apt and network).
     #[arg(long)]
     pub firmware: bool,
@@ -270,7 +274,7 @@ pub fn command(args: &ImageArgs) -> Result<bool> {
     let kernel8 = if args.loader {
         flash::build_loader(&board)?
     } else {
-        qemu::build_for(&board)?.boot
+        qemu::build_running(&board, args.serve.then_some(crate::live::TEST))?.boot
     };
     let out = args
         .out

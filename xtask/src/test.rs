@@ -154,6 +154,10 @@ fn kernel_tests(board: &BoardConfig, args: &TestArgs, tally: &mut Tally) -> Resu
         if mirror && board.name != "virt" && args.tests.is_empty() {
             continue;
         }
+        // `live` waits for a host on its UART: its session (`live_tests`) runs it.
+        if test.name == crate::live::TEST {
+            continue;
+        }
         one(&built, board, test, &symbols, None, tally)?;
     }
     if args.tests.is_empty() || args.tests.iter().any(|t| t == "demo") {
@@ -347,6 +351,39 @@ fn one(
     Ok(())
 }
 
+/// Live patching end to end (see `live.rs`) on virt and, through the real board's path (no
+/// semihosting), on rpi4: run with the kernel tests unless a `--test` filter leaves out `live`,
+/// the kernel test it talks to.
+fn live_tests(selected: &[BoardConfig], args: &TestArgs, tally: &mut Tally) {
+    if !args.tests.is_empty() && !args.tests.iter().any(|t| t == crate::live::TEST) {
+        return;
+    }
+    for board in selected
+        .iter()
+        .filter(|b| b.name == "virt" || b.name == "rpi4")
+    {
+        println!("== live patching over the UART on {}", board.name);
+        record(crate::live::e2e(board), tally);
+    }
+}
+
+/// Counts and prints named results.
+fn record(results: Vec<(String, Result<(), String>)>, tally: &mut Tally) {
+    for (what, result) in results {
+        match result {
+            Ok(()) => {
+                println!("PASS {what}");
+                tally.passed += 1;
+            }
+            Err(why) => {
+                println!("FAIL {what}: {why}");
+                tally.failed += 1;
+                tally.failures.push(what);
+            }
+        }
+    }
+}
+
 /// The serial chainloader end to end on each selected Pi (see `flash_e2e.rs`): run with the
 /// kernel tests unless a `--test` filter leaves out `smp`, the test it chainloads.
 fn chainload_tests(selected: &[BoardConfig], args: &TestArgs, tally: &mut Tally) {
@@ -355,19 +392,7 @@ fn chainload_tests(selected: &[BoardConfig], args: &TestArgs, tally: &mut Tally)
     }
     for board in selected.iter().filter(|b| b.raw_image) {
         println!("== serial chainloader on {}", board.name);
-        for (what, result) in crate::flash_e2e::run(board) {
-            match result {
-                Ok(()) => {
-                    println!("PASS {what}");
-                    tally.passed += 1;
-                }
-                Err(why) => {
-                    println!("FAIL {what}: {why}");
-                    tally.failed += 1;
-                    tally.failures.push(what);
-                }
-            }
-        }
+        record(crate::flash_e2e::run(board), tally);
     }
 }
 
@@ -406,6 +431,7 @@ pub fn command(args: &TestArgs) -> Result<bool> {
         }
     }
     chainload_tests(&selected, args, &mut tally);
+    live_tests(&selected, args, &mut tally);
     if tally.litmus_total > 0 {
         println!(
             "litmus mirrors: {} of {} agree with the catalogue",

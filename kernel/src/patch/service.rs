@@ -1,4 +1,5 @@
-//! Named patch sites: what a producer (a local core, or later the host over the UART) asks for.
+//! Named patch sites: what a producer (a local core, or the host over the UART through the `live`
+//! test) asks for.
 //!
 //! A producer names a site and hands in bytes. Unknown names are an error; a block that fails
 //! the checks is refused with nothing written; one producer at a time may publish to a site (a

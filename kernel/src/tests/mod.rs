@@ -10,6 +10,7 @@ mod demo;
 mod fault;
 mod ipi;
 mod litmus;
+mod live;
 mod naive;
 mod patch;
 mod patch_errors;
@@ -146,6 +147,14 @@ fn run_current(core: usize) -> bool {
     (test.run)(&ctx).is_ok()
 }
 
+/// What runs when the command line names no test (a board without semihosting has none): the
+/// demo, or the test named by `GRAFT_RUN` at build time (`cargo xtask flash --serve` builds one
+/// that serves live patches).
+const DEFAULT_RUN: &str = match option_env!("GRAFT_RUN") {
+    Some(name) => name,
+    None => "demo",
+};
+
 /// Runs the test named on the command line (the demo when none is named) and exits.
 pub fn run() -> ! {
     CMDLINE.call_once(|| {
@@ -153,7 +162,7 @@ pub fn run() -> ! {
         let len = semihosting::cmdline(&mut buf).len();
         (buf, len)
     });
-    let name = cmdline().test().unwrap_or("demo");
+    let name = cmdline().test().unwrap_or(DEFAULT_RUN);
     let Some(index) = all().iter().position(|t| t.header.name() == name) else {
         defmt::error!("unknown test '{=str}'; the tests are:", name);
         for t in all() {

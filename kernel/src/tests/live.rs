@@ -1,0 +1,144 @@
+//! `live`: a running system that takes patches from the host over the UART.
+//!
+//! Cores 1.. call the `indirect` named site in a loop, as a control loop would, and say whenever
+//! the version they run changes (checking the block's checksum of its own code words). Core 0
+//! reads frames ([`graft_kernel::wire`]) from the UART and hands each one to the named-site
+//! service: `cargo xtask patch` sends them, and `cargo xtask test` drives a scripted session
+//! (`xtask/src/live_e2e.rs`). Every frame gets one `live-patch` line; a refused one leaves the
+//! site and the code the cores run exactly as they were. The host's `GEND` frame ends the run.
+//!
+//! Interactive: it waits for a host, so `cargo xtask test` runs it only through that session.
+//! Round-robin TCG, like the stress tests: QEMU never leaves a core on old code there, so a core
+//! that keeps reporting the old version after `applied` is our bug. Cannot catch: cache
+//! maintenance mistakes (the sanitized stress tests do, through the same service).
+
+use super::{Ctx, TestResult, kernel_test};
+use crate::arch::cpu;
+use crate::patch::payload::{self, Answer};
+use crate::patch::{self, service, sites};
+use boards::{Board, Current, MAX_CORES};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::time::Duration;
+use graft_kernel::wire::{Event, Receiver};
+use patcher::platform::CoreId;
+
+kernel_test!(
+    LIVE,
+    "live",
+    Pass,
+    timeout_s = 3600,
+    min_cores = 2,
+    run,
+    tcg = SingleThreaded,
+    sanitized = [No, No]
+);
+
+/// The site a live session patches before the host sends anything.
+const SITE: &str = "indirect";
+/// How long every core has to acknowledge a publication.
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static READY: AtomicBool = AtomicBool::new(false);
+static INSIDE: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+
+fn run(ctx: &Ctx) -> TestResult {
+    if ctx.core == 0 {
+        let r = serve();
+        STOP.store(true, Ordering::Release);
+        r
+    } else {
+        consume(ctx.core);
+        Ok(())
+    }
+}
+
+/// Publishes version 0, then serves frames until the host ends the session.
+fn serve() -> TestResult {
+    let (block, len) = payload::build(0);
+    let site = service::find(SITE).map_err(|_| super::Failed)?;
+    if let Err(e) = site.publish(&block[..len], TIMEOUT) {
+        defmt::error!("live: the first block was refused: {}", e);
+        return Err(super::Failed);
+    }
+    READY.store(true, Ordering::Release);
+    defmt::info!(
+        "live-patch ready: send frames (cargo xtask patch); site {=str}",
+        SITE
+    );
+    let (mut applied, mut refused) = (0u32, 0u32);
+    let mut rx = Receiver::new();
+    loop {
+        let Some(byte) = Current::console_read() else {
+            // Let the consumers run while the line is idle (round-robin TCG).
+            cpu::relax();
+            continue;
+        };
+        match rx.push(byte) {
+            None => {}
+            Some(Event::End) => break,
+            Some(Event::Bad(e)) => {
+                refused += 1;
+                defmt::warn!("live-patch bad frame: {}", e);
+            }
+            Some(Event::Patch { site, block }) => {
+                let result = service::find(site).and_then(|s| {
+                    s.publish(block, TIMEOUT)?;
+                    Ok(s.target())
+                });
+                match result {
+                    Ok(target) => {
+                        applied += 1;
+                        defmt::info!(
+                            "live-patch applied site={=str} bytes={=usize} slot={=u64:#x}",
+                            site,
+                            block.len(),
+                            target
+                        );
+                    }
+                    Err(e) => {
+                        refused += 1;
+                        defmt::warn!("live-patch refused site={=str}: {}", site, e);
+                    }
+                }
+            }
+        }
+    }
+    defmt::info!(
+        "live-patch session ended: {=u32} applied, {=u32} refused",
+        applied,
+        refused
+    );
+    Ok(())
+}
+
+/// Calls the site until the session ends, saying whenever the version it runs changes.
+fn consume(core: usize) {
+    while !READY.load(Ordering::Acquire) {
+        cpu::relax();
+    }
+    // Grace periods: a replaced block's slot is reused only after this core passed a call
+    // boundary since it was unlinked.
+    let qsbr = &patch::service().qsbr;
+    let me = CoreId(core as u8);
+    qsbr.online(me);
+    let mut last = u64::MAX;
+    while !STOP.load(Ordering::Acquire) {
+        // SAFETY: the site leads to a published payload (version 0 before READY) and the cell is
+        // this core's own.
+        let a: Answer = unsafe { sites::call_indirect(INSIDE[core].as_ptr()) };
+        qsbr.quiescent(me);
+        if a.version != last {
+            let ok = a.checksum == payload::expected_checksum(a.version);
+            defmt::info!(
+                "live: core {=usize} runs version {=u64} (checksum {=str})",
+                core,
+                a.version,
+                if ok { "ok" } else { "MISMATCH" }
+            );
+            last = a.version;
+        }
+        cpu::relax();
+    }
+    qsbr.offline(me);
+}

@@ -1,0 +1,446 @@
+//! Live patching from the host.
+//!
+//! `cargo xtask patch` sends one block to a running kernel's `live` test over its UART: a
+//! board's serial adapter, or the pty `cargo xtask qemu --serve` prints. The frame format is
+//! `graft_kernel::wire`; the kernel answers with one `live-patch` log line, decoded here as every
+//! other log line is. [`e2e`] is the scripted session `cargo xtask test` runs against QEMU.
+
+use crate::boards::{self, BoardConfig};
+use crate::flash;
+use crate::logs::{Decoder, Line, Symbols};
+use crate::{pty, qemu};
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use graft_kernel::wire::{self, END, MAX_FRAME};
+use object::{Object, ObjectSection, ObjectSymbol};
+use std::collections::{BTreeSet, VecDeque};
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The kernel test that serves patches.
+pub const TEST: &str = "live";
+/// The site a live session patches unless told otherwise.
+const SITE: &str = "indirect";
+/// How long `cargo xtask patch` keeps showing the log after an applied patch.
+const SHOW: Duration = Duration::from_millis(500);
+
+/// `cargo xtask patch` options.
+#[derive(Args, Debug)]
+pub struct PatchArgs {
+    /// The serial port of the running kernel (a board's adapter, or the pty that
+    /// `cargo xtask qemu --serve` printed).
+    #[arg(long)]
+    pub port: PathBuf,
+    /// The board the kernel was built for (its ELF decodes the log and holds the payload
+    /// templates).
+    #[arg(long, default_value = "virt")]
+    pub board: String,
+    /// The named site to patch.
+    #[arg(long, default_value = SITE)]
+    pub site: String,
+    /// Send the kernel's own payload template carrying this version.
+    #[arg(long, conflicts_with = "file")]
+    pub version: Option<u64>,
+    /// Send these raw bytes as the block: position-independent AArch64 code with the payload ABI
+    /// `extern "C" fn(inside: *mut u64) -> (version, checksum)`.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// End the session afterwards (the kernel's `live` test then exits 0).
+    #[arg(long)]
+    pub end: bool,
+    /// Seconds to wait for the kernel's answer.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+}
+
+/// Runs `cargo xtask patch`; true if every frame sent was applied.
+pub fn command(args: &PatchArgs) -> Result<bool> {
+    let board = boards::find(&args.board)?;
+    let built = qemu::build_for(&board)?;
+    let symbols = Symbols::new(&built.bytes)?;
+    let block = match (&args.version, &args.file) {
+        (Some(v), None) => Some(template_block(&built.bytes, *v)?),
+        (None, Some(f)) => {
+            Some(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?)
+        }
+        _ if args.end => None,
+        _ => bail!("give --version N or --file PATH (or --end alone)"),
+    };
+    let mut link = Link::open(&args.port, &symbols)?;
+    link.echo = true;
+    let timeout = Duration::from_secs(args.timeout);
+    let mut ok = true;
+    if let Some(block) = block {
+        let reply = link.patch(&args.site, &block, timeout)?;
+        ok = reply.message.contains("live-patch applied");
+        if ok {
+            // Show the cores moving to the new code.
+            link.read_for(SHOW, |_| false)?;
+        }
+    }
+    if args.end {
+        link.send(&END)?;
+        link.until("the end of the session", timeout, |m| {
+            m.contains("live-patch session ended")
+        })?;
+    }
+    Ok(ok)
+}
+
+/// `cargo xtask qemu --serve`: the `live` test under QEMU with its UART on a pty; waits until
+/// QEMU ends (a `GEND` frame, or Ctrl-C).
+pub fn serve(board: &BoardConfig) -> Result<bool> {
+    let built = qemu::build_for(board)?;
+    qemu::find_test(&built.tests, TEST)?;
+    let append = format!("graft cores={} test={TEST}", board.default_cores);
+    let (mut qemu, port) = pty::start(
+        board,
+        &built.boot,
+        &append,
+        true,
+        &["-accel", "tcg,thread=single"],
+    )?;
+    println!(
+        "Graft's `live` test runs on {}; its UART is {}",
+        board.name,
+        port.display()
+    );
+    println!(
+        "send patches with: cargo xtask patch --board {} --port {} --version 7",
+        board.name,
+        port.display()
+    );
+    println!("(add --end to finish the session; the log shows on the patch command)");
+    let status = qemu.wait_exit_within(None)?;
+    println!("QEMU exited with status {status}");
+    Ok(status == 0)
+}
+
+/// The kernel's payload template for `version` (the kernel's `payload::build`): template A
+/// for even versions, B for odd ones, with the version in its last 8 bytes.
+pub fn template_block(elf: &[u8], version: u64) -> Result<Vec<u8>> {
+    let name = if version.is_multiple_of(2) { "a" } else { "b" };
+    let file = object::File::parse(elf).context("parsing the kernel ELF")?;
+    let addr = |sym: &str| {
+        file.symbols()
+            .find(|s| s.name() == Ok(sym))
+            .map(|s| s.address())
+            .ok_or_else(|| anyhow!("the kernel has no symbol {sym}"))
+    };
+    let start = addr(&format!("graft_payload_{name}"))?;
+    let end = addr(&format!("graft_payload_{name}_end"))?;
+    let section = file
+        .sections()
+        .find(|s| s.address() <= start && end <= s.address() + s.size())
+        .ok_or_else(|| anyhow!("no section holds graft_payload_{name}"))?;
+    let data = section.data()?;
+    let from = (start - section.address()) as usize;
+    let mut block = data[from..from + (end - start) as usize].to_vec();
+    let n = block.len();
+    if n < 8 {
+        bail!("payload template {name} is {n} bytes");
+    }
+    block[n - 8..].copy_from_slice(&version.to_le_bytes());
+    Ok(block)
+}
+
+/// A serial link to a running kernel, with its log decoded.
+struct Link<'a> {
+    port: Box<dyn serialport::SerialPort>,
+    decoder: Decoder<'a>,
+    /// Lines decoded but not yet read.
+    backlog: VecDeque<Line>,
+    /// Print every decoded line as it arrives.
+    echo: bool,
+}
+
+impl<'a> Link<'a> {
+    fn open(path: &Path, symbols: &'a Symbols) -> Result<Self> {
+        let mut port = flash::open_port(path)?;
+        port.set_timeout(Duration::from_millis(50))?;
+        Ok(Self {
+            port,
+            decoder: symbols.decoder(),
+            backlog: VecDeque::new(),
+            echo: false,
+        })
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        self.port.write_all(bytes)?;
+        self.port.flush()?;
+        Ok(())
+    }
+
+    /// Sends one patch frame and returns the kernel's `live-patch` answer to it.
+    fn patch(&mut self, site: &str, block: &[u8], timeout: Duration) -> Result<Line> {
+        let mut frame = [0u8; MAX_FRAME];
+        let n = wire::encode(site, block, &mut frame).map_err(|e| anyhow!("{e:?}"))?;
+        self.send(&frame[..n])?;
+        self.answer(timeout)
+    }
+
+    /// The next `live-patch` answer (applied, refused or bad frame).
+    fn answer(&mut self, timeout: Duration) -> Result<Line> {
+        let lines = self.until("the kernel's answer", timeout, |m| {
+            m.starts_with("live-patch applied")
+                || m.starts_with("live-patch refused")
+                || m.starts_with("live-patch bad frame")
+        })?;
+        Ok(lines
+            .into_iter()
+            .last()
+            .expect("until returns the matching line last"))
+    }
+
+    /// Reads until a line whose message satisfies `done` or `timeout` passes; returns every
+    /// line read (the matching one last) and whether it came.
+    fn read_for(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&str) -> bool,
+    ) -> Result<(Vec<Line>, bool)> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            while let Some(line) = self.backlog.pop_front() {
+                let last = done(&line.message);
+                lines.push(line);
+                if last {
+                    return Ok((lines, true));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok((lines, false));
+            }
+            let n = match self.port.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::TimedOut => continue,
+                Err(e) => return Err(e).context("reading the serial port"),
+            };
+            for line in self.decoder.feed(&buf[..n]) {
+                if self.echo {
+                    println!("{}", line.text);
+                }
+                // Kept for the next read when an earlier line of this batch ends this one.
+                self.backlog.push_back(line);
+            }
+        }
+    }
+
+    /// As [`Link::read_for`], and an error naming `what` if the line does not come.
+    fn until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        done: impl FnMut(&str) -> bool,
+    ) -> Result<Vec<Line>> {
+        match self.read_for(timeout, done)? {
+            (lines, true) => Ok(lines),
+            (_, false) => bail!(
+                "the kernel did not give {what} within {} s",
+                timeout.as_secs()
+            ),
+        }
+    }
+}
+
+/// How long one answer may take (a publication waits for every core's acknowledgement).
+const ANSWER: Duration = Duration::from_secs(20);
+/// How long the consumers get to show a change that must not happen.
+const QUIET: Duration = Duration::from_millis(1500);
+
+/// The scripted live session on `board`: one named result per check, in order.
+pub fn e2e(board: &BoardConfig) -> Vec<(String, Result<(), String>)> {
+    let mut results = Vec::new();
+    if let Err(e) = session(board, &mut results) {
+        results.push((
+            format!("live patching on {}", board.name),
+            Err(format!("{e:#}")),
+        ));
+    }
+    results
+}
+
+/// Every consumer core says it runs `version` with a good checksum (in any order).
+fn all_run(link: &mut Link, consumers: u32, version: u64) -> Result<(), String> {
+    let mut missing: BTreeSet<String> = (1..=consumers)
+        .map(|core| format!("live: core {core} runs version {version} (checksum ok)"))
+        .collect();
+    let (lines, _) = link
+        .read_for(ANSWER, |m| {
+            missing.remove(m);
+            missing.is_empty()
+        })
+        .map_err(|e| format!("{e:#}"))?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let seen: Vec<_> = lines.iter().map(|l| l.message.as_str()).collect();
+    Err(format!("missing {missing:?} (saw: {seen:?})"))
+}
+
+fn session(board: &BoardConfig, results: &mut Vec<(String, Result<(), String>)>) -> Result<()> {
+    // A Pi takes the real board's path: no semihosting, so no command line; the kernel is built
+    // to serve when none names a test (as `cargo xtask flash --serve` builds it).
+    let semihosting = !board.raw_image;
+    let built = if semihosting {
+        qemu::build_for(board)?
+    } else {
+        qemu::build_running(board, Some(TEST))?
+    };
+    qemu::find_test(&built.tests, TEST)?;
+    let symbols = Symbols::new(&built.bytes)?;
+    let consumers = board.default_cores - 1;
+    let append = format!("graft cores={} test={TEST}", board.default_cores);
+    let (mut qemu, port) = pty::start(
+        board,
+        &built.boot,
+        &append,
+        semihosting,
+        &["-accel", "tcg,thread=single"],
+    )?;
+    let mut link = Link::open(&port, &symbols)?;
+    link.until("its ready line", ANSWER, |m| {
+        m.starts_with("live-patch ready")
+    })?;
+    all_run(&mut link, consumers, 0).map_err(|e| anyhow!("before any patch: {e}"))?;
+
+    // A good block: applied, and every consumer moves to it.
+    let v1 = template_block(&built.bytes, 1)?;
+    let applied = link.patch(SITE, &v1, ANSWER)?;
+    let r = if applied
+        .message
+        .starts_with("live-patch applied site=indirect")
+    {
+        all_run(&mut link, consumers, 1)
+    } else {
+        Err(format!("answer: {}", applied.message))
+    };
+    results.push((
+        format!(
+            "live patch on {}: a block sent over the UART runs on every consumer",
+            board.name
+        ),
+        r,
+    ));
+
+    // Bad input: each refused by name, and nothing changes on any core.
+    let mut escaping = template_block(&built.bytes, 3)?;
+    escaping[..4].copy_from_slice(&0x1404_0000u32.to_le_bytes()); // B .+0x100000
+    let mut damaged = [0u8; MAX_FRAME];
+    let n = wire::encode(SITE, &v1, &mut damaged).map_err(|e| anyhow!("{e:?}"))?;
+    damaged[12] ^= 0x01;
+    let nops: Vec<u8> = std::iter::repeat_n(0xd503_201fu32.to_le_bytes(), 128)
+        .flatten()
+        .collect();
+    let cases: [(&str, &str, &[u8], &str); 4] = [
+        ("a block larger than a slot", SITE, &nops, "TooLarge"),
+        (
+            "a block whose length is not a multiple of 4",
+            SITE,
+            &v1[..6],
+            "MisalignedLength",
+        ),
+        (
+            "a block with a branch leaving it",
+            SITE,
+            &escaping,
+            "Escapes",
+        ),
+        ("an unknown site", "no-such-site", &v1, "unknown site"),
+    ];
+    for (what, site, block, why) in cases {
+        let answer = link.patch(site, block, ANSWER)?;
+        let r = if answer.message.starts_with("live-patch refused") && answer.message.contains(why)
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected a refusal naming {why}, got: {}",
+                answer.message
+            ))
+        };
+        results.push((
+            format!("live patch on {}: {what} is refused", board.name),
+            r,
+        ));
+    }
+    link.send(&damaged[..n])?;
+    let answer = link.answer(ANSWER)?;
+    results.push((
+        format!(
+            "live patch on {}: a damaged frame is refused by its checksum",
+            board.name
+        ),
+        if answer.message.starts_with("live-patch bad frame: checksum") {
+            Ok(())
+        } else {
+            Err(format!("got: {}", answer.message))
+        },
+    ));
+    let quiet = link.read_for(QUIET, |_| false)?.0;
+    let moved: Vec<_> = quiet
+        .iter()
+        .map(|l| l.message.as_str())
+        .filter(|m| m.starts_with("live: core"))
+        .collect();
+    results.push((
+        format!(
+            "live patch on {}: after the refusals every core still runs version 1",
+            board.name
+        ),
+        if moved.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("cores changed code: {moved:?}"))
+        },
+    ));
+
+    // Another good block, then the end of the session: QEMU exits 0.
+    let v2 = template_block(&built.bytes, 2)?;
+    let applied = link.patch(SITE, &v2, ANSWER)?;
+    let r = if applied.message.starts_with("live-patch applied") {
+        all_run(&mut link, consumers, 2)
+    } else {
+        Err(format!("answer: {}", applied.message))
+    };
+    results.push((
+        format!(
+            "live patch on {}: the next good block runs everywhere",
+            board.name
+        ),
+        r,
+    ));
+    link.send(&END)?;
+    let ended = link.until("the end of the session", ANSWER, |m| {
+        m.starts_with("live-patch session ended")
+    })?;
+    let summary = ended.last().map(|l| l.message.clone()).unwrap_or_default();
+    // With semihosting QEMU exits with the run's status; a board logs it and halts.
+    let status = if semihosting {
+        qemu.wait_exit()?.to_string()
+    } else {
+        let (lines, _) = link.read_for(ANSWER, |m| m.contains("run ended with status"))?;
+        lines.last().map(|l| l.message.clone()).unwrap_or_default()
+    };
+    let good_end = if semihosting {
+        status == "0"
+    } else {
+        status.starts_with("run ended with status 0;")
+    };
+    results.push((
+        format!(
+            "live patch on {}: the session ends and the run with status 0",
+            board.name
+        ),
+        if summary == "live-patch session ended: 2 applied, 5 refused" && good_end {
+            Ok(())
+        } else {
+            Err(format!("`{summary}`, then `{status}`"))
+        },
+    ));
+    Ok(())
+}
