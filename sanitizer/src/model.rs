@@ -239,6 +239,8 @@ impl Model {
 
     /// True if a store by `core` now (a release if `release`) could carry ordering that
     /// matters to a pending line; a store that cannot only needs to erase older knowledge.
+    /// The direct definition, kept as the tests' oracle for [`Model::store_matters_both`].
+    #[cfg(test)]
     pub fn store_matters(&self, core: usize, release: bool) -> bool {
         let c = &self.cores[core];
         let mut rel = c.mem;
@@ -252,8 +254,9 @@ impl Model {
         self.covers_pending(&rel)
     }
 
-    /// [`Model::store_matters`] for a plain store and for a release, in one pass over the
-    /// pending writes (the plugin asks both after every event).
+    /// Whether a store by `core` now could carry ordering that matters to a pending line, for a
+    /// plain store and for a release (a store that cannot only needs to erase older knowledge).
+    /// One pass over the pending writes: the plugin asks both after every event.
     pub fn store_matters_both(&self, core: usize) -> (bool, bool) {
         let mut first = [u32::MAX; MAX_CORES];
         for w in self.lines.values().flat_map(|l| &l.writes) {

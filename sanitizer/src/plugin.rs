@@ -47,13 +47,13 @@ use qemu_plugin::sys::{
 };
 use qemu_plugin::{
     Args, Info, PluginId, PluginU64, TranslationBlock, VCPUIndex, plugin::HasCallbacks,
-    plugin::Register, qemu_plugin_get_registers, qemu_plugin_register_atexit_cb, register,
+    plugin::Register, qemu_plugin_register_atexit_cb, register,
 };
 
-mod core_reg;
+mod reg;
 mod shared;
 
-use core_reg::CoreReg;
+use reg::Reg;
 
 use shared::{MATTERS_PLAIN, MATTERS_RELEASE, Regs, SLOTS, Shared, arm_slot};
 
@@ -139,18 +139,15 @@ impl HasCallbacks for Sanitizer {
             return Ok(());
         };
         if sh.regs.get().is_none() {
-            let all = qemu_plugin_get_registers()?;
-            let x = (0..31)
-                .map(|n| {
-                    all.iter()
-                        .find(|r| r.name == format!("x{n}"))
-                        .cloned()
-                        .ok_or_else(|| anyhow_free(format!("no register x{n}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let names: [String; 31] = std::array::from_fn(|n| format!("x{n}"));
+            let found = Reg::find(names.each_ref().map(String::as_str));
+            if let Some(n) = found.iter().position(Option::is_none) {
+                return Err(anyhow_free(format!("no register x{n}")));
+            }
+            let x = found.map(|r| r.expect("each found, checked above"));
             let _ = sh.regs.set(Regs { x });
             if let Some(name) = &sh.core_reg_name {
-                let found = CoreReg::find(name);
+                let [found] = Reg::find([name.as_str()]);
                 if found.is_none() {
                     sh.emit(&format!(
                         "{} error core-reg={name}: QEMU offers no such register",

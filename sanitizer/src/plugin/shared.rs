@@ -8,11 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed, Ord
 use std::sync::{Mutex, OnceLock};
 
 use qemu_plugin::sys::qemu_plugin_cb_flags;
-use qemu_plugin::{
-    PluginU64, RegisterDescriptor, VCPUIndex, qemu_plugin_outs, qemu_plugin_u64_set,
-};
+use qemu_plugin::{PluginU64, VCPUIndex, qemu_plugin_outs, qemu_plugin_u64_set};
 
-use super::core_reg::CoreReg;
+use super::reg::Reg;
 use crate::filter::Filters;
 use crate::model::Model;
 use crate::report::Report;
@@ -37,7 +35,7 @@ pub(super) struct Shared {
     /// `core-reg=NAME`: events are attributed by that register, not by the vCPU index.
     pub(super) core_reg_name: Option<String>,
     /// The `core-reg` register, once a vCPU exists to look it up (`None` inside: not found).
-    pub(super) core_reg: OnceLock<Option<CoreReg>>,
+    pub(super) core_reg: OnceLock<Option<Reg>>,
     /// Callbacks whose core could not be named: a vCPU index outside `0..cores` (QEMU's
     /// `thread=single`/`-icount` behaviour), or a `core-reg` value that is no core number.
     pub(super) bad_index: AtomicU64,
@@ -75,22 +73,13 @@ unsafe impl Send for Shared {}
 
 /// The general-purpose registers, by number (31 unused).
 pub(super) struct Regs {
-    pub(super) x: Vec<RegisterDescriptor<'static>>,
+    pub(super) x: [Reg; 31],
 }
 
 impl Regs {
     pub(super) fn read(&self, n: u8) -> u64 {
-        self.x.get(n as usize).and_then(read_u64).unwrap_or(0)
+        self.x.get(n as usize).and_then(Reg::read).unwrap_or(0)
     }
-}
-
-/// A register's value (its low 8 bytes, little endian), if QEMU lets the callback read it.
-fn read_u64(r: &RegisterDescriptor<'_>) -> Option<u64> {
-    r.read().ok().map(|b| {
-        let mut w = [0u8; 8];
-        w[..b.len().min(8)].copy_from_slice(&b[..b.len().min(8)]);
-        u64::from_le_bytes(w)
-    })
 }
 
 impl Shared {
@@ -127,7 +116,7 @@ impl Shared {
                 .core_reg
                 .get()
                 .and_then(Option::as_ref)
-                .and_then(CoreReg::read)
+                .and_then(Reg::read)
                 .unwrap_or(u64::MAX),
         };
         if claimed < self.cores as u64 {

@@ -1,7 +1,8 @@
-//! The `core-reg` register, read by every callback that needs its core under round-robin TCG.
+//! Guest registers read from callbacks: the `x` operands of `DC`/`IC`/markers, and `core-reg`,
+//! read by every callback that needs its core under round-robin TCG.
 //!
 //! The crate's `RegisterDescriptor::read` allocates two buffers per read, which cost a fifth of a
-//! sanitized run's time; here the register is looked up once and read into a buffer each host
+//! sanitized run's time; here registers are looked up once and read into a buffer each host
 //! thread keeps.
 
 use std::cell::Cell;
@@ -25,40 +26,44 @@ thread_local! {
 }
 
 /// A register QEMU's gdbstub offers, by its opaque handle.
-pub(super) struct CoreReg {
+pub(super) struct Reg {
     handle: usize,
 }
 
-impl CoreReg {
-    /// Finds the register called `name` (in any case). Call only from a vCPU callback: QEMU
+impl Reg {
+    /// Finds each register in `names` (in any case). Call only from a vCPU callback: QEMU
     /// lists the registers of the current vCPU.
-    pub(super) fn find(name: &str) -> Option<Self> {
+    pub(super) fn find<const N: usize>(names: [&str; N]) -> [Option<Self>; N] {
         // SAFETY: called from a vCPU callback, as QEMU requires; the result is a new GArray of
         // descriptors that the caller owns (not the interned names it points to).
         let array = unsafe { qemu_plugin_get_registers() };
         if array.is_null() {
-            return None;
+            return names.map(|_| None);
         }
         // SAFETY: `array` is a live GArray of `len` descriptors, and each name is a NUL-ended
         // string QEMU keeps for its life.
-        let handle = unsafe {
+        let found = unsafe {
             let descriptors = std::slice::from_raw_parts(
                 (*array).data as *const qemu_plugin_reg_descriptor,
                 (*array).len as usize,
             );
-            descriptors
-                .iter()
-                .find(|d| {
-                    !d.name.is_null()
-                        && CStr::from_ptr(d.name)
-                            .to_str()
-                            .is_ok_and(|n| n.eq_ignore_ascii_case(name))
-                })
-                .map(|d| d.handle as usize)
+            names.map(|name| {
+                descriptors
+                    .iter()
+                    .find(|d| {
+                        !d.name.is_null()
+                            && CStr::from_ptr(d.name)
+                                .to_str()
+                                .is_ok_and(|n| n.eq_ignore_ascii_case(name))
+                    })
+                    .map(|d| Self {
+                        handle: d.handle as usize,
+                    })
+            })
         };
         // SAFETY: we own `array` and free it with its element storage, once.
         unsafe { g_array_free(array, 1) };
-        handle.map(|handle| Self { handle })
+        found
     }
 
     /// The register's value (its low 8 bytes, little endian) on the current vCPU, or `None` if
