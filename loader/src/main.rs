@@ -132,16 +132,16 @@ extern "C" fn loader_main(x0: u64, x1: u64, x2: u64, x3: u64) -> ! {
     };
     // Let the BOOT line leave the FIFO before the kernel reprograms the UART.
     uart.wait_ms(5);
-    // SAFETY: 1. the image lies in [LOAD, LOAD + size), RAM written only by this core; cleaning or
-    // invalidating lines there (as SCTLR.C requires) and the instruction cache changes no data.
-    // 2. The image is complete and its checksum and arm64 magic were checked by `serve`; it is
-    // entered like the firmware would enter it: same exception level, MMU off, interrupts
-    // masked, x0-x3 as the firmware left them.
+    // The image lies in [LOAD, LOAD + size), RAM written only by this core.
+    // SAFETY: cache maintenance there (as SCTLR.C requires) and of the I-cache changes no data.
     unsafe {
         graft_loader_sync_range(LOAD, LOAD + loaded.size);
         graft_loader_sync_icache();
-        graft_loader_enter(LOAD, x0, x1, x2, x3)
     }
+    // `serve` checked the whole image's checksum and arm64 magic. Entered as the firmware would:
+    // same exception level, MMU off, interrupts masked, x0-x3 as the firmware left them.
+    // SAFETY: a complete, checked image at its load address, entered with the firmware's state.
+    unsafe { graft_loader_enter(LOAD, x0, x1, x2, x3) }
 }
 
 #[panic_handler]

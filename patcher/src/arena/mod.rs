@@ -316,10 +316,10 @@ impl<'a, const N: usize> SlotWriter<'a, N> {
             });
         }
         let dst = self.arena.write_addr(self.slot) as *mut u32;
-        // SAFETY: 1. `dst` is this slot's start in the write alias, valid and 4-aligned by the
-        // arena's construction contract and checks, and the block fits the slot (checked above).
-        // 2. The slot is `Writing` and this writer is its only handle, so nothing else touches it
-        // as data. 3. A checked block's length is a multiple of 4.
+        // `dst` is the slot's start in the write alias (valid, 4-aligned by the arena's contract),
+        // the block fits (checked above) and is a multiple of 4 long (checked block); the slot is
+        // `Writing` and this writer its only handle.
+        // SAFETY: a valid, aligned, exclusively held destination large enough for the block.
         unsafe { crate::code_write::copy_code(dst, block.code()) };
         self.len = block.len();
         Ok(())
