@@ -351,6 +351,9 @@ pub fn command(args: &QemuArgs) -> Result<bool> {
     if args.serve {
         return crate::live::serve(&board);
     }
+    if args.test.as_deref() == Some(crate::live::TEST) {
+        bail!("`live` waits for patches on its UART: run it with `cargo xtask qemu --serve`");
+    }
     let built = build_for(&board)?;
     let test = match &args.test {
         Some(name) => Some(find_test(&built.tests, name)?),
