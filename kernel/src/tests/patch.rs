@@ -31,89 +31,48 @@ use patcher::strategy::{
     Rendezvous, SeqCheck, StopTheWorld,
 };
 
+/// One stress test: 4 cores, up to 10 minutes, round-robin TCG, and its sanitized verdicts.
+macro_rules! stress_test {
+    ($static:ident, $name:literal, $run:path, [$s0:ident, $s1:ident]) => {
+        kernel_test!(
+            $static,
+            $name,
+            Pass,
+            timeout_s = 600,
+            min_cores = 4,
+            $run,
+            tcg = SingleThreaded,
+            sanitized = [$s0, $s1]
+        );
+    };
+}
+
 // Sanitized: [with default switches, with ic-broadcast=off]. `patch-ipi` and `patch-branch` rely
 // on broadcast invalidation and must be flagged without it; `patch-ipi-remote` and the
 // flush-then-redirect consumers invalidate on each core and must pass either way.
 // `patch-ftr-broken` is the negative control: the flush stub without its ISB.
-kernel_test!(
-    PATCH_IPI,
-    "patch-ipi",
-    Pass,
-    timeout_s = 600,
-    min_cores = 4,
-    ipi,
-    tcg = SingleThreaded,
-    sanitized = [Clean, Hazard]
-);
-kernel_test!(
+stress_test!(PATCH_IPI, "patch-ipi", ipi, [Clean, Hazard]);
+stress_test!(
     PATCH_IPI_REMOTE,
     "patch-ipi-remote",
-    Pass,
-    timeout_s = 600,
-    min_cores = 4,
     ipi_remote,
-    tcg = SingleThreaded,
-    sanitized = [Clean, Clean]
+    [Clean, Clean]
 );
-kernel_test!(
-    PATCH_BRANCH,
-    "patch-branch",
-    Pass,
-    timeout_s = 600,
-    min_cores = 4,
-    branch,
-    tcg = SingleThreaded,
-    sanitized = [Clean, Hazard]
-);
-kernel_test!(
-    PATCH_FTR,
-    "patch-ftr",
-    Pass,
-    timeout_s = 600,
-    min_cores = 4,
-    ftr,
-    tcg = SingleThreaded,
-    sanitized = [Clean, No]
-);
-kernel_test!(
+stress_test!(PATCH_BRANCH, "patch-branch", branch, [Clean, Hazard]);
+stress_test!(PATCH_FTR, "patch-ftr", ftr, [Clean, No]);
+stress_test!(
     PATCH_FTR_MULTI,
     "patch-ftr-multi",
-    Pass,
-    timeout_s = 600,
-    min_cores = 4,
     ftr_multi,
-    tcg = SingleThreaded,
-    sanitized = [Clean, Clean]
+    [Clean, Clean]
 );
-kernel_test!(
-    PATCH_SEQ,
-    "patch-seq",
-    Pass,
-    timeout_s = 600,
-    min_cores = 4,
-    seq,
-    tcg = SingleThreaded,
-    sanitized = [Clean, No]
-);
-kernel_test!(
-    PATCH_STW,
-    "patch-stw",
-    Pass,
-    timeout_s = 600,
-    min_cores = 4,
-    stw,
-    tcg = SingleThreaded,
-    sanitized = [Clean, No]
-);
-kernel_test!(
+stress_test!(PATCH_SEQ, "patch-seq", seq, [Clean, No]);
+stress_test!(PATCH_STW, "patch-stw", stw, [Clean, No]);
+stress_test!(
     PATCH_FTR_BROKEN,
     "patch-ftr-broken",
-    Pass,
-    timeout_s = 600,
-    min_cores = 4,
     ftr_broken,
-    tcg = SingleThreaded,
-    sanitized = [Hazard, No]
+    [Hazard, No]
 );
 
 const DEFAULT_PUBS: u64 = 100_000;
