@@ -10,6 +10,7 @@ use arm_gic::gicv2::{GicV2, SgiTarget as SgiTargetV2, SgiTargetListFilter};
 use arm_gic::gicv3::{GicCpuInterface, GicV3, SgiTarget, SgiTargetGroup};
 use arm_gic::{IntId, InterruptGroup, Trigger, UniqueMmioPointer};
 use core::ptr::NonNull;
+use core::sync::atomic::{Ordering, compiler_fence};
 
 /// The SGI that carries Graft's inter-core interrupt.
 const IPI_SGI: IntId = IntId::sgi(1);
@@ -47,9 +48,13 @@ static GIC: spin::Once<Driver> = spin::Once::new();
 
 /// Runs `f` with IRQs masked on this core, so a lock it takes cannot be re-entered by a handler.
 fn irqs_masked<R>(f: impl FnOnce() -> R) -> R {
+    // aarch64-cpu's DAIF accessors are `nomem` asm, not compiler barriers: the fences keep
+    // `f`'s memory accesses (the lock) inside the masked section.
     let saved = DAIF.get();
     DAIF.write(DAIF::I::Masked);
+    compiler_fence(Ordering::SeqCst);
     let r = f();
+    compiler_fence(Ordering::SeqCst);
     DAIF.set(saved);
     r
 }

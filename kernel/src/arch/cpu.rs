@@ -3,6 +3,7 @@
 use aarch64_cpu::asm;
 use aarch64_cpu::registers::{CNTFRQ_EL0, CNTVCT_EL0, CurrentEL, DAIF, MPIDR_EL1};
 use aarch64_cpu::registers::{ReadWriteable, Readable, Writeable};
+use core::sync::atomic::{Ordering, compiler_fence};
 
 /// This core's linear index, which `boot.s` stored in `TPIDR_EL1`.
 #[inline]
@@ -61,8 +62,13 @@ pub fn wfi() {
     asm::wfi();
 }
 
+// aarch64-cpu writes `DAIF` with `asm!(.., nomem)`: not a compiler barrier, so the compiler
+// could move memory accesses of a critical section across the mask or unmask. Each function
+// below puts a compiler fence on the inside of the section it opens or closes.
+
 /// Unmasks IRQs on this core.
 pub fn irq_enable() {
+    compiler_fence(Ordering::SeqCst);
     DAIF.modify(DAIF::I::Unmasked);
 }
 
@@ -70,11 +76,13 @@ pub fn irq_enable() {
 pub fn irq_save() -> u64 {
     let saved = DAIF.get();
     DAIF.modify(DAIF::I::Masked);
+    compiler_fence(Ordering::SeqCst);
     saved
 }
 
 /// Restores a `DAIF` value from [`irq_save`].
 pub fn irq_restore(saved: u64) {
+    compiler_fence(Ordering::SeqCst);
     DAIF.set(saved);
 }
 

@@ -137,6 +137,23 @@ impl IpiWork for SyncOnly {
 /// A `'static` [`SyncOnly`], for `ipi_sync(targets, SYNC_ONLY, ..)`.
 pub static SYNC_ONLY: &SyncOnly = &SyncOnly;
 
+/// Where a core was when an IPI interrupted it: the code it returns to, and its link register
+/// (the code the interrupted function returns to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interrupted {
+    /// `ELR`: where the core resumes.
+    pub pc: u64,
+    /// `X30`: where the interrupted function returns.
+    pub lr: u64,
+}
+
+impl Interrupted {
+    /// Whether the core would resume, or return, into `[start, start + len)`.
+    pub const fn within(&self, start: u64, len: u64) -> bool {
+        self.pc.wrapping_sub(start) < len || self.lr.wrapping_sub(start) < len
+    }
+}
+
 /// Why a cross-core operation did not complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpiError {
@@ -187,4 +204,9 @@ pub trait Platform {
     /// Polls `done` until it returns `true` (then returns `true`) or `timeout` has passed (then
     /// returns `false`). The bound every other cross-core wait in the patcher uses.
     fn wait_for(&self, timeout: Duration, done: &mut dyn FnMut() -> bool) -> bool;
+
+    /// Where `core` was interrupted by the IPI whose work it runs now, or `None` when the
+    /// platform cannot tell. Read only while that core is held inside the work (a rendezvous),
+    /// after the core signalled so with release ordering.
+    fn interrupted_at(&self, core: CoreId) -> Option<Interrupted>;
 }

@@ -44,7 +44,7 @@ use core::time::Duration;
 use crate::arena::CodeBlock;
 use crate::cache::{CodeSync, Maintenance};
 use crate::insn::EncodeError;
-use crate::platform::{CoreSet, IpiError, Platform};
+use crate::platform::{CoreId, CoreSet, Interrupted, IpiError, Platform};
 
 /// What a strategy works with: the platform, the maintenance policy, and the bound on every
 /// cross-core wait.
@@ -103,6 +103,21 @@ pub enum PublishError {
     Pending {
         /// The consumers still on the flush stub.
         consumers: CoreSet,
+    },
+    /// A stopped core was interrupted inside the code to be rewritten in place (or would return
+    /// into it): it would resume in the middle of the new code. Nothing was written; try again
+    /// once it has left.
+    InsideSite {
+        /// The core.
+        core: CoreId,
+        /// Where it was interrupted.
+        at: Interrupted,
+    },
+    /// The platform could not tell where a stopped core was interrupted, so an in-place edit
+    /// could not be proven safe. Nothing was written.
+    PositionUnknown {
+        /// The core.
+        core: CoreId,
     },
 }
 
