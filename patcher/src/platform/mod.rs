@@ -26,8 +26,16 @@ impl CoreId {
 }
 
 /// A set of cores, as a bit mask (bit `n` is core `n`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct CoreSet(u64);
+
+/// Core numbers as a person reads them: `cores {1, 3}`.
+impl core::fmt::Debug for CoreSet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("cores ")?;
+        f.debug_set().entries(self.iter().map(|c| c.0)).finish()
+    }
+}
 
 impl CoreSet {
     /// No core.
@@ -209,4 +217,18 @@ pub trait Platform {
     /// platform cannot tell. Read only while that core is held inside the work (a rendezvous),
     /// after the core signalled so with release ordering.
     fn interrupted_at(&self, core: CoreId) -> Option<Interrupted>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CoreId, CoreSet, IpiError};
+    use std::format;
+
+    #[test]
+    fn core_sets_print_as_core_numbers() {
+        let set = CoreSet::EMPTY.with(CoreId(1)).with(CoreId(3));
+        assert_eq!(format!("{set:?}"), "cores {1, 3}");
+        let e = IpiError::Timeout { missing: set };
+        assert_eq!(format!("{e:?}"), "Timeout { missing: cores {1, 3} }");
+    }
 }
