@@ -242,6 +242,7 @@ impl<W: Maintenance + Sync, const N: usize> Strategy for StopTheWorld<W, N> {
         site: &IndirectSite,
         block: &CodeBlock<'static>,
     ) -> Result<(), PublishError> {
+        let _claim = site.claim()?;
         self.stopped(env, || {
             block.sync(env.sync);
             site.store_release(block.exec_addr(), env.sync.backend());
