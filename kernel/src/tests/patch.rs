@@ -10,7 +10,7 @@
 //! it checks that no consumer is inside it (each block marks itself on entry and exit).
 //!
 //! TCG mode: round-robin TCG (`thread=single`), plain and sanitized, where QEMU itself never
-//! leaves a core on old translated code (DESIGN section 4), so a stale version is our bug. QEMU
+//! leaves a core on old translated code (docs/design.md section 4), so a stale version is our bug. QEMU
 //! keeps instruction fetch coherent, so a plain pass says nothing about cache maintenance: that
 //! is the sanitized runs' job (`--sanitize`; the sanitizer names cores by `TPIDR_EL1` there).
 
