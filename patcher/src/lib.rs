@@ -16,7 +16,8 @@
 //! - [`cache`]: cache geometry, errata and the maintenance sequence (`sync_range`);
 //! - [`platform`]: what the kernel provides: core identity, online set, IPIs with a bound;
 //! - [`strategy`]: publication strategies making a written block what other cores run;
-//! - [`grace`]: QSBR grace periods deciding when a retired slot may be reused.
+//! - [`grace`]: QSBR grace periods deciding when a retired slot may be reused;
+//! - [`publish`]: the one publication path tying them together: place, publish, retire.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -35,6 +36,7 @@ pub mod example;
 pub mod grace;
 pub mod insn;
 pub mod platform;
+pub mod publish;
 #[cfg(any(test, feature = "fake"))]
 pub mod record;
 pub mod strategy;

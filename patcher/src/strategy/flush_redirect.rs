@@ -124,13 +124,13 @@ impl ConsumerCell {
 ///
 /// ```
 /// use patcher::example::ExampleWorld;
-/// use patcher::strategy::{ConsumerCell, FlushThenRedirect, Strategy};
+/// use patcher::strategy::{ConsumerCell, FlushThenRedirect};
 ///
 /// let w = ExampleWorld::new(3);
 /// const STUB: u64 = 0x9000_0000;
 /// let cells = [ConsumerCell::new(0x1000), ConsumerCell::new(0x1000)];
 /// let ftr = FlushThenRedirect::new(STUB);
-/// ftr.publish(&w.env(), &cells, &w.block).unwrap();
+/// ftr.redirect(&w.env(), &cells, &w.block).unwrap();
 /// // Each consumer now branches to the stub, which makes the block fresh on it and redirects.
 /// for cell in &cells {
 ///     // SAFETY: the pending range is the world's block (the fake cache never touches it).
@@ -141,12 +141,31 @@ impl ConsumerCell {
 #[derive(Clone, Copy, Debug)]
 pub struct FlushThenRedirect {
     stub: u64,
+    one_at_a_time: bool,
 }
 
 impl FlushThenRedirect {
-    /// The strategy, with the executable address of the fixed flush stub.
+    /// The strategy, with the executable address of the fixed flush stub: every consumer's cell
+    /// is redirected, then every acknowledgement awaited.
     pub const fn new(stub: u64) -> Self {
-        Self { stub }
+        Self {
+            stub,
+            one_at_a_time: false,
+        }
+    }
+
+    /// The same, one consumer at a time: redirect a cell, wait for its acknowledgement, then the
+    /// next (a consumer is disturbed only once the previous one has moved on).
+    pub const fn one_at_a_time(stub: u64) -> Self {
+        Self {
+            stub,
+            one_at_a_time: true,
+        }
+    }
+
+    /// The flush stub this strategy redirects to.
+    pub const fn stub(&self) -> u64 {
+        self.stub
     }
 
     /// Waits, bounded by the environment's timeout, until every consumer in `cells` has run
@@ -212,11 +231,47 @@ impl FlushThenRedirect {
 impl Strategy for FlushThenRedirect {
     type Site = [ConsumerCell];
 
-    /// Cleans the block, then redirects every consumer to the stub; refused, with nothing
-    /// written, while any consumer has not acknowledged the previous block. Returns without waiting:
-    /// [`wait_acknowledged`](Self::wait_acknowledged) tells when the old block is unreachable
-    /// from every consumer.
+    /// Redirects the consumers' cells to the stub ([`redirect`](Self::redirect)) and waits
+    /// until each consumer took the block ([`wait_acknowledged`](Self::wait_acknowledged)):
+    /// when it returns `Ok`, no consumer can reach the previous block any more. One consumer at
+    /// a time, or all at once, as the strategy was made.
     fn publish<P: Platform + ?Sized, M: Maintenance>(
+        &self,
+        env: &Env<'_, P, M>,
+        cells: &[ConsumerCell],
+        block: &CodeBlock<'static>,
+    ) -> Result<(), PublishError> {
+        let step = if self.one_at_a_time {
+            1
+        } else {
+            cells.len().max(1)
+        };
+        for (k, group) in cells.chunks(step).enumerate() {
+            self.redirect(env, group, block)
+                .and_then(|()| self.wait_acknowledged(env, group, block))
+                .map_err(|e| by_position_in(e, k * step))?;
+        }
+        Ok(())
+    }
+
+    /// Redirects every cell to the stub without waiting: each consumer takes the block through
+    /// the stub on its first call, as on every later one.
+    fn install<P: Platform + ?Sized, M: Maintenance>(
+        &self,
+        env: &Env<'_, P, M>,
+        cells: &[ConsumerCell],
+        block: &CodeBlock<'static>,
+    ) -> Result<(), PublishError> {
+        self.redirect(env, cells, block)
+    }
+}
+
+impl FlushThenRedirect {
+    /// Cleans the block, then redirects every consumer to the stub; refused, with nothing
+    /// written, while any consumer has not acknowledged the previous block. Returns without
+    /// waiting (the first half of [`Strategy::publish`], for callers that measure the
+    /// publisher's own cost).
+    pub fn redirect<P: Platform + ?Sized, M: Maintenance>(
         &self,
         env: &Env<'_, P, M>,
         cells: &[ConsumerCell],
@@ -234,6 +289,25 @@ impl Strategy for FlushThenRedirect {
         let result = self.publish_claimed(env, cells, block);
         release(cells);
         result
+    }
+}
+
+/// `e`, whose consumers are named by position in a group of cells, named by position in the
+/// whole slice (the group starting at `first`).
+fn by_position_in(e: PublishError, first: usize) -> PublishError {
+    let shift = |set: CoreSet| {
+        set.iter().fold(CoreSet::EMPTY, |s, c| {
+            s.with(CoreId((c.index() + first) as u8))
+        })
+    };
+    match e {
+        PublishError::Pending { consumers } => PublishError::Pending {
+            consumers: shift(consumers),
+        },
+        PublishError::Unsynchronized { missing } => PublishError::Unsynchronized {
+            missing: shift(missing),
+        },
+        e => e,
     }
 }
 

@@ -48,11 +48,14 @@ impl Strategy for IpiSync {
     }
 }
 
-/// The IPI work of [`IpiSyncRemote`]: invalidate the block being published on the core that
-/// runs it. Lives in a `static`, because a late core may run it after the publisher gave up.
+/// Remote invalidation, the one implementation: make a range of code fresh on every online core
+/// without relying on broadcast `IC IVAU` (the IPI work of [`IpiSyncRemote`], and what a kernel
+/// uses to install code before anyone runs it). Lives in a `static`, because a late core may run
+/// the work after the caller gave up.
 pub struct RemoteInvalidate<M: 'static> {
     sync: CodeSync<M>,
-    block: spin::RwLock<Option<CodeBlock<'static>>>,
+    /// The executable range being made fresh: start and length.
+    range: spin::RwLock<Option<(usize, usize)>>,
     serial: spin::Mutex<()>,
 }
 
@@ -61,21 +64,49 @@ impl<M: Maintenance> RemoteInvalidate<M> {
     pub const fn new(sync: CodeSync<M>) -> Self {
         Self {
             sync,
-            block: spin::RwLock::new(None),
+            range: spin::RwLock::new(None),
             serial: spin::Mutex::new(()),
         }
     }
 }
 
+impl<M: Maintenance + Sync> RemoteInvalidate<M> {
+    /// Makes the `len` bytes written at `write_va` (executable at `exec_va`) fresh on every
+    /// online core: clean and invalidate here (`DC CVAU`, `DSB ISH`, `IC IVAU`, `DSB ISH`), then
+    /// each other core invalidates the range itself in an IPI (`DMB ISH`, `IC IVAU`, `DSB ISH`)
+    /// and synchronizes on its exception return. The caller synchronizes itself (`ISB`).
+    ///
+    /// # Safety
+    ///
+    /// Both ranges are mapped (the write alias as Normal memory) for the rest of the program.
+    pub unsafe fn sync_everywhere<P: Platform + ?Sized, N: Maintenance>(
+        &'static self,
+        env: &Env<'_, P, N>,
+        write_va: usize,
+        exec_va: usize,
+        len: usize,
+    ) -> Result<(), PublishError> {
+        // One range at a time: the range the work carries is this one.
+        let _serial = self.serial.lock();
+        // SAFETY: the caller's contract.
+        unsafe { env.sync.sync_range(write_va, exec_va, len) };
+        *self.range.write() = Some((exec_va, len));
+        env.platform
+            .ipi_sync(env.others(), self, env.timeout)
+            .map_err(PublishError::from)
+    }
+}
+
 impl<M: Maintenance + Sync> IpiWork for RemoteInvalidate<M> {
     fn run(&self, _core: CoreId) {
-        if let Some(block) = *self.block.read() {
+        if let Some((exec_va, len)) = *self.range.read() {
             // The producer's clean reached this core through the mailbox's release/acquire, which
             // orders later loads and stores but not an IC: a DMB ISH orders the invalidation after
             // what the acquire observed (catalogue: MP.RF+dmb.st+dmb.ish-dc-dsb-ic-dsb-isb is
             // Forbidden, its DMB LD twin Allowed; found by the sanitizer with ic-broadcast=off).
             self.sync.backend().dmb_ish();
-            block.invalidate(&self.sync);
+            // SAFETY: `sync_everywhere`'s caller guaranteed the range stays mapped.
+            unsafe { self.sync.invalidate_range(exec_va, len) };
         }
     }
 }
@@ -120,12 +151,16 @@ impl<W: Maintenance + Sync> Strategy for IpiSyncRemote<W> {
         block: &CodeBlock<'static>,
     ) -> Result<(), PublishError> {
         let _claim = site.claim()?;
-        // One publication at a time per work item: the block it carries is this one.
-        let _serial = self.work.serial.lock();
-        block.sync(env.sync);
-        *self.work.block.write() = Some(*block);
-        env.platform
-            .ipi_sync(env.others(), self.work, env.timeout)?;
+        // SAFETY: a live block's two aliases are mapped for as long as its arena exists, and
+        // arenas that publish are statics (see `Strategy::publish`).
+        unsafe {
+            self.work.sync_everywhere(
+                env,
+                block.write_addr(),
+                block.exec_addr() as usize,
+                block.len(),
+            )?
+        };
         env.sync.backend().isb();
         site.store_release(block.exec_addr(), env.sync.backend());
         Ok(())

@@ -36,7 +36,7 @@ pub use branch_flip::{BranchFlip, FlipSite};
 pub use flush_redirect::{ConsumerCell, FLUSH_STUB, FLUSH_STUB_WORDS, FlushThenRedirect};
 pub use ipi_sync::{IpiSync, IpiSyncRemote, RemoteInvalidate};
 pub use seq_check::SeqCheck;
-pub use stop_world::{InPlaceSite, Rendezvous, StopTheWorld};
+pub use stop_world::{InPlace, InPlaceSite, Rendezvous, StopTheWorld};
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
@@ -232,4 +232,15 @@ pub trait Strategy {
         site: &Self::Site,
         block: &CodeBlock<'static>,
     ) -> Result<(), PublishError>;
+
+    /// Makes `block` the site's first code, before any consumer runs it: [`publish`](Self::publish)
+    /// unless the strategy waits for its consumers (who are not running yet).
+    fn install<P: Platform + ?Sized, M: Maintenance>(
+        &self,
+        env: &Env<'_, P, M>,
+        site: &Self::Site,
+        block: &CodeBlock<'static>,
+    ) -> Result<(), PublishError> {
+        self.publish(env, site, block)
+    }
 }

@@ -215,19 +215,91 @@ impl<W: Maintenance + Sync, const N: usize> StopTheWorld<W, N> {
                 found: words.len(),
             });
         }
+        self.write_in_place(env, site, |i| words[i])
+    }
+
+    /// Writes `word(i)` for every word `i` of `site` while the world is stopped (see
+    /// [`patch_in_place`](Self::patch_in_place)).
+    fn write_in_place<P: Platform + ?Sized, M: Maintenance>(
+        &self,
+        env: &Env<'_, P, M>,
+        site: &InPlaceSite,
+        word: impl Fn(usize) -> u32,
+    ) -> Result<(), PublishError> {
         let code = (site.exec_va as u64, (site.words * 4) as u64);
         self.stopped_outside(env, Some(code), || {
-            for (i, &w) in words.iter().enumerate() {
+            for i in 0..site.words {
                 // SAFETY: `InPlaceSite::new`'s contract: the word is mapped writable and written
                 // only here, under the rendezvous' serial lock.
-                unsafe { code_write::write_word((site.write_va as *mut u32).wrapping_add(i), w) };
+                unsafe {
+                    code_write::write_word((site.write_va as *mut u32).wrapping_add(i), word(i))
+                };
             }
             // SAFETY: `InPlaceSite::new`'s contract: both aliases are mapped.
             unsafe {
                 env.sync
-                    .sync_range(site.write_va, site.exec_va, words.len() * 4)
+                    .sync_range(site.write_va, site.exec_va, site.words * 4)
             };
         })
+    }
+}
+
+/// Stop-the-world bound to an in-place site, for the one publication path: a publication copies
+/// the block's words into the site (the rest of the site filled with `UDF`) while every other
+/// core is parked, and is postponed, within the timeout, while a parked core was interrupted
+/// inside the site. Consumers run the site, never the block's slot.
+pub struct InPlace<W: 'static, const N: usize> {
+    stw: StopTheWorld<W, N>,
+    site: &'static InPlaceSite,
+}
+
+impl<W: Maintenance + Sync, const N: usize> InPlace<W, N> {
+    /// `site`, rewritten through the rendezvous `rv`.
+    pub const fn new(rv: &'static Rendezvous<W, N>, site: &'static InPlaceSite) -> Self {
+        Self {
+            stw: StopTheWorld::new(rv),
+            site,
+        }
+    }
+
+    /// The site.
+    pub const fn site(&self) -> &'static InPlaceSite {
+        self.site
+    }
+}
+
+impl<P, M, W, const N: usize> crate::publish::Publish<P, M> for InPlace<W, N>
+where
+    P: Platform + ?Sized,
+    M: Maintenance,
+    W: Maintenance + Sync,
+{
+    fn publish(&self, env: &Env<'_, P, M>, block: &CodeBlock<'static>) -> Result<(), PublishError> {
+        let words = block.len() / 4;
+        if words > self.site.words {
+            return Err(PublishError::LengthMismatch {
+                expected: self.site.words,
+                found: words,
+            });
+        }
+        let word = |i: usize| {
+            if i < words {
+                // SAFETY: a live block's write alias is mapped and holds `len` bytes.
+                unsafe { code_write::read_word((block.write_addr() as *const u32).wrapping_add(i)) }
+            } else {
+                0
+            }
+        };
+        let mut last = Ok(());
+        env.platform.wait_for(env.timeout, &mut || {
+            last = self.stw.write_in_place(env, self.site, word);
+            !matches!(last, Err(PublishError::InsideSite { .. }))
+        });
+        last
+    }
+
+    fn runs_in_slot(&self) -> bool {
+        false
     }
 }
 

@@ -315,7 +315,7 @@ fn flush_then_redirect_per_consumer() {
     const STUB: u64 = 0x9000_0000;
     let cells = [ConsumerCell::new(0x1000), ConsumerCell::new(0x1000)];
     let ftr = FlushThenRedirect::new(STUB);
-    ftr.publish(&w.env(&p), &cells, &w.block).unwrap();
+    ftr.redirect(&w.env(&p), &cells, &w.block).unwrap();
     let cell = |i: usize| &cells[i] as *const ConsumerCell as usize;
     assert_eq!(
         w.events(),
@@ -354,7 +354,7 @@ fn flush_then_redirect_per_consumer() {
     // the stub would otherwise read one publication's range and another's block).
     w.rec.clear();
     assert_eq!(
-        ftr.publish(&w.env(&p), &cells, &w.block),
+        ftr.redirect(&w.env(&p), &cells, &w.block),
         Err(PublishError::Pending {
             consumers: cores(&[0, 1])
         })
@@ -501,7 +501,7 @@ fn a_second_producer_is_busy_and_nothing_is_written() {
     w.rec.clear();
     let held = Claim::take(&cells[1].producer).unwrap();
     assert_eq!(
-        ftr.publish(&w.env(&p), &cells, &w.block),
+        ftr.redirect(&w.env(&p), &cells, &w.block),
         Err(PublishError::Busy)
     );
     assert_eq!(w.events(), []);
@@ -511,7 +511,7 @@ fn a_second_producer_is_busy_and_nothing_is_written() {
             .all(|c| c.target.load(core::sync::atomic::Ordering::Relaxed) == 0x1000)
     );
     drop(held);
-    ftr.publish(&w.env(&p), &cells, &w.block).unwrap();
+    ftr.redirect(&w.env(&p), &cells, &w.block).unwrap();
     assert!(
         cells
             .iter()
@@ -542,4 +542,67 @@ fn a_flip_whose_ipi_times_out_says_the_new_branch_is_reachable() {
     let err = IpiSync.publish(&w.env(&p), &site2, &w.block).unwrap_err();
     assert!(!err.block_reachable());
     assert_eq!(site2.target(), 7);
+}
+
+/// `publish` is one call: redirect, then wait until every consumer ran the stub. One at a time,
+/// a consumer is redirected only once the one before it took the block, and a consumer that
+/// never runs is named by its position in the whole slice.
+#[test]
+fn flush_then_redirect_publish_waits_for_every_consumer() {
+    let w = world();
+    let cells: &'static [ConsumerCell; 3] = Box::leak(Box::new([
+        ConsumerCell::new(0x1000),
+        ConsumerCell::new(0x1000),
+        ConsumerCell::new(0x1000),
+    ]));
+    const STUB: u64 = 0x9000;
+    let sync = w.sync;
+    let rec = w.rec;
+    let stuck: &'static core::sync::atomic::AtomicBool =
+        Box::leak(Box::new(core::sync::atomic::AtomicBool::new(false)));
+    // Each poll, every consumer whose cell leads to the stub runs it (consumer 2 only when not
+    // stuck), leaving a mark of who ran.
+    let tick: &'static (dyn Fn() + core::marker::Sync) = Box::leak(Box::new(move || {
+        for (i, c) in cells.iter().enumerate() {
+            let on_stub = c.target.load(core::sync::atomic::Ordering::Acquire) == STUB;
+            if on_stub && !(i == 2 && stuck.load(core::sync::atomic::Ordering::Relaxed)) {
+                rec.record(Mark(["consumer 0", "consumer 1", "consumer 2"][i]));
+                // SAFETY: the pending range is the world's block, seen only by the fake.
+                unsafe { FlushThenRedirect::stub_model(c, sync.backend()) };
+            }
+        }
+    }));
+    let p = FakePlatform::new(w.rec, 4)
+        .with_on_poll(tick)
+        .with_poll_budget(3);
+    let one = FlushThenRedirect::one_at_a_time(STUB);
+    one.publish(&w.env(&p), cells, &w.block).unwrap();
+    let marks: Vec<Event> = w
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Mark(_) | StoreRelease { value: STUB, .. }))
+        .collect();
+    // Redirect 0, 0 runs; redirect 1, 1 runs; redirect 2, 2 runs.
+    let mut want = Vec::new();
+    for i in 0..3 {
+        want.push(StoreRelease {
+            cell: &cells[i] as *const ConsumerCell as usize,
+            value: STUB,
+        });
+        want.push(Mark(["consumer 0", "consumer 1", "consumer 2"][i]));
+    }
+    assert_eq!(marks, want);
+    stuck.store(true, core::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        one.publish(&w.env(&p), cells, &w.block),
+        Err(PublishError::Unsynchronized {
+            missing: cores(&[2])
+        })
+    );
+    assert_eq!(
+        FlushThenRedirect::new(STUB).publish(&w.env(&p), cells, &w.block),
+        Err(PublishError::Pending {
+            consumers: cores(&[2])
+        })
+    );
 }

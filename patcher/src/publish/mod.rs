@@ -1,0 +1,296 @@
+//! The one publication path: place a block in a slot, make a site lead to it, retire what it
+//! replaced once a grace period has passed.
+//!
+//! A kernel declares each site once, bound to its strategy ([`Publish`]: a strategy and its site
+//! objects), keeps the site's [`Slots`] under a lock (one producer at a time), and drives every
+//! publication through one [`Publisher`]:
+//!
+//! 1. [`Publisher::place`]: take a free slot, reclaiming slots whose grace period has ended and
+//!    waiting (bounded) for one; check the block against that slot's address; write it through
+//!    the write alias. Nothing is written when the check fails.
+//! 2. [`Publisher::publish`]: the site's strategy makes the block what every consumer runs
+//!    (acknowledgements included); then, and only then, the block it replaced is unlinked and
+//!    retired. The order is the one rule that matters here: a grace period counts quiescent
+//!    states from its unlink, so an unlink taken *before* the store that redirects consumers
+//!    would let a core that passed a quiescent state, and then loaded the old pointer, count as
+//!    done while it can still enter the old block.
+//!
+//! On failure the result says exactly what is reachable: a failed publication whose new block
+//! never became reachable retires that block and leaves the site as it was; one that made it
+//! reachable without every core confirming ([`PublishError::Unsynchronized`]) keeps it live and
+//! holds the previous block back until a later publication synchronizes everyone.
+
+#![deny(unsafe_code)]
+
+#[cfg(test)]
+mod tests;
+
+use core::time::Duration;
+
+use crate::arena::{Arena, ArenaError, CodeBlock, SlotId};
+use crate::cache::Maintenance;
+use crate::check::{self, CheckError, Externals};
+use crate::grace::Qsbr;
+use crate::platform::{CoreSet, Platform};
+use crate::strategy::{Env, PublishError, Strategy};
+
+/// A site bound to its strategy: what [`Publisher::publish`] drives.
+///
+/// `publish` returns `Ok` only once every consumer can reach nothing but `block` (every
+/// acknowledgement the strategy needs has come in).
+pub trait Publish<P: Platform + ?Sized, M: Maintenance>: Sync {
+    /// Makes `block` what the site's consumers run.
+    fn publish(&self, env: &Env<'_, P, M>, block: &CodeBlock<'static>) -> Result<(), PublishError>;
+
+    /// Makes `block` the site's first code, before any consumer runs it (no consumer is there
+    /// to acknowledge yet). The same as `publish` unless the strategy waits for consumers.
+    fn install(&self, env: &Env<'_, P, M>, block: &CodeBlock<'static>) -> Result<(), PublishError> {
+        self.publish(env, block)
+    }
+
+    /// Whether consumers run the block from its slot (`false`: it was copied into the site, as
+    /// stop-the-world does, and its slot is unreferenced once the publication returns).
+    fn runs_in_slot(&self) -> bool {
+        true
+    }
+}
+
+/// A strategy and the site objects it publishes to.
+pub struct Bound<S: 'static, T: ?Sized + 'static> {
+    /// The strategy.
+    pub strategy: &'static S,
+    /// What it retargets.
+    pub site: &'static T,
+}
+
+impl<S: 'static, T: ?Sized + 'static> Bound<S, T> {
+    /// `strategy` publishing to `site`.
+    pub const fn new(strategy: &'static S, site: &'static T) -> Self {
+        Self { strategy, site }
+    }
+}
+
+impl<P, M, S, T> Publish<P, M> for Bound<S, T>
+where
+    P: Platform + ?Sized,
+    M: Maintenance,
+    S: Strategy<Site = T> + Sync,
+    T: ?Sized + Sync,
+{
+    fn publish(&self, env: &Env<'_, P, M>, block: &CodeBlock<'static>) -> Result<(), PublishError> {
+        self.strategy.publish(env, self.site, block)
+    }
+
+    fn install(&self, env: &Env<'_, P, M>, block: &CodeBlock<'static>) -> Result<(), PublishError> {
+        self.strategy.install(env, self.site, block)
+    }
+}
+
+/// The slots one site holds. Keep it under the site's producer lock.
+#[derive(Debug, Default)]
+pub struct Slots {
+    live: Option<SlotId>,
+    held_back: Option<SlotId>,
+    lost: usize,
+}
+
+impl Slots {
+    /// A site that holds no slot yet.
+    pub const fn new() -> Self {
+        Self {
+            live: None,
+            held_back: None,
+            lost: 0,
+        }
+    }
+
+    /// The slot the site leads to now.
+    pub const fn live(&self) -> Option<SlotId> {
+        self.live
+    }
+
+    /// A slot the site no longer leads to but some core may still run (after an
+    /// unsynchronized publication), retired at the next synchronized one.
+    pub const fn held_back(&self) -> Option<SlotId> {
+        self.held_back
+    }
+
+    /// Slots given up for good: two unsynchronized publications in a row leave a block that a
+    /// core which missed both may still run, and such a slot is never reused.
+    pub const fn lost(&self) -> usize {
+        self.lost
+    }
+}
+
+/// Why a block could not be placed in a slot. Nothing was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlaceError {
+    /// Every slot stayed live or retired for the whole timeout; these cores never reported a
+    /// quiescent state.
+    ArenaFull {
+        /// The cores holding the grace period back.
+        lagging: CoreSet,
+    },
+    /// The block broke a rule ([`check::check_block`]).
+    Check(CheckError),
+    /// The arena refused a state change.
+    Arena(ArenaError),
+    /// The caller's own check of the slot failed.
+    Vetoed {
+        /// The slot's executable address.
+        exec: u64,
+    },
+}
+
+/// Why a publication through [`Publisher::publish`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The strategy failed; what is reachable is [`PublishError::block_reachable`].
+    Publish(PublishError),
+    /// The arena refused to retire a slot (a bookkeeping error: a slot in the wrong state).
+    Arena(ArenaError),
+}
+
+/// The arena, the grace periods, and the rule that ties them to publication.
+pub struct Publisher<const S: usize, const N: usize> {
+    arena: &'static Arena<S>,
+    qsbr: &'static Qsbr<N>,
+}
+
+impl<const S: usize, const N: usize> Publisher<S, N> {
+    /// A publisher over `arena`, with grace periods from `qsbr`.
+    pub const fn new(arena: &'static Arena<S>, qsbr: &'static Qsbr<N>) -> Self {
+        Self { arena, qsbr }
+    }
+
+    /// The grace periods (consumers report quiescent states here).
+    pub const fn qsbr(&self) -> &'static Qsbr<N> {
+        self.qsbr
+    }
+
+    /// The arena.
+    pub const fn arena(&self) -> &'static Arena<S> {
+        self.arena
+    }
+
+    /// Takes a free slot (reclaiming slots whose grace period has ended, and waiting at most
+    /// `timeout` for one), checks `code` against it with `externals`, and writes it: the block
+    /// is then ready for [`publish`](Self::publish). `vet` sees the slot's executable address
+    /// before anything is written and may refuse it.
+    pub fn place<P: Platform + ?Sized>(
+        &self,
+        platform: &P,
+        timeout: Duration,
+        code: &[u8],
+        externals: &Externals<'_>,
+        vet: impl FnOnce(u64) -> bool,
+    ) -> Result<CodeBlock<'static>, PlaceError> {
+        let mut slot = None;
+        let mut other = None;
+        platform.wait_for(timeout, &mut || match self.arena.alloc() {
+            Ok(s) => {
+                slot = Some(s);
+                true
+            }
+            Err(ArenaError::ArenaFull) => {
+                self.arena.reclaim(self.qsbr.safe_epoch());
+                false
+            }
+            Err(e) => {
+                other = Some(e);
+                true
+            }
+        });
+        if let Some(e) = other {
+            return Err(PlaceError::Arena(e));
+        }
+        let Some(mut slot) = slot else {
+            return Err(PlaceError::ArenaFull {
+                lagging: self.qsbr.lagging(self.qsbr.current()),
+            });
+        };
+        let exec = slot.exec_addr();
+        if !vet(exec) {
+            return Err(PlaceError::Vetoed { exec });
+        }
+        let slot_size = self.arena.region().slot_size;
+        let checked =
+            check::check_block(code, exec, slot_size, externals).map_err(PlaceError::Check)?;
+        slot.write(&checked).map_err(PlaceError::Arena)?;
+        slot.publish().map_err(PlaceError::Arena)
+    }
+
+    /// Publishes `block` (from [`place`](Self::place)) to `site`, then unlinks and retires the
+    /// block the site led to before; see the module documentation for what each failure leaves.
+    pub fn publish<P: Platform + ?Sized, M: Maintenance>(
+        &self,
+        env: &Env<'_, P, M>,
+        site: &dyn Publish<P, M>,
+        slots: &mut Slots,
+        block: CodeBlock<'static>,
+    ) -> Result<(), Failure> {
+        let result = site.publish(env, &block);
+        self.settle(result, site, slots, block)
+    }
+
+    /// [`publish`](Self::publish) for a site's first code, before any consumer runs it
+    /// ([`Publish::install`]).
+    pub fn install<P: Platform + ?Sized, M: Maintenance>(
+        &self,
+        env: &Env<'_, P, M>,
+        site: &dyn Publish<P, M>,
+        slots: &mut Slots,
+        block: CodeBlock<'static>,
+    ) -> Result<(), Failure> {
+        let result = site.install(env, &block);
+        self.settle(result, site, slots, block)
+    }
+
+    /// The bookkeeping after a publication returned `result`.
+    fn settle<P: Platform + ?Sized, M: Maintenance>(
+        &self,
+        result: Result<(), PublishError>,
+        site: &dyn Publish<P, M>,
+        slots: &mut Slots,
+        block: CodeBlock<'static>,
+    ) -> Result<(), Failure> {
+        match result {
+            Ok(()) if !site.runs_in_slot() => {
+                // Copied into the site: nothing branches to the slot.
+                self.retire(block.slot()).map_err(Failure::Arena)
+            }
+            Ok(()) => {
+                // Only now, after the store that redirects every consumer: see the module
+                // documentation.
+                let old = [slots.live.replace(block.slot()), slots.held_back.take()];
+                for slot in old.into_iter().flatten() {
+                    self.retire(slot).map_err(Failure::Arena)?;
+                }
+                Ok(())
+            }
+            Err(e) if e.block_reachable() => {
+                if let Some(old) = slots.live.replace(block.slot())
+                    && slots.held_back.replace(old).is_some()
+                {
+                    slots.lost += 1;
+                }
+                Err(Failure::Publish(e))
+            }
+            Err(e) => {
+                // Never reachable, but a late acknowledgement may still be running the
+                // strategy's work: reuse it only after a grace period, like any retired block.
+                self.retire(block.slot()).map_err(Failure::Arena)?;
+                Err(Failure::Publish(e))
+            }
+        }
+    }
+
+    /// Unlinks `slot` (a new grace period starts now) and retires it, then frees every slot
+    /// whose grace period has ended.
+    pub fn retire(&self, slot: SlotId) -> Result<(), ArenaError> {
+        let epoch = self.qsbr.unlink();
+        self.arena.retire(slot, epoch)?;
+        self.arena.reclaim(self.qsbr.safe_epoch());
+        Ok(())
+    }
+}
