@@ -1,6 +1,7 @@
 //! What the demo measures, per strategy, and the summary it prints.
 
 use crate::arch::cpu;
+use crate::patch::sites::STRATEGIES;
 use boards::MAX_CORES;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -57,7 +58,7 @@ impl PhaseStats {
 }
 
 static FILED: AtomicUsize = AtomicUsize::new(0);
-static FIGURES: [spin::Mutex<[PhaseStats; 6]>; MAX_CORES] = [const {
+static FIGURES: [spin::Mutex<[PhaseStats; STRATEGIES]>; MAX_CORES] = [const {
     spin::Mutex::new(
         [PhaseStats {
             iterations: 0,
@@ -70,12 +71,12 @@ static FIGURES: [spin::Mutex<[PhaseStats; 6]>; MAX_CORES] = [const {
             quiet_sum: 0,
             error_sum: 0.0,
             error_max: 0.0,
-        }; 6],
+        }; STRATEGIES],
     )
 }; MAX_CORES];
 
 /// A loop hands in its figures when it stops.
-pub fn file(core: usize, figures: [PhaseStats; 6]) {
+pub fn file(core: usize, figures: [PhaseStats; STRATEGIES]) {
     *FIGURES[core].lock() = figures;
     FILED.fetch_add(1, Ordering::Release);
 }
@@ -101,7 +102,7 @@ fn ns(ticks: u64) -> u64 {
 }
 
 /// Merges every loop's figures and logs the table.
-pub fn summarize(patches: &[u64; 6], cores: usize) -> Summary {
+pub fn summarize(patches: &[u64; STRATEGIES], cores: usize) -> Summary {
     let mut s = Summary::default();
     defmt::info!(
         "demo summary (virtual time, -icount shift=0: 1 instruction = 1 ns); {=usize} loops at {=u64} Hz, patches at {=u64} Hz",
@@ -109,7 +110,7 @@ pub fn summarize(patches: &[u64; 6], cores: usize) -> Summary {
         super::LOOP_HZ,
         super::PUBLISH_HZ
     );
-    for (phase, strategy) in super::Strategy::ALL.iter().enumerate() {
+    for (phase, site) in crate::patch::sites::strategies().iter().enumerate() {
         let mut all = PhaseStats::default();
         for figures in &FIGURES[1..cores] {
             all.merge(&figures.lock()[phase]);
@@ -120,7 +121,7 @@ pub fn summarize(patches: &[u64; 6], cores: usize) -> Summary {
         let mean_error = all.error_sum / all.iterations.max(1) as f32;
         defmt::info!(
             "demo-result strategy={=str} patches={=u64} iterations={=u64} misses={=u64} extra_max_ns={=u64} extra_mean_ns={=u64} mean_abs_error_c={=f32} max_abs_error_c={=f32}",
-            strategy.name(),
+            site.name,
             patches[phase],
             all.iterations,
             all.misses,

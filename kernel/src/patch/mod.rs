@@ -1,25 +1,28 @@
-//! The patch service: the kernel's side of `patcher`.
+//! The patch service: the kernel's side of `patcher`, and the only code that writes the arena.
 //!
-//! Data flows one way: a block (payload bytes) is checked (`patcher::check`) against the slot
-//! it will run from, copied into a free arena slot through the write alias, made what consumers
-//! run by a strategy, and its predecessor is retired and reused only after a QSBR grace period.
+//! Data flows one way, through one path ([`sites::Site::publish`]): a block (payload bytes) is
+//! checked (`patcher::check`) against the slot it will run from, copied into a free arena slot
+//! through the write alias, made what consumers run by its site's strategy, and its predecessor
+//! is retired and reused only after a QSBR grace period (`patcher::publish`).
 //!
 //! The arena (see `arch::mmu`) is cut into a fixed page, for code that is rewritten in place
 //! (the flip site, the stop-the-world site, the flush stub, written once), and slots.
 
+pub mod negative;
 pub mod payload;
 pub mod platform;
-pub mod service;
 pub mod sites;
 
 use crate::arch::mmu;
 use boards::MAX_CORES;
-use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
 use patcher::arena::{Arena, Region};
 use patcher::cache::hw::Hw;
 use patcher::cache::{CodeSync, Maintenance};
 use patcher::grace::Qsbr;
+use patcher::platform::Platform as _;
+pub use patcher::publish::PlaceError;
+use patcher::publish::{Failure, Publisher};
 use patcher::strategy::{Env, FLUSH_STUB};
 use platform::KernelPlatform;
 
@@ -53,9 +56,21 @@ pub struct Service {
     /// This core's (the primary's) cache policy, from `CTR_EL0` and `MIDR_EL1`.
     pub sync: CodeSync<Hw>,
     /// The arena's slots.
-    pub arena: Arena<SLOTS>,
-    /// Grace periods.
+    arena: Arena<SLOTS>,
+    /// Grace periods: consumers report quiescent states here.
     pub qsbr: Qsbr<MAX_CORES>,
+}
+
+impl Service {
+    /// The one publication path over this arena and these grace periods.
+    pub fn publisher(&'static self) -> Publisher<SLOTS, MAX_CORES> {
+        Publisher::new(&self.arena, &self.qsbr)
+    }
+
+    /// The arena's slots.
+    pub fn arena(&'static self) -> &'static Arena<SLOTS> {
+        &self.arena
+    }
 }
 
 static SERVICE: spin::Once<Service> = spin::Once::new();
@@ -84,7 +99,9 @@ pub fn service() -> &'static Service {
         check_layout();
         let code = mmu::arena();
         crate::arch::markers::track_code(code.start, code.end - code.start);
-        install_stub(&sync);
+        sites::check_table();
+        install_fixed_page(&sync);
+        sites::set_stub(stub_addr());
         Service {
             sync,
             arena,
@@ -130,50 +147,38 @@ pub fn stub_addr() -> u64 {
     arena_addr(Fixed::STUB).0 as u64
 }
 
-/// The executable address of the broken stub (no `ISB`), for the negative control.
-pub fn broken_stub_addr() -> u64 {
-    arena_addr(Fixed::BROKEN_STUB).0 as u64
-}
-
-/// The range [`install`] asks other cores to invalidate (one installation at a time).
-static INSTALLING: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
-static INSTALL_LOCK: spin::Mutex<()> = spin::Mutex::new(());
-
-/// The IPI handler of [`install`]: `DMB ISH` (the installer's clean reached this core through the
-/// mailbox's acquire, which does not order an `IC`), invalidate the range here, `DSB ISH`; the
-/// exception return is this core's context synchronization.
-fn invalidate_here(_sender: usize, _arg: usize) {
-    let (exec, len) = (
-        INSTALLING[0].load(Ordering::Acquire),
-        INSTALLING[1].load(Ordering::Acquire),
-    );
-    let sync = CodeSync::for_this_core(Hw);
-    sync.backend().dmb_ish();
-    // SAFETY: `install` published a range of the arena's executable view, which is mapped.
-    unsafe { sync.invalidate_range(exec, len) };
-}
-
 /// Makes code just written at `write` (executable at `exec`) fresh on every online core, without
 /// relying on broadcast invalidation: clean and invalidate here, then each other core
-/// invalidates the range itself in an IPI and synchronizes on its return. For code installed
-/// before anyone runs it (stubs, a site's first word); publication is the strategies' job.
-pub fn install(
+/// invalidates the range itself in an IPI and synchronizes on its return
+/// (`patcher::strategy::RemoteInvalidate`, the same work `ipi-sync-remote` uses). For code
+/// installed before anyone runs it (stubs, a site's first word); publication is the sites' job.
+///
+/// # Safety
+///
+/// `write..write + len` and `exec..exec + len` are the two views of one range of the arena.
+pub unsafe fn install(
     sync: &CodeSync<Hw>,
     write: usize,
     exec: usize,
     len: usize,
-) -> Result<(), crate::ipi::IpiError> {
-    let _one = INSTALL_LOCK.lock();
-    // SAFETY: callers pass a range of the arena, whose two views are both mapped.
-    unsafe { sync.sync_range(write, exec, len) };
-    INSTALLING[0].store(exec, Ordering::Release);
-    INSTALLING[1].store(len, Ordering::Release);
-    crate::ipi::call_others(invalidate_here, 0, INSTALL_TIMEOUT_US)
+) -> Result<(), patcher::strategy::PublishError> {
+    let env = Env {
+        platform: &KernelPlatform,
+        sync,
+        timeout: INSTALL_TIMEOUT,
+    };
+    // SAFETY: the caller's contract: both views of the arena are mapped for good.
+    let r = unsafe { sites::remote().sync_everywhere(&env, write, exec, len) };
+    sync.backend().isb();
+    r
 }
 
-const INSTALL_TIMEOUT_US: u64 = 5_000_000;
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn install_stub(sync: &CodeSync<Hw>) {
+/// Writes the fixed page's code once, before anything runs it: the flush stub, its broken twin
+/// (for the negative control), and a `NOP` in the flip word (CMODX-safe, so the first flip may
+/// replace it).
+fn install_fixed_page(sync: &CodeSync<Hw>) {
     let broken = FLUSH_STUB.map(|w| {
         if w == patcher::insn::ISB {
             patcher::insn::nop()
@@ -182,14 +187,20 @@ fn install_stub(sync: &CodeSync<Hw>) {
         }
     });
     assert!(broken != FLUSH_STUB, "the flush stub has an ISB to remove");
-    for (off, words) in [(Fixed::STUB, &FLUSH_STUB), (Fixed::BROKEN_STUB, &broken)] {
+    let nop = [patcher::insn::nop()];
+    for (off, words) in [
+        (Fixed::STUB, &FLUSH_STUB[..]),
+        (Fixed::BROKEN_STUB, &broken[..]),
+        (Fixed::FLIP, &nop[..]),
+    ] {
         let (exec, write) = arena_addr(off);
         for (i, w) in words.iter().enumerate() {
-            // SAFETY: the fixed page's writable view, nothing executes the stubs yet.
+            // SAFETY: the fixed page's writable view; nothing executes these words yet.
             unsafe { (write as *mut u32).add(i).write_volatile(*w) };
         }
-        install(sync, write, exec, words.len() * 4)
-            .expect("a core did not take the flush stub's installation IPI");
+        // SAFETY: both views of the fixed page.
+        unsafe { install(sync, write, exec, words.len() * 4) }
+            .expect("a core did not take the fixed page's installation IPI");
     }
 }
 
@@ -202,111 +213,70 @@ pub fn env(timeout: Duration) -> Env<'static, KernelPlatform, Hw> {
     }
 }
 
-/// Why a block could not be placed in a slot. Nothing was written.
-pub enum PlaceError {
-    /// Every slot stayed live or retired for the whole timeout; these cores never reported a
-    /// quiescent state.
-    ArenaFull {
-        /// The cores holding the grace period back, as a bit mask.
-        lagging: u64,
-    },
-    /// The block broke a rule (`patcher::check`).
-    Check(patcher::check::CheckError),
-    /// The arena refused a state change.
+/// Every other online core takes an IPI (its exception entry and return synchronize its
+/// context), at most `timeout`.
+pub fn sync_all(timeout: Duration) -> Result<(), PatchError> {
+    let env = env(timeout);
+    KernelPlatform
+        .ipi_sync(env.others(), patcher::platform::SYNC_ONLY, timeout)
+        .map_err(|e| PatchError::Publish(e.into()))
+}
+
+/// Why a patch was not applied: see each variant for what the site leads to.
+#[derive(Clone, Copy, Debug)]
+pub enum PatchError {
+    /// No site has this name.
+    UnknownSite,
+    /// Another producer is publishing to this site now; nothing was written.
+    Busy,
+    /// The block was refused before anything was written (or no slot came free).
+    Place(PlaceError),
+    /// The publication failed; [`PublishError::block_reachable`] says whether the site already
+    /// leads to the new block.
+    Publish(patcher::strategy::PublishError),
+    /// The arena refused a slot's state change (a bookkeeping error).
     Arena(patcher::arena::ArenaError),
-    /// The caller's own check of the slot failed.
-    Vetoed {
-        /// The slot's executable address.
-        exec: u64,
-    },
 }
 
-/// Checks `code` against the slot it gets, waiting (at most `timeout`) for grace periods to
-/// free one, and writes it: the block is then ready for a strategy to publish. `vet` sees the
-/// slot's executable address before anything is written and may refuse it.
-pub fn place(
-    code: &[u8],
-    timeout: Duration,
-    vet: impl FnOnce(u64) -> bool,
-) -> Result<patcher::arena::CodeBlock<'static>, PlaceError> {
-    use patcher::arena::ArenaError;
-    let svc = service();
-    let deadline =
-        crate::arch::cpu::ticks() + crate::arch::cpu::us_to_ticks(timeout.as_micros() as u64);
-    let mut slot = loop {
-        match svc.arena.alloc() {
-            Ok(slot) => break slot,
-            Err(ArenaError::ArenaFull) => {
-                svc.arena.reclaim(svc.qsbr.safe_epoch());
-                if crate::arch::cpu::ticks() > deadline {
-                    let lagging = svc.qsbr.lagging(svc.qsbr.current()).bits();
-                    return Err(PlaceError::ArenaFull { lagging });
-                }
-                crate::arch::cpu::relax();
-            }
-            Err(e) => return Err(PlaceError::Arena(e)),
+impl From<Failure> for PatchError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Publish(patcher::strategy::PublishError::Busy) => Self::Busy,
+            Failure::Publish(e) => Self::Publish(e),
+            Failure::Arena(e) => Self::Arena(e),
         }
-    };
-    let exec = slot.exec_addr();
-    if !vet(exec) {
-        return Err(PlaceError::Vetoed { exec });
     }
-    let checked =
-        patcher::check::check_block(code, exec, SLOT_SIZE, &patcher::check::Externals::NONE)
-            .map_err(PlaceError::Check)?;
-    slot.write(&checked).map_err(PlaceError::Arena)?;
-    slot.publish().map_err(PlaceError::Arena)
 }
 
-/// Retires the slot a site no longer leads to (after its replacement was published) and frees
-/// every slot whose grace period has ended.
-pub fn retire(old: patcher::arena::SlotId) -> Result<(), patcher::arena::ArenaError> {
-    let svc = service();
-    let epoch = svc.qsbr.unlink();
-    svc.arena.retire(old, epoch)?;
-    svc.arena.reclaim(svc.qsbr.safe_epoch());
-    Ok(())
-}
-
-impl defmt::Format for PlaceError {
+impl defmt::Format for PatchError {
     fn format(&self, f: defmt::Formatter<'_>) {
         match self {
-            Self::ArenaFull { lagging } => {
-                defmt::write!(f, "arena full: cores {=u64:#b} never quiescent", lagging)
+            Self::UnknownSite => defmt::write!(f, "unknown site"),
+            Self::Busy => defmt::write!(f, "another producer is publishing to this site"),
+            Self::Place(PlaceError::ArenaFull { lagging }) => defmt::write!(
+                f,
+                "arena full: {} never quiescent",
+                defmt::Debug2Format(lagging)
+            ),
+            Self::Place(PlaceError::Check(e)) => {
+                defmt::write!(f, "block refused: {}", defmt::Debug2Format(e))
             }
-            Self::Check(e) => defmt::write!(f, "block refused: {}", defmt::Debug2Format(e)),
-            Self::Arena(e) => defmt::write!(f, "arena: {}", defmt::Debug2Format(e)),
-            Self::Vetoed { exec } => defmt::write!(f, "slot at {=u64:#x} vetoed", exec),
-        }
-    }
-}
-
-/// Rewrites the in-place site with `words` under stop-the-world, postponing (within the
-/// environment's timeout) while a stopped core was interrupted inside the site: it would resume
-/// in the middle of the new code. Returns how many attempts were postponed.
-pub fn rewrite_in_place(
-    stw: &patcher::strategy::StopTheWorld<Hw, MAX_CORES>,
-    env: &Env<'_, KernelPlatform, Hw>,
-    site: &patcher::strategy::InPlaceSite,
-    words: &[u32],
-) -> Result<u64, patcher::strategy::PublishError> {
-    use patcher::strategy::PublishError;
-    let deadline =
-        crate::arch::cpu::ticks() + crate::arch::cpu::us_to_ticks(env.timeout.as_micros() as u64);
-    let mut postponed = 0;
-    loop {
-        match stw.patch_in_place(env, site, words) {
-            Err(e @ PublishError::InsideSite { .. }) => {
-                if crate::arch::cpu::ticks() > deadline {
-                    return Err(e);
-                }
-                postponed += 1;
-                // Let the interrupted core run on past the site before stopping it again.
-                for _ in 0..16 {
-                    crate::arch::cpu::relax();
-                }
+            Self::Place(PlaceError::Arena(e)) | Self::Arena(e) => {
+                defmt::write!(f, "arena: {}", defmt::Debug2Format(e))
             }
-            other => return other.map(|()| postponed),
+            Self::Place(PlaceError::Vetoed { exec }) => {
+                defmt::write!(f, "slot at {=u64:#x} vetoed", exec)
+            }
+            Self::Publish(e) => defmt::write!(
+                f,
+                "publication failed ({=str}): {}",
+                if e.block_reachable() {
+                    "the site leads to the new block"
+                } else {
+                    "the site still leads to the previous block"
+                },
+                defmt::Debug2Format(e)
+            ),
         }
     }
 }

@@ -13,12 +13,13 @@
 
 use super::{Ctx, Failed, TestResult, kernel_test};
 use crate::arch::{cpu, pmu};
-use crate::demo::{self, Strategy, controller::Kind};
-use crate::patch::{self, Fixed, sites};
+use crate::demo::{self, controller::Kind};
+use crate::patch::{self, sites};
 use crate::sync::Barrier;
 use boards::MAX_CORES;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use patcher::strategy::{FlushThenRedirect, IpiSync, Strategy as _};
+use core::time::Duration;
+use patcher::platform::CoreId;
 
 kernel_test!(
     BENCH_ENTRY,
@@ -96,28 +97,19 @@ fn per_call(target: usize) -> u64 {
     }
 }
 
-/// A `ret`-only block, placed and made fresh everywhere.
-fn ret_block() -> Result<patcher::arena::CodeBlock<'static>, Failed> {
-    let code = 0xd65f_03c0u32.to_le_bytes(); // RET, as the encoder would give it (checked below)
-    if patcher::insn::ret(patcher::insn::Reg::x(30)).ok() != Some(0xd65f_03c0) {
-        return Err(Failed);
-    }
-    let block =
-        patch::place(&code, core::time::Duration::from_secs(1), |_| true).map_err(|_| Failed)?;
-    patch::install(
-        &patch::service().sync,
-        block.write_addr(),
-        block.exec_addr() as usize,
-        4,
-    )
-    .map_err(|_| Failed)?;
-    Ok(block)
+/// `RET`, as the encoder gives it.
+fn ret() -> Result<[u8; 4], Failed> {
+    let ret = patcher::insn::ret(patcher::insn::Reg::x(30)).map_err(|_| Failed)?;
+    Ok(ret.to_le_bytes())
 }
 
 extern "C" fn seq_checked_call() {
-    crate::demo::seq_enter_for_bench();
-    // SAFETY: the indirect site leads to the `ret` block (set up in `entry`).
-    unsafe { core::mem::transmute::<usize, extern "C" fn()>(sites::indirect_addr())() }
+    let Ok(site) = sites::site("seq-check") else {
+        return;
+    };
+    site.enter(CoreId(cpu::core_id() as u8));
+    // SAFETY: the site leads to the `ret` block (installed in `entry`).
+    unsafe { core::mem::transmute::<usize, extern "C" fn()>(site.entry())() }
 }
 
 fn entry(ctx: &Ctx) -> TestResult {
@@ -125,57 +117,31 @@ fn entry(ctx: &Ctx) -> TestResult {
         return Ok(());
     }
     pmu::start_instructions();
-    let svc = patch::service();
-    let ret = ret_block()?;
-    let block = ret.exec_addr();
-    // Point every kind of site at the `ret` block.
-    let (flip_exec, flip_write) = patch::arena_addr(Fixed::FLIP);
-    let b = patcher::insn::b(block as i64 - flip_exec as i64).map_err(|_| Failed)?;
-    // SAFETY: the fixed page's flip word; nothing else runs it during this test.
-    unsafe { (flip_write as *mut u32).write_volatile(b) };
-    patch::install(&svc.sync, flip_write, flip_exec, 4).map_err(|_| Failed)?;
-    let (ip_exec, ip_write) = patch::arena_addr(Fixed::IN_PLACE);
-    // SAFETY: the in-place site; nothing else runs it during this test.
-    unsafe { (ip_write as *mut u32).write_volatile(0xd65f_03c0) };
-    patch::install(&svc.sync, ip_write, ip_exec, 4).map_err(|_| Failed)?;
-    sites::PER_CORE[0].target.store(block, Ordering::Release);
-    IpiSync
-        .publish(
-            &patch::env(core::time::Duration::from_secs(1)),
-            &sites::INDIRECT,
-            &ret,
-        )
-        .map_err(|_| Failed)?;
+    let ret = ret()?;
+    // Every site leads to a `ret` block; core 0 (the only one measuring) is the per-core sites'
+    // consumer.
+    for site in sites::strategies() {
+        site.set_consumers(0, 1);
+        site.install(&ret, Duration::from_secs(1)).map_err(|e| {
+            defmt::error!("bench: installing {=str}: {}", site.name, e);
+            Failed
+        })?;
+    }
     let direct = per_call(graft_bench_ret as *const () as usize);
-    let kinds: [(&str, &str, usize); 6] = [
-        ("branch-flip", "BL site; B block", flip_exec),
-        ("ipi-sync", "ADRP, LDR, BR", sites::indirect_addr()),
-        (
-            "flush-then-redirect",
-            "MRS, LDR, BR",
-            sites::per_core_addr(),
-        ),
-        ("ftr-multi", "MRS, LDR, BR", sites::per_core_addr()),
-        (
-            "seq-check",
-            "entry check in Rust, then ADRP, LDR, BR",
-            seq_checked_call as *const () as usize,
-        ),
-        (
-            "stop-the-world",
-            "code patched in place: a direct call",
-            ip_exec,
-        ),
-    ];
     defmt::info!("bench-direct insns={=u64}", direct);
-    for (name, how, target) in kinds {
+    for site in sites::strategies() {
+        let target = if site.name == "seq-check" {
+            seq_checked_call as *const () as usize
+        } else {
+            site.entry()
+        };
         let n = per_call(target);
         defmt::info!(
             "bench-entry strategy={=str} insns={=u64} extra={=u64} site=\"{=str}\"",
-            name,
+            site.name,
             n,
             n - direct,
-            how
+            site.path
         );
     }
     Ok(())
@@ -187,7 +153,8 @@ const BACK_TO_BACK: u64 = 500;
 /// Work per consumer iteration besides the call (keeps the loop realistic).
 const WORK: u32 = 200;
 
-/// The strategy consumers use now (an index into `Strategy::ALL`; none before the first setup).
+/// The strategy consumers use now (an index into `sites::strategies()`; none before the first
+/// setup).
 static PHASE: AtomicUsize = AtomicUsize::new(usize::MAX);
 static STOP: AtomicBool = AtomicBool::new(false);
 static READY: Barrier = Barrier::new();
@@ -220,7 +187,7 @@ fn consumer(core: usize) {
     let mut irq_before = crate::irq::spent(core);
     while !STOP.load(Ordering::Acquire) {
         let p = PHASE.load(Ordering::Acquire);
-        let Some(&strategy) = Strategy::ALL.get(p) else {
+        let Some(site) = sites::strategies().get(p) else {
             cpu::relax();
             continue;
         };
@@ -228,13 +195,11 @@ fn consumer(core: usize) {
         // window stays between two yields, where no other core runs; the IRQ handlers this core
         // ran since the last iteration (a publication's IPI, a rendezvous) are charged to it.
         let start = pmu::instructions();
-        // Stop-the-world edits code in place, so the call runs with IRQs masked and the
-        // rendezvous lands between calls (as in the demo); the other strategies need no mask.
-        let saved = (strategy == Strategy::StopTheWorld).then(cpu::irq_save);
-        let (u, _) = demo::step(strategy, core, y, 60.0);
-        if let Some(saved) = saved {
-            cpu::irq_restore(saved);
-        }
+        // The step runs with IRQs masked, as a control loop's would (and as in the demo): a
+        // publication's IPI lands between steps, and is charged to this iteration below.
+        let saved = cpu::irq_save();
+        let (u, _) = demo::step(site, core, y, 60.0);
+        cpu::irq_restore(saved);
         let mut acc = u;
         for i in 0..WORK {
             acc = core::hint::black_box(acc + i as f32);
@@ -283,11 +248,9 @@ fn all_ran(version: u64, cores: usize) -> bool {
 
 fn producer(ctx: &Ctx) -> TestResult {
     pmu::start_instructions();
-    let rv = demo::rendezvous();
     let mut version = 0;
-    let mut live = None;
-    for (phase, &strategy) in Strategy::ALL.iter().enumerate() {
-        live = demo::setup(strategy, version, live).map_err(|_| Failed)?;
+    for (phase, site) in sites::strategies().iter().enumerate() {
+        demo::setup(site, version).map_err(|_| Failed)?;
         PHASE.store(phase, Ordering::Release);
         // Let every consumer settle on the new site and learn its quiet iteration.
         let settle = cpu::ticks() + cpu::us_to_ticks(200);
@@ -295,27 +258,19 @@ fn producer(ctx: &Ctx) -> TestResult {
             cpu::relax();
         }
         reset_disturbance();
-        let publish = |version: u64, live: &mut Option<patcher::arena::SlotId>| -> TestResult {
-            let now = demo::publish(strategy, Kind::Pid, version, rv).map_err(|_| Failed)?;
-            if let Some(new) = now
-                && let Some(old) = live.replace(new)
-            {
-                patch::retire(old).map_err(|_| Failed)?;
-            }
-            Ok(())
-        };
+        let publish = |version: u64| demo::publish(site, Kind::Pid, version).map_err(|_| Failed);
         // Spaced: one publication at a time, each waited for until every consumer ran it.
         let mut latency_sum = 0;
         for _ in 0..SPACED {
             version += 1;
             let t0 = cpu::ticks();
-            publish(version, &mut live)?;
+            publish(version)?;
             let deadline = cpu::ticks() + cpu::us_to_ticks(100_000);
             while !all_ran(version, ctx.cores) {
                 if cpu::ticks() > deadline {
                     defmt::error!(
                         "bench: {=str}: a consumer never ran version {=u64}",
-                        strategy.name(),
+                        site.name,
                         version
                     );
                     return Err(Failed);
@@ -335,21 +290,21 @@ fn producer(ctx: &Ctx) -> TestResult {
             sum += d.extra_sum.load(Ordering::Relaxed);
             n += d.disturbed.load(Ordering::Relaxed);
         }
-        if strategy == Strategy::FtrMulti {
+        if site.name == "ftr-multi" {
             version += 1;
-            publish_cost(ctx, version, &mut live)?;
+            publish_cost(ctx, site, version)?;
         }
         // Back to back: as many publications as the strategy allows.
         let t0 = cpu::ticks();
         for _ in 0..BACK_TO_BACK {
             version += 1;
-            publish(version, &mut live)?;
+            publish(version)?;
         }
         let elapsed = (cpu::ticks() - t0).max(1);
         let per_s = BACK_TO_BACK * cpu::tick_hz() / elapsed;
         defmt::info!(
             "bench-result strategy={=str} cores={=usize} disturb_max_ns={=u64} disturb_mean_ns={=u64} latency_ns={=u64} throughput_per_s={=u64}",
-            strategy.name(),
+            site.name,
             ctx.cores,
             max,
             sum / n.max(1),
@@ -362,11 +317,7 @@ fn producer(ctx: &Ctx) -> TestResult {
 
 /// The producer's own instructions for one flush-then-redirect publication to every consumer's
 /// cell (no waiting): what each extra consumer costs the publisher.
-fn publish_cost(ctx: &Ctx, version: u64, live: &mut Option<patcher::arena::SlotId>) -> TestResult {
-    let fail = |what: &str| {
-        defmt::error!("bench: publication cost: {=str}", what);
-        Failed
-    };
+fn publish_cost(ctx: &Ctx, site: &sites::Site, version: u64) -> TestResult {
     let params = demo::controller::Params {
         kp: 0.05,
         ki_dt: 0.0,
@@ -375,20 +326,12 @@ fn publish_cost(ctx: &Ctx, version: u64, live: &mut Option<patcher::arena::SlotI
         version,
     };
     let (buf, len) = demo::controller::build(Kind::Pid, params);
-    let block = patch::place(&buf[..len], core::time::Duration::from_millis(50), |_| true)
-        .map_err(|_| fail("place"))?;
-    let env = patch::env(core::time::Duration::from_millis(50));
-    let ftr = FlushThenRedirect::new(patch::stub_addr());
-    let cells = &sites::PER_CORE[1..ctx.cores];
-    let before = pmu::instructions();
-    ftr.publish(&env, cells, &block)
-        .map_err(|_| fail("publish"))?;
-    let spent = pmu::instructions() - before;
-    ftr.wait_acknowledged(&env, cells, &block)
-        .map_err(|_| fail("acknowledgement"))?;
-    if let Some(old) = live.replace(block.slot()) {
-        patch::retire(old).map_err(|_| Failed)?;
-    }
+    let spent = site
+        .redirect_cost(&buf[..len], Duration::from_millis(50))
+        .map_err(|e| {
+            defmt::error!("bench: publication cost: {}", e);
+            Failed
+        })?;
     defmt::info!(
         "bench-publish strategy=ftr-multi consumers={=usize} insns={=u64}",
         ctx.cores - 1,

@@ -14,8 +14,7 @@
 use super::{Ctx, Failed, TestResult, check, kernel_test};
 use crate::arch::cpu;
 use crate::patch::payload::{self, Answer};
-use crate::patch::service::{self, PatchError};
-use crate::patch::sites;
+use crate::patch::{PatchError, sites};
 use crate::sync::Barrier;
 use boards::MAX_CORES;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -90,7 +89,7 @@ fn wait(b: &Barrier, ctx: &Ctx) -> TestResult {
 
 fn publish(version: u64, timeout: Duration) -> Result<(), PatchError> {
     let (block, len) = payload::build(version);
-    service::find(SITE)?.publish(&block[..len], timeout)
+    sites::site(SITE)?.publish(&block[..len], timeout)
 }
 
 /// IRQs masked until core 0 releases it (at most 20 s), then unmasked.
@@ -108,8 +107,8 @@ fn producer(deaf: usize) -> TestResult {
     while !DEAF.load(Ordering::Acquire) {
         cpu::relax();
     }
-    let site = service::find(SITE).map_err(|_| Failed)?;
-    let before = site.target();
+    let site = sites::site(SITE).map_err(|_| Failed)?;
+    let before = site.running().0;
     let only_deaf = CoreSet::EMPTY.with(CoreId(deaf as u8));
     for attempt in 1..=2 {
         let r = publish(attempt, SHORT);
@@ -125,10 +124,10 @@ fn producer(deaf: usize) -> TestResult {
             r.err()
         );
         check!(
-            site.target() == before,
+            site.running().0 == before,
             "a failed publication moved the site from {=u64:#x} to {=u64:#x}",
             before,
-            site.target()
+            site.running().0
         );
     }
     defmt::info!(
@@ -156,6 +155,7 @@ fn producer(deaf: usize) -> TestResult {
 }
 
 fn consumer(core: usize) -> TestResult {
+    let entry = sites::site(SITE).map_err(|_| Failed)?.entry();
     let qsbr = &crate::patch::service().qsbr;
     let me = CoreId(core as u8);
     qsbr.online(me);
@@ -165,7 +165,7 @@ fn consumer(core: usize) -> TestResult {
         let floor = DONE.load(Ordering::Acquire);
         // SAFETY: the site leads to a published payload (version 0 before START) and the cell
         // is this core's own.
-        let a: Answer = unsafe { sites::call_indirect(INSIDE[core].as_ptr()) };
+        let a: Answer = unsafe { sites::call_payload(entry, INSIDE[core].as_ptr()) };
         qsbr.quiescent(me);
         if a.checksum != payload::expected_checksum(a.version) || a.version < floor.max(last) {
             defmt::error!(

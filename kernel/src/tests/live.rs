@@ -15,7 +15,7 @@
 use super::{Ctx, TestResult, kernel_test};
 use crate::arch::cpu;
 use crate::patch::payload::{self, Answer};
-use crate::patch::{self, service, sites};
+use crate::patch::{self, sites};
 use boards::{Board, Current, MAX_CORES};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
@@ -58,7 +58,7 @@ const READY_TIMEOUT_US: u64 = 60_000_000;
 /// Publishes version 0, then serves frames until the host ends the session.
 fn serve() -> TestResult {
     let (block, len) = payload::build(0);
-    let site = service::find(SITE).map_err(|_| super::Failed)?;
+    let site = sites::site(SITE).map_err(|_| super::Failed)?;
     if let Err(e) = site.publish(&block[..len], TIMEOUT) {
         defmt::error!("live: the first block was refused: {}", e);
         return Err(super::Failed);
@@ -84,9 +84,9 @@ fn serve() -> TestResult {
                 defmt::warn!("live-patch bad frame: {}", e);
             }
             Some(Event::Patch { site, block }) => {
-                let result = service::find(site).and_then(|s| {
+                let result = sites::site(site).and_then(|s| {
                     s.publish(block, TIMEOUT)?;
-                    Ok(s.target())
+                    Ok(s.running().0)
                 });
                 match result {
                     Ok(target) => {
@@ -135,6 +135,7 @@ fn consume(core: usize) -> TestResult {
     }
     // Grace periods: a replaced block's slot is reused only after this core passed a call
     // boundary since it was unlinked.
+    let entry = sites::site(SITE).map_err(|_| super::Failed)?.entry();
     let qsbr = &patch::service().qsbr;
     let me = CoreId(core as u8);
     qsbr.online(me);
@@ -142,7 +143,7 @@ fn consume(core: usize) -> TestResult {
     while !STOP.load(Ordering::Acquire) {
         // SAFETY: the site leads to a published payload (version 0 before READY) and the cell is
         // this core's own.
-        let a: Answer = unsafe { sites::call_indirect(INSIDE[core].as_ptr()) };
+        let a: Answer = unsafe { sites::call_payload(entry, INSIDE[core].as_ptr()) };
         qsbr.quiescent(me);
         if a.version != last {
             let ok = a.checksum == payload::expected_checksum(a.version);

@@ -13,7 +13,7 @@ mod ipi_recovery;
 mod litmus;
 mod live;
 mod naive;
-mod patch;
+pub(crate) mod patch;
 mod patch_errors;
 mod smp;
 mod timer;
@@ -55,8 +55,8 @@ const _: () = assert!(core::mem::size_of::<KernelTest>() == RECORD_SIZE);
 
 /// Registers a kernel test.
 macro_rules! kernel_test {
-    ($static:ident, $name:literal, $expect:ident, timeout_s = $timeout:literal, min_cores = $min:literal, $run:path) => {
-        kernel_test!(
+    ($static:ident, $name:literal, $expect:ident, timeout_s = $timeout:literal, min_cores = $min:literal, $run:expr) => {
+        $crate::tests::kernel_test!(
             $static,
             $name,
             $expect,
@@ -67,8 +67,8 @@ macro_rules! kernel_test {
             sanitized = [No, No]
         );
     };
-    ($static:ident, $name:literal, $expect:ident, timeout_s = $timeout:literal, min_cores = $min:literal, $run:path, tcg = $tcg:ident, sanitized = [$s0:ident, $s1:ident]) => {
-        kernel_test!(
+    ($static:ident, $name:literal, $expect:ident, timeout_s = $timeout:literal, min_cores = $min:literal, $run:expr, tcg = $tcg:ident, sanitized = [$s0:ident, $s1:ident]) => {
+        $crate::tests::kernel_test!(
             $static,
             $name,
             $expect,
@@ -81,7 +81,7 @@ macro_rules! kernel_test {
         );
     };
     // `ctr = [idc, dic]`: the `CTR_EL0` bits the sanitized runs model (the plugin's idc=/dic=).
-    ($static:ident, $name:literal, $expect:ident, timeout_s = $timeout:literal, min_cores = $min:literal, $run:path, tcg = $tcg:ident, sanitized = [$s0:ident, $s1:ident], ctr = [$idc:literal, $dic:literal]) => {
+    ($static:ident, $name:literal, $expect:ident, timeout_s = $timeout:literal, min_cores = $min:literal, $run:expr, tcg = $tcg:ident, sanitized = [$s0:ident, $s1:ident], ctr = [$idc:literal, $dic:literal]) => {
         #[unsafe(link_section = ".graft_tests")]
         #[used]
         static $static: $crate::tests::KernelTest = $crate::tests::KernelTest {

@@ -10,10 +10,9 @@
 
 use super::{Ctx, TestResult, check, kernel_test};
 use crate::arch::cpu;
-use crate::patch::{self, Fixed};
+use crate::patch::negative::NaiveSite;
 use crate::sync::Barrier;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use patcher::insn::{self, Reg, Width};
 
 kernel_test!(
     NAIVE,
@@ -32,27 +31,11 @@ static STOP: AtomicBool = AtomicBool::new(false);
 static HIGHEST: AtomicU64 = AtomicU64::new(0);
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
-fn write_version(v: u64) {
-    let (_, write) = patch::arena_addr(Fixed::NAIVE);
-    let movz = insn::movz(Width::X, Reg::x(0), v as u16, 0).expect("MOVZ X0, #v");
-    // SAFETY: the naive site's writable view; the whole point is that nothing orders or
-    // synchronizes this store with the cores running the code.
-    unsafe { (write as *mut u32).write_volatile(movz) };
-}
-
 fn run(ctx: &Ctx) -> TestResult {
-    let (exec, write) = patch::arena_addr(Fixed::NAIVE);
+    let exec = NaiveSite::exec();
     if ctx.core == 0 {
-        patch::service();
-        write_version(0);
-        // SAFETY: the naive site's writable view, before anyone runs it.
-        unsafe {
-            (write as *mut u32)
-                .add(1)
-                .write_volatile(insn::ret(Reg::x(30)).expect("RET"))
-        };
         // The first version is installed properly; only the rewrites below are naive.
-        if patch::install(&patch::service().sync, write, exec, 8).is_err() {
+        if NaiveSite::install(0).is_err() {
             return Err(super::Failed);
         }
     }
@@ -61,7 +44,7 @@ fn run(ctx: &Ctx) -> TestResult {
     }
     if ctx.core == 0 {
         for v in 1..=ROUNDS {
-            write_version(v % 0x1_0000);
+            NaiveSite::rewrite_naively((v % 0x1_0000) as u16);
             // Let the consumers run the code between rewrites (bounded: 1 ms each).
             let seen = CALLS.load(Ordering::Relaxed);
             let until = cpu::ticks() + cpu::us_to_ticks(1000);

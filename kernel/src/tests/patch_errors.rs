@@ -11,8 +11,7 @@
 use super::{Ctx, Failed, TestResult, check, kernel_test};
 use crate::arch::cpu;
 use crate::patch::payload::{self, Answer};
-use crate::patch::service::{self, PatchError};
-use crate::patch::{PlaceError, sites};
+use crate::patch::{PatchError, PlaceError, sites};
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use patcher::check::CheckError;
@@ -37,15 +36,18 @@ const T: Duration = Duration::from_millis(20);
 
 fn call() -> Answer {
     let mut inside = 0u64;
+    let entry = sites::site("indirect")
+        .expect("the indirect site is in the table")
+        .entry();
     // SAFETY: the indirect site leads to a published payload (version 1 is published before any
     // core calls it), and `inside` is a local cell.
-    unsafe { sites::call_indirect(&mut inside) }
+    unsafe { sites::call_payload(entry, &mut inside) }
 }
 
 fn unchanged(target: u64, what: &str) -> TestResult {
-    let site = service::find("indirect").map_err(|_| Failed)?;
+    let site = sites::site("indirect").map_err(|_| Failed)?;
     check!(
-        site.target() == target,
+        site.running().0 == target,
         "{=str}: the site moved although the patch was refused",
         what
     );
@@ -88,15 +90,15 @@ fn run(ctx: &Ctx) -> TestResult {
 fn producer() -> TestResult {
     let (good, len) = payload::build(1);
     check!(
-        matches!(service::find("nope"), Err(PatchError::UnknownSite)),
+        matches!(sites::site("nope"), Err(PatchError::UnknownSite)),
         "an unknown site was accepted"
     );
-    let site = service::find("indirect").map_err(|_| Failed)?;
+    let site = sites::site("indirect").map_err(|_| Failed)?;
     if let Err(e) = site.publish(&good[..len], T) {
         defmt::error!("the first, valid patch failed: {}", e);
         return Err(Failed);
     }
-    let target = site.target();
+    let target = site.running().0;
     check!(
         call().version == 1,
         "version 1 does not run after its publication"

@@ -231,8 +231,9 @@ impl FlushThenRedirect {
 impl Strategy for FlushThenRedirect {
     type Site = [ConsumerCell];
 
-    /// Redirects the consumers' cells to the stub ([`redirect`](Self::redirect)) and waits
-    /// until each consumer took the block ([`wait_acknowledged`](Self::wait_acknowledged)):
+    /// Waits (within the timeout) until no consumer is still on the stub for the previous
+    /// block, redirects the consumers' cells to the stub ([`redirect`](Self::redirect)) and
+    /// waits until each consumer took the block ([`wait_acknowledged`](Self::wait_acknowledged)):
     /// when it returns `Ok`, no consumer can reach the previous block any more. One consumer at
     /// a time, or all at once, as the strategy was made.
     fn publish<P: Platform + ?Sized, M: Maintenance>(
@@ -241,6 +242,15 @@ impl Strategy for FlushThenRedirect {
         cells: &[ConsumerCell],
         block: &CodeBlock<'static>,
     ) -> Result<(), PublishError> {
+        // The previous publication (or the installation) may not be acknowledged yet by a
+        // consumer that has not called since: wait for it, within the timeout, rather than
+        // refuse at once.
+        let on_stub = || {
+            cells
+                .iter()
+                .any(|c| c.target.load(Ordering::Acquire) == self.stub)
+        };
+        env.platform.wait_for(env.timeout, &mut || !on_stub());
         let step = if self.one_at_a_time {
             1
         } else {

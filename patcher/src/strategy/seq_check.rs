@@ -124,4 +124,16 @@ impl<const N: usize> Strategy for SeqCheck<N> {
         site.store_release(block.exec_addr(), env.sync.backend());
         Ok(())
     }
+
+    /// Before any consumer runs (none is there to pass an entry check): full maintenance, an
+    /// IPI to every other core (its context synchronization), then the pointer, as
+    /// [`IpiSync`](super::IpiSync) publishes.
+    fn install<P: Platform + ?Sized, M: Maintenance>(
+        &self,
+        env: &Env<'_, P, M>,
+        site: &IndirectSite,
+        block: &CodeBlock<'static>,
+    ) -> Result<(), PublishError> {
+        super::IpiSync.publish(env, site, block)
+    }
 }

@@ -251,6 +251,7 @@ impl<W: Maintenance + Sync, const N: usize> StopTheWorld<W, N> {
 pub struct InPlace<W: 'static, const N: usize> {
     stw: StopTheWorld<W, N>,
     site: &'static InPlaceSite,
+    postponed: AtomicU64,
 }
 
 impl<W: Maintenance + Sync, const N: usize> InPlace<W, N> {
@@ -259,7 +260,13 @@ impl<W: Maintenance + Sync, const N: usize> InPlace<W, N> {
         Self {
             stw: StopTheWorld::new(rv),
             site,
+            postponed: AtomicU64::new(0),
         }
+    }
+
+    /// Publications postponed so far because a stopped core was inside the site.
+    pub fn postponed(&self) -> u64 {
+        self.postponed.load(Ordering::Relaxed)
     }
 
     /// The site.
@@ -293,7 +300,11 @@ where
         let mut last = Ok(());
         env.platform.wait_for(env.timeout, &mut || {
             last = self.stw.write_in_place(env, self.site, word);
-            !matches!(last, Err(PublishError::InsideSite { .. }))
+            let inside = matches!(last, Err(PublishError::InsideSite { .. }));
+            if inside {
+                self.postponed.fetch_add(1, Ordering::Relaxed);
+            }
+            !inside
         });
         last
     }

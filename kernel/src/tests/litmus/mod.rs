@@ -35,7 +35,7 @@ mod table;
 
 use super::{Ctx, Failed, TestResult, check};
 use crate::arch::markers;
-use crate::patch::{self, Fixed};
+use crate::patch::negative::Scratch;
 use crate::sync::Barrier;
 use core::sync::atomic::{AtomicU64, Ordering};
 use shapes::Producer;
@@ -146,7 +146,7 @@ struct Layout {
 impl Layout {
     fn of(t: &Template) -> Self {
         let words = t.words();
-        let (exec, write) = patch::arena_addr(Fixed::SLOTS);
+        let Scratch { exec, write } = Scratch::get();
         let (m0, m1, l0) = (words[0] as usize, words[1] as usize, words[2] as usize);
         Self {
             exec,
@@ -171,16 +171,13 @@ impl Layout {
     /// Puts the old words back (core 0, nobody runs the template) and makes them fresh
     /// everywhere.
     fn reset(&self) -> TestResult {
-        let base = self.write as *mut u32;
-        // SAFETY: the arena's writable view over the slot area, which only this test uses; no
-        // core runs the template between the barriers around a reset.
-        unsafe {
-            base.add(self.m0 / 4).write_volatile(self.old0);
-            if self.m1 != 0 {
-                base.add(self.m1 / 4).write_volatile(self.old1);
-            }
+        // No core runs the template between the barriers around a reset.
+        let scratch = Scratch::get();
+        scratch.write_words(self.m0 / 4, &[self.old0]);
+        if self.m1 != 0 {
+            scratch.write_words(self.m1 / 4, &[self.old1]);
         }
-        patch::install(&patch::service().sync, self.write, self.exec, self.len).map_err(|_| {
+        scratch.install(self.len).map_err(|_| {
             defmt::error!("litmus: a core did not take the reset's IPI");
             Failed
         })
@@ -216,11 +213,8 @@ pub fn run(m: &Mirror, ctx: &Ctx) -> TestResult {
             layout.exec + layout.m0,
             CONSUMER
         );
-        patch::service();
-        for (i, w) in template.words().iter().enumerate() {
-            // SAFETY: the slot area's writable view; nothing runs it before the barrier below.
-            unsafe { (layout.write as *mut u32).add(i).write_volatile(*w) };
-        }
+        // Nothing runs the template before the barrier below.
+        Scratch::get().write_words(0, template.words());
         // Warm-up: the consumer runs the rewritten words once, so the sanitizer knows their
         // old value (a word never run before counts as outside the CMODX set).
         FLAG.store(after, Ordering::Relaxed);
