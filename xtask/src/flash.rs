@@ -1,7 +1,7 @@
 //! `cargo xtask flash`: send a kernel to the serial chainloader on a Pi, then show its logs.
 //!
 //! The loader (`loader/`, on the SD card as `kernel8.img`) announces itself on the PL011; this
-//! side answers with the framing in `graft_loader::protocol`: a header, then checked chunks, each
+//! side answers with the framing in `protocol::loader`: a header, then checked chunks, each
 //! acknowledged or refused and sent again. The same [`Session`] drives a real port, QEMU's pty in
 //! the end-to-end test, and an in-memory pipe in the host tests.
 

@@ -13,8 +13,8 @@ use crate::flash::{self, Faults, FlashError, HANDSHAKE_TIMEOUT, LogEnd, Session}
 use crate::logs::Symbols;
 use crate::{pty, qemu};
 use anyhow::{Context, Result, anyhow};
-use graft_loader::protocol::Refusal;
 use indicatif::ProgressBar;
+use protocol::loader::Refusal;
 use std::time::{Duration, Instant};
 
 /// The kernel test the loaded kernel runs.

@@ -52,7 +52,7 @@ pub const CHECKS: &[Check] = &[
             "--package",
             "xtask",
             "--package",
-            "graft-kernel",
+            "graft-protocol",
             "--package",
             "graft-boards",
             "--package",

@@ -11,7 +11,7 @@
 //!
 //! Too few qualifying iterations fails either way: it shows nothing.
 
-use graft_kernel::testinfo::Sanitized;
+use protocol::testinfo::Sanitized;
 use std::collections::BTreeSet;
 
 /// The fewest qualifying iterations a `Forbidden` mirror needs to show anything.

@@ -2,7 +2,7 @@
 //!
 //! `cargo xtask patch` sends one block to a running kernel's `live` test over its UART: a
 //! board's serial adapter, or the pty `cargo xtask qemu --serve` prints. The frame format is
-//! `graft_kernel::wire`; the kernel answers with one `live-patch` log line, decoded here as every
+//! `protocol::live`; the kernel answers with one `live-patch` log line, decoded here as every
 //! other log line is. [`e2e`] is the scripted session `cargo xtask test` runs against QEMU.
 
 use crate::boards::{self, BoardConfig};
@@ -11,8 +11,8 @@ use crate::logs::{Decoder, Line, Symbols};
 use crate::{pty, qemu};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use graft_kernel::wire::{self, END, MAX_FRAME};
 use object::{Object, ObjectSection, ObjectSymbol};
+use protocol::live::{self, END, MAX_FRAME};
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -176,7 +176,7 @@ impl<'a> Link<'a> {
     /// Sends one patch frame and returns the kernel's `live-patch` answer to it.
     fn patch(&mut self, site: &str, block: &[u8], timeout: Duration) -> Result<Line> {
         let mut frame = [0u8; MAX_FRAME];
-        let n = wire::encode(site, block, &mut frame).map_err(|e| anyhow!("{e:?}"))?;
+        let n = live::encode(site, block, &mut frame).map_err(|e| anyhow!("{e:?}"))?;
         self.send(&frame[..n])?;
         self.answer(timeout)
     }
@@ -331,7 +331,7 @@ fn session(board: &BoardConfig, results: &mut Vec<(String, Result<(), String>)>)
     let mut escaping = template_block(&built.bytes, 3)?;
     escaping[..4].copy_from_slice(&0x1404_0000u32.to_le_bytes()); // B .+0x100000
     let mut damaged = [0u8; MAX_FRAME];
-    let n = wire::encode(SITE, &v1, &mut damaged).map_err(|e| anyhow!("{e:?}"))?;
+    let n = live::encode(SITE, &v1, &mut damaged).map_err(|e| anyhow!("{e:?}"))?;
     damaged[12] ^= 0x01;
     let nops: Vec<u8> = std::iter::repeat_n(0xd503_201fu32.to_le_bytes(), 128)
         .flatten()

@@ -6,7 +6,7 @@ use crate::logs::{Line, Symbols};
 use crate::{build, image, prereq, sanitize};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use graft_kernel::testinfo::{EXIT_FAULT, EXIT_PASS, Expect, Sanitized, Tcg};
+use protocol::testinfo::{EXIT_FAULT, EXIT_PASS, Expect, Sanitized, Tcg};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

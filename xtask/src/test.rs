@@ -11,7 +11,7 @@ use crate::qemu::{self, Run};
 use crate::sanitize;
 use anyhow::{Context, Result};
 use clap::Args;
-use graft_kernel::testinfo::Sanitized;
+use protocol::testinfo::Sanitized;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -74,7 +74,7 @@ fn lints(tally: &mut Tally) -> Result<()> {
 /// Host crates whose unit tests run here.
 const HOST_CRATES: &[&str] = &[
     "xtask",
-    "graft-kernel",
+    "graft-protocol",
     "graft-boards",
     "graft-patcher",
     "graft-sanitizer",

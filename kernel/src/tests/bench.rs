@@ -1,5 +1,5 @@
 //! Benchmarks, as kernel runs under `-icount shift=0,sleep=off` (one instruction = one virtual
-//! nanosecond): `cargo xtask bench` runs them and gathers the `bench-result` lines.
+//! nanosecond): `cargo xtask bench` runs them and gathers their `Bench*` records.
 //!
 //! - `bench-entry`: instructions per call through each kind of site, counted exactly with the
 //!   PMU's retired-instruction counter (not timed), beside a direct call.
@@ -15,10 +15,12 @@ use super::{Ctx, Failed, TestResult, kernel_test};
 use crate::arch::{cpu, pmu};
 use crate::demo::{self, Strategy, controller::Kind};
 use crate::patch::{self, Fixed, sites};
+use crate::report;
 use crate::sync::Barrier;
 use boards::MAX_CORES;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use patcher::strategy::{FlushThenRedirect, IpiSync, Strategy as _};
+use protocol::Record;
 
 kernel_test!(
     BENCH_ENTRY,
@@ -147,36 +149,41 @@ fn entry(ctx: &Ctx) -> TestResult {
         )
         .map_err(|_| Failed)?;
     let direct = per_call(graft_bench_ret as *const () as usize);
-    let kinds: [(&str, &str, usize); 6] = [
-        ("branch-flip", "BL site; B block", flip_exec),
-        ("ipi-sync", "ADRP, LDR, BR", sites::indirect_addr()),
+    let kinds: [(Strategy, &str, usize); 6] = [
+        (Strategy::BranchFlip, "BL site; B block", flip_exec),
+        (Strategy::IpiSync, "ADRP, LDR, BR", sites::indirect_addr()),
         (
-            "flush-then-redirect",
+            Strategy::FlushThenRedirect,
             "MRS, LDR, BR",
             sites::per_core_addr(),
         ),
-        ("ftr-multi", "MRS, LDR, BR", sites::per_core_addr()),
+        (Strategy::FtrMulti, "MRS, LDR, BR", sites::per_core_addr()),
         (
-            "seq-check",
+            Strategy::SeqCheck,
             "entry check in Rust, then ADRP, LDR, BR",
             seq_checked_call as *const () as usize,
         ),
         (
-            "stop-the-world",
+            Strategy::StopTheWorld,
             "code patched in place: a direct call",
             ip_exec,
         ),
     ];
     defmt::info!("bench-direct insns={=u64}", direct);
-    for (name, how, target) in kinds {
+    report::emit(&Record::BenchDirect { insns: direct });
+    for (strategy, how, target) in kinds {
         let n = per_call(target);
         defmt::info!(
             "bench-entry strategy={=str} insns={=u64} extra={=u64} site=\"{=str}\"",
-            name,
+            strategy.name(),
             n,
             n - direct,
             how
         );
+        report::emit(&Record::BenchEntry {
+            strategy: report::strategy(strategy),
+            insns: n,
+        });
     }
     Ok(())
 }
@@ -356,6 +363,14 @@ fn producer(ctx: &Ctx) -> TestResult {
             ns(latency_sum / SPACED),
             per_s
         );
+        report::emit(&Record::BenchResult {
+            strategy: report::strategy(strategy),
+            cores: ctx.cores as u32,
+            disturb_max_ns: max,
+            disturb_mean_ns: sum / n.max(1),
+            latency_ns: ns(latency_sum / SPACED),
+            throughput_per_s: per_s,
+        });
     }
     Ok(())
 }
@@ -394,6 +409,11 @@ fn publish_cost(ctx: &Ctx, version: u64, live: &mut Option<patcher::arena::SlotI
         ctx.cores - 1,
         spent
     );
+    report::emit(&Record::BenchPublish {
+        strategy: protocol::Strategy::FtrMulti,
+        consumers: (ctx.cores - 1) as u32,
+        insns: spent,
+    });
     Ok(())
 }
 

@@ -5,11 +5,12 @@
 //! failure is a [`FlashError`] naming what to check.
 
 use super::REPLY_TIMEOUT;
-use graft_loader::protocol::{
-    CHUNK, CHUNK_HEAD, CHUNK_TAIL, Header, MAX_RETRIES, NakReason, Refusal, Reply, VERSION,
-    chunk_len, crc32, encode_chunk,
-};
 use indicatif::ProgressBar;
+use protocol::crc32::crc32;
+use protocol::loader::{
+    CHUNK, CHUNK_HEAD, CHUNK_TAIL, Header, MAX_RETRIES, NakReason, Refusal, Reply, VERSION,
+    chunk_len, encode_chunk,
+};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};

@@ -5,17 +5,16 @@
 //! host:   patch frame = "GPAT" | name length u8 | site name | block length u16 | block
 //!                       | crc32 of everything before it
 //! host:   end frame   = "GEND"                   (the session ends; the kernel exits 0)
-//! kernel: one log line per frame:
-//!         live-patch applied site=indirect bytes=104 slot=0x40601080
-//!         live-patch refused site=indirect: <why>          (nothing was written)
-//!         live-patch bad frame: <why>                      (nothing was attempted)
+//! kernel: one record per frame (crate::record), beside a log line for people:
+//!         LiveApplied { site, bytes, slot }
+//!         LiveRefused { site, reason: Refusal }  (nothing was written)
+//!         LiveBadFrame { error: FrameError }     (nothing was attempted)
 //! ```
 //!
 //! Integers are little-endian. The receiver looks for a magic word byte by byte, so it finds the
-//! next frame after noise or a damaged frame. The kernel answers through its ordinary log, which
-//! the host decodes as it decodes every other line.
+//! next frame after noise or a damaged frame.
 
-use graft_loader::protocol::crc32;
+use crate::crc32::crc32;
 
 /// The first bytes of a patch frame.
 pub const MAGIC: [u8; 4] = *b"GPAT";
@@ -47,7 +46,7 @@ pub enum FrameError {
     },
 }
 
-#[cfg(target_arch = "aarch64")]
+#[cfg(feature = "defmt")]
 impl defmt::Format for FrameError {
     fn format(&self, f: defmt::Formatter<'_>) {
         match *self {
@@ -60,6 +59,196 @@ impl defmt::Format for FrameError {
                 sent,
                 computed
             ),
+        }
+    }
+}
+
+impl core::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::NameTooLong(n) => write!(f, "site name of {n} bytes"),
+            Self::BlockTooLong(n) => write!(f, "block of {n} bytes"),
+            Self::NameNotUtf8 => f.write_str("site name is not UTF-8"),
+            Self::Checksum { sent, computed } => {
+                write!(f, "checksum {sent:#010x}, computed {computed:#010x}")
+            }
+        }
+    }
+}
+
+/// Why the kernel refused a well-formed patch frame: in every case the site still leads where it
+/// led before. The kernel maps its patcher's errors onto these; the host names them in its checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No site has this name.
+    UnknownSite,
+    /// Another producer is publishing to this site now.
+    Busy,
+    /// The block has no bytes.
+    Empty,
+    /// The block is larger than an arena slot.
+    TooLarge {
+        /// Bytes in the block.
+        len: u32,
+        /// Bytes a slot holds.
+        max: u32,
+    },
+    /// The slot's address is not a multiple of 4.
+    MisalignedAddress {
+        /// The address.
+        addr: u64,
+    },
+    /// The block's length is not a multiple of 4.
+    MisalignedLength {
+        /// Bytes in the block.
+        len: u32,
+    },
+    /// The block would pass the top of the address space.
+    AddressOverflow,
+    /// A PC-relative reference leaves the block.
+    Escapes {
+        /// Byte offset of the instruction.
+        offset: u32,
+        /// Where it leads.
+        target: u64,
+    },
+    /// A branch inside the block targets a literal-pool word.
+    BranchIntoData {
+        /// Byte offset of the branch.
+        offset: u32,
+    },
+    /// Execution can run into a literal-pool word.
+    FallsIntoData {
+        /// Byte offset of the data word.
+        offset: u32,
+    },
+    /// The last instruction can continue past the block's end.
+    FallsThrough {
+        /// The last instruction.
+        word: u32,
+    },
+    /// No arena slot came free in time: these cores held the grace period back.
+    ArenaFull {
+        /// The cores, as a bit mask.
+        lagging: u64,
+    },
+    /// The kernel's own check of the slot refused it.
+    Vetoed,
+    /// These cores did not acknowledge the publication in time; the old code stays live.
+    Timeout {
+        /// The cores, as a bit mask.
+        missing: u64,
+    },
+    /// These cores are offline, so nothing was sent.
+    Offline {
+        /// The cores, as a bit mask.
+        cores: u64,
+    },
+    /// The publication failed for another reason (the kernel's log line says which).
+    PublishFailed,
+    /// The arena refused a state change (a bookkeeping error).
+    Arena,
+}
+
+impl Refusal {
+    /// The reason as a number and two fields, for the binary record.
+    pub(crate) fn to_parts(self) -> (u8, u64, u64) {
+        match self {
+            Self::UnknownSite => (0, 0, 0),
+            Self::Busy => (1, 0, 0),
+            Self::Empty => (2, 0, 0),
+            Self::TooLarge { len, max } => (3, len.into(), max.into()),
+            Self::MisalignedAddress { addr } => (4, addr, 0),
+            Self::MisalignedLength { len } => (5, len.into(), 0),
+            Self::AddressOverflow => (6, 0, 0),
+            Self::Escapes { offset, target } => (7, offset.into(), target),
+            Self::BranchIntoData { offset } => (8, offset.into(), 0),
+            Self::FallsIntoData { offset } => (9, offset.into(), 0),
+            Self::FallsThrough { word } => (10, word.into(), 0),
+            Self::ArenaFull { lagging } => (11, lagging, 0),
+            Self::Vetoed => (12, 0, 0),
+            Self::Timeout { missing } => (13, missing, 0),
+            Self::Offline { cores } => (14, cores, 0),
+            Self::PublishFailed => (15, 0, 0),
+            Self::Arena => (16, 0, 0),
+        }
+    }
+
+    /// The reason from [`Refusal::to_parts`]; None for an unknown number or a field too wide.
+    pub(crate) fn from_parts(kind: u8, a: u64, b: u64) -> Option<Self> {
+        let small = |v: u64| u32::try_from(v).ok();
+        Some(match kind {
+            0 => Self::UnknownSite,
+            1 => Self::Busy,
+            2 => Self::Empty,
+            3 => Self::TooLarge {
+                len: small(a)?,
+                max: small(b)?,
+            },
+            4 => Self::MisalignedAddress { addr: a },
+            5 => Self::MisalignedLength { len: small(a)? },
+            6 => Self::AddressOverflow,
+            7 => Self::Escapes {
+                offset: small(a)?,
+                target: b,
+            },
+            8 => Self::BranchIntoData { offset: small(a)? },
+            9 => Self::FallsIntoData { offset: small(a)? },
+            10 => Self::FallsThrough { word: small(a)? },
+            11 => Self::ArenaFull { lagging: a },
+            12 => Self::Vetoed,
+            13 => Self::Timeout { missing: a },
+            14 => Self::Offline { cores: a },
+            15 => Self::PublishFailed,
+            16 => Self::Arena,
+            _ => return None,
+        })
+    }
+}
+
+impl core::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::UnknownSite => f.write_str("unknown site"),
+            Self::Busy => f.write_str("another producer is publishing to this site"),
+            Self::Empty => f.write_str("empty block"),
+            Self::TooLarge { len, max } => write!(f, "block of {len} bytes, a slot holds {max}"),
+            Self::MisalignedAddress { addr } => write!(f, "misaligned slot address {addr:#x}"),
+            Self::MisalignedLength { len } => {
+                write!(f, "length {len} is not a multiple of 4")
+            }
+            Self::AddressOverflow => f.write_str("the block passes the top of the address space"),
+            Self::Escapes { offset, target } => {
+                write!(
+                    f,
+                    "the instruction at +{offset:#x} reaches {target:#x}, outside the block"
+                )
+            }
+            Self::BranchIntoData { offset } => {
+                write!(f, "the branch at +{offset:#x} targets a literal-pool word")
+            }
+            Self::FallsIntoData { offset } => {
+                write!(f, "execution runs into the data word at +{offset:#x}")
+            }
+            Self::FallsThrough { word } => {
+                write!(
+                    f,
+                    "the last instruction {word:#010x} can run past the block"
+                )
+            }
+            Self::ArenaFull { lagging } => {
+                write!(
+                    f,
+                    "arena full; cores {lagging:#x} hold the grace period back"
+                )
+            }
+            Self::Vetoed => f.write_str("the slot was vetoed"),
+            Self::Timeout { missing } => {
+                write!(f, "cores {missing:#x} did not acknowledge in time")
+            }
+            Self::Offline { cores } => write!(f, "cores {cores:#x} are offline"),
+            Self::PublishFailed => f.write_str("the publication failed"),
+            Self::Arena => f.write_str("arena bookkeeping error"),
         }
     }
 }
