@@ -33,6 +33,9 @@ impl Strategy {
         Self::StopTheWorld,
     ];
 
+    /// Every name, in the order of [`Strategy::ALL`].
+    pub const NAMES: [&'static str; 6] = STRATEGY_NAMES;
+
     /// The name reports use (`branch-flip`, ...).
     pub const fn name(self) -> &'static str {
         match self {

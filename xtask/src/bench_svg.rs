@@ -1,7 +1,10 @@
 //! The benchmark plot, as plain SVG text: disturbance per strategy (bars, log scale) and
 //! publication latency against core count (lines).
 
-use crate::bench::STRATEGIES;
+use protocol::Strategy;
+
+/// The strategies in report order, by name.
+const STRATEGIES: [&str; 6] = Strategy::NAMES;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -11,6 +11,7 @@ use crate::qemu;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use protocol::Record;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -132,12 +133,6 @@ pub fn follow<P: Read + Write>(
 ) -> LogEnd {
     let mut decoder = symbols.decoder();
     let deadline = limit.map(|l| Instant::now() + l);
-    let (pass, fail) = test.map_or((None, None), |t| {
-        (
-            Some(format!("test {t}: PASS")),
-            Some(format!("test {t}: FAIL")),
-        )
-    });
     loop {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return LogEnd::Timeout;
@@ -147,16 +142,21 @@ pub fn follow<P: Read + Write>(
             Err(_) => return LogEnd::Closed,
         };
         for line in decoder.feed(&bytes) {
-            if print {
+            if print && line.for_people() {
                 println!("{}", line.text);
             }
-            if pass.as_deref().is_some_and(|p| line.message.starts_with(p)) {
-                return LogEnd::Pass;
-            }
-            if fail.as_deref().is_some_and(|f| line.message.starts_with(f))
-                || (test.is_some() && line.level == "error")
-            {
-                return LogEnd::Fail(line.message);
+            let Some(t) = test else { continue };
+            match &line.record {
+                Some(Ok(Record::TestVerdict { test, passed })) if test.as_str() == t => {
+                    return if *passed {
+                        LogEnd::Pass
+                    } else {
+                        LogEnd::Fail(line.message)
+                    };
+                }
+                Some(Err(_)) => return LogEnd::Fail(line.message),
+                _ if line.level == "error" => return LogEnd::Fail(line.message),
+                _ => {}
             }
         }
     }

@@ -6,6 +6,7 @@ use crate::logs::{Line, Symbols};
 use crate::{build, image, prereq, sanitize};
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use protocol::Record;
 use protocol::testinfo::{EXIT_FAULT, EXIT_PASS, Expect, Sanitized, Tcg};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -67,8 +68,8 @@ pub struct Run<'a> {
     pub sanitize: Option<(PathBuf, sanitize::Options)>,
     /// Offer semihosting (always, but for the check of the path real boards take).
     pub semihosting: bool,
-    /// End the run as soon as a log message contains this text.
-    pub stop_when: Option<&'static str>,
+    /// End the run as soon as the kernel sends a record this accepts.
+    pub stop_when: Option<fn(&Record) -> bool>,
 }
 
 /// What a run did.
@@ -184,15 +185,18 @@ impl Run<'_> {
                     .min(Duration::from_millis(200)),
             ) {
                 Ok(bytes) => {
+                    let mut stop = false;
                     for line in decoder.feed(&bytes) {
-                        if self.live {
+                        if self.live && line.for_people() {
                             println!("{}", line.text);
                         }
+                        stop |= self
+                            .stop_when
+                            .zip(line.record())
+                            .is_some_and(|(accept, r)| accept(r));
                         lines.push(line);
                     }
-                    if let Some(stop) = self.stop_when
-                        && lines.iter().any(|l| l.message.contains(stop))
-                    {
+                    if stop {
                         let _ = child.kill();
                         break;
                     }
@@ -228,6 +232,9 @@ impl Outcome {
                 self.elapsed.as_secs_f64()
             ));
         }
+        if let Some(why) = crate::logs::first_bad_record(&self.lines) {
+            return Err(format!("{what}: {why}"));
+        }
         let exit = self.exit.map(|c| c as u32);
         match expect {
             Expect::Pass if exit == Some(EXIT_PASS) => Ok(()),
@@ -245,37 +252,27 @@ impl Outcome {
                 describe(self.exit)
             ));
         }
-        let announced = self
-            .lines
-            .iter()
-            .find_map(|l| l.message.strip_prefix("expect-fault: ").map(str::to_string))
+        let records = || self.lines.iter().filter_map(Line::record);
+        let (ec, elr) = records()
+            .find_map(|r| match *r {
+                Record::ExpectFault { ec, elr } => Some((ec, elr)),
+                _ => None,
+            })
             .ok_or_else(|| format!("{what} never announced the fault it expects"))?;
-        let field = |key: &str| {
-            announced
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(key))
-                .map(str::to_string)
-        };
-        let (ec, elr) = (
-            field("ec=").unwrap_or_default(),
-            field("elr=").unwrap_or_default(),
-        );
-        let report = self
-            .lines
-            .iter()
-            .find(|l| l.level == "error" && l.message.starts_with("unexpected exception"))
+        let report = records()
+            .find(|r| matches!(r, Record::Exception { .. }))
             .ok_or_else(|| {
-                format!("{what} exited with the fault status but logged no exception report")
+                format!("{what} exited with the fault status but reported no exception")
             })?;
-        let ec_text = format!("(EC {ec})");
-        let elr_text = format!("ELR={elr} ");
-        if report.message.contains(&ec_text) && report.message.contains(&elr_text) {
-            Ok(())
-        } else {
-            Err(format!(
-                "{what}: the report does not name EC {ec} and ELR {elr}: {}",
-                report.message
-            ))
+        match *report {
+            Record::Exception {
+                ec: got_ec,
+                elr: got_elr,
+                ..
+            } if got_ec == ec && got_elr == elr => Ok(()),
+            _ => Err(format!(
+                "{what}: the report does not name EC {ec:#04x} and ELR {elr:#x}: {report}"
+            )),
         }
     }
 }
@@ -503,11 +500,22 @@ mod tests {
         }
     }
 
-    fn line(level: &str, message: &str) -> Line {
+    fn line(record: Record) -> Line {
         Line {
-            level: level.into(),
-            text: message.into(),
-            message: message.into(),
+            level: "info".into(),
+            text: record.to_string(),
+            message: record.to_string(),
+            record: Some(Ok(record)),
+        }
+    }
+
+    fn exception(elr: u64) -> Record {
+        Record::Exception {
+            core: 0,
+            ec: 0,
+            esr: 0x200_0000,
+            elr,
+            far: 0,
         }
     }
 
@@ -563,11 +571,11 @@ mod tests {
     #[test]
     fn fault_needs_the_announced_report() {
         let good = vec![
-            line("info", "expect-fault: ec=0x00 elr=0x40201040"),
-            line(
-                "error",
-                "unexpected exception on core 0: sync, x (EC 0x00), ESR=0x2000000 ELR=0x40201040 FAR=0x0",
-            ),
+            line(Record::ExpectFault {
+                ec: 0,
+                elr: 0x4020_1040,
+            }),
+            line(exception(0x4020_1040)),
         ];
         assert!(
             outcome(Some(3), false, good.clone())
@@ -581,13 +589,7 @@ mod tests {
                 .is_err()
         );
         // A report at another address does not count.
-        let wrong = vec![
-            good[0].clone(),
-            line(
-                "error",
-                "unexpected exception on core 0: sync, x (EC 0x00), ESR=0x2000000 ELR=0x40201044 FAR=0x0",
-            ),
-        ];
+        let wrong = vec![good[0].clone(), line(exception(0x4020_1044))];
         assert!(
             outcome(Some(3), false, wrong)
                 .verdict(Expect::Fault, "t")
@@ -598,6 +600,40 @@ mod tests {
             outcome(Some(3), false, vec![good[0].clone()])
                 .verdict(Expect::Fault, "t")
                 .is_err()
+        );
+        // Another class at the right address does not count either.
+        let other_class = vec![
+            good[0].clone(),
+            line(Record::Exception {
+                core: 0,
+                ec: 0x25,
+                esr: 0x9600_004f,
+                elr: 0x4020_1040,
+                far: 0,
+            }),
+        ];
+        assert!(
+            outcome(Some(3), false, other_class)
+                .verdict(Expect::Fault, "t")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_damaged_record_fails_the_run_by_name() {
+        let mut lines = vec![line(Record::TestVerdict {
+            test: protocol::record::Name::new("t"),
+            passed: true,
+        })];
+        lines[0].record = Some(Err(crate::logs::RecordError::Decode(
+            protocol::DecodeError::BadTag(77),
+        )));
+        let e = outcome(Some(0), false, lines)
+            .verdict(Expect::Pass, "t on virt")
+            .unwrap_err();
+        assert!(
+            e.contains("t on virt: a damaged record") && e.contains("tag 77"),
+            "{e}"
         );
     }
 }
