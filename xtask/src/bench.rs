@@ -5,13 +5,17 @@
 //! with each other (as ratios), not with a real core. The sanitizer's slowdown is the one
 //! wall-clock figure, plain and sanitized runs of the same test in the same mode, back to back.
 
-use crate::boards::{self, BoardConfig};
-use crate::logs::{Line, Symbols};
-use crate::qemu::{self, Built, Run};
-use crate::sanitize;
+use crate::runner::board::{self, BoardInfo};
+use crate::runner::build::{Built, build_for, find_test, prerequisites};
+use crate::runner::logs::{Line, Symbols};
+use crate::runner::qemu::Run;
+use crate::runner::sanitize;
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use protocol::{Record, Strategy};
+use protocol::cmdline::keys;
+use protocol::{Board, Record, Strategy};
+
+mod svg;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,14 +45,14 @@ fn records(lines: &[Line]) -> impl Iterator<Item = &Record> {
 
 fn run(
     built: &Built,
-    board: BoardConfig,
+    board: BoardInfo,
     cores: u32,
     test: &str,
     symbols: &Symbols,
     sanitize: Option<(PathBuf, sanitize::Options)>,
     extra: &[String],
 ) -> Result<(Vec<Line>, Duration)> {
-    let test = qemu::find_test(&built.tests, test)?;
+    let test = find_test(&built.tests, test)?;
     let run = Run {
         elf: &built.boot,
         board,
@@ -75,13 +79,13 @@ fn run(
 
 /// `cargo xtask bench`.
 pub fn command(args: &BenchArgs) -> Result<bool> {
-    qemu::prerequisites()?;
-    let virt = boards::find("virt")?;
-    let gicv3 = boards::find("virt-gicv3")?;
+    prerequisites()?;
+    let virt = board::info(Board::Virt);
+    let gicv3 = board::info(Board::VirtGicv3);
     for &n in &args.scaling {
         gicv3.cores(Some(n))?;
     }
-    let built = qemu::build_for(&virt)?;
+    let built = build_for(&virt)?;
     let symbols = Symbols::new(&built.bytes)?;
     println!(
         "All times are virtual nanoseconds: QEMU -icount shift=0,sleep=off (1 instruction = 1 ns), Cortex-A72 model."
@@ -132,7 +136,7 @@ pub fn command(args: &BenchArgs) -> Result<bool> {
         bail!("bench-strategy sent no figures for {}", missing.name());
     }
 
-    let gic_built = qemu::build_for(&gicv3)?;
+    let gic_built = build_for(&gicv3)?;
     let gic_symbols = Symbols::new(&gic_built.bytes)?;
     let mut scaling: BTreeMap<String, BTreeMap<u32, (u64, u64, u64)>> = BTreeMap::new();
     // Instructions the publisher spends on one ftr-multi publication, by consumer count.
@@ -176,8 +180,8 @@ pub fn command(args: &BenchArgs) -> Result<bool> {
     // The sanitizer's cost: the same stress test, plain and sanitized, both in the test's own
     // round-robin TCG mode (as `cargo xtask test` runs them).
     let plugin = sanitize::build_plugin()?;
-    let pubs = vec![format!("pubs={SLOWDOWN_PUBS}")];
-    let plain_test = qemu::find_test(&built.tests, "patch-ipi")?;
+    let pubs = vec![format!("{}={SLOWDOWN_PUBS}", keys::PUBS)];
+    let plain_test = find_test(&built.tests, "patch-ipi")?;
     let plain = {
         let run = Run {
             elf: &built.boot,
@@ -265,7 +269,7 @@ pub fn command(args: &BenchArgs) -> Result<bool> {
         println!("wrote {}", path.display());
     }
     if let Some(path) = &args.svg {
-        std::fs::write(path, crate::bench_svg::render(&strategies, &scaling))
+        std::fs::write(path, svg::render(&strategies, &scaling))
             .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }

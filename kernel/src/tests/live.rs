@@ -4,7 +4,7 @@
 //! the version they run changes (checking the block's checksum of its own code words). Core 0
 //! reads frames ([`protocol::live`]) from the UART and hands each one to the named-site
 //! service: `cargo xtask patch` sends them, and `cargo xtask test` drives a scripted session
-//! (`xtask/src/live.rs`). Every frame gets one `live-patch` line and one record; a refused one leaves the
+//! (`xtask/src/runner/live.rs`). Every frame gets one `live-patch` line and one record; a refused one leaves the
 //! site and the code the cores run exactly as they were. The host's `GEND` frame ends the run.
 //!
 //! Interactive: it waits for a host, so `cargo xtask test` runs it only through that session.

@@ -2,12 +2,12 @@
 //! publication latency against core count (lines).
 
 use protocol::Strategy;
-
-/// The strategies in report order, by name.
-const STRATEGIES: [&str; 6] = Strategy::NAMES;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write;
+
+/// The strategies in report order, by name.
+const STRATEGIES: [&str; 6] = Strategy::NAMES;
 
 const COLORS: [&str; 6] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",

@@ -1,108 +1,37 @@
-//! Live patching from the host.
+//! Live patching from the host: a [`Link`] to a running kernel's `live` test, serving it under
+//! QEMU, and the scripted session.
 //!
-//! `cargo xtask patch` sends one block to a running kernel's `live` test over its UART: a
-//! board's serial adapter, or the pty `cargo xtask qemu --serve` prints. The frame format is
+//! `cargo xtask patch` sends one block over the kernel's UART (a board's serial adapter, or the
+//! pty `cargo xtask qemu --serve` prints) through a [`Link`]. The frame format is
 //! `protocol::live`; the kernel answers each frame with one typed record (`LiveApplied`,
 //! `LiveRefused` with its reason, `LiveBadFrame`), beside a log line for people. [`e2e`] is the
 //! scripted session `cargo xtask test` runs against QEMU.
 
-use crate::boards::{self, BoardConfig};
-use crate::flash;
-use crate::logs::{Decoder, Line, Symbols};
-use crate::{pty, qemu};
+use super::board::BoardInfo;
+use super::build::{self, find_test};
+use super::logs::{Decoder, Line, Symbols};
+use super::qemu::Run;
+use super::{pty, serial};
 use anyhow::{Context, Result, anyhow, bail};
-use clap::Args;
 use object::{Object, ObjectSection, ObjectSymbol};
 use protocol::Record;
 use protocol::live::{self, END, FrameError, MAX_FRAME, Refusal};
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{ErrorKind, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The kernel test that serves patches.
 pub const TEST: &str = "live";
 /// The site a live session patches unless told otherwise.
-const SITE: &str = "indirect";
-/// How long `cargo xtask patch` keeps showing the log after an applied patch.
-const SHOW: Duration = Duration::from_millis(500);
-
-/// `cargo xtask patch` options.
-#[derive(Args, Debug)]
-pub struct PatchArgs {
-    /// The serial port of the running kernel (a board's adapter, or the pty that
-    /// `cargo xtask qemu --serve` printed).
-    #[arg(long)]
-    pub port: PathBuf,
-    /// The board the kernel was built for (its ELF decodes the log and holds the payload
-    /// templates).
-    #[arg(long, default_value = "virt")]
-    pub board: String,
-    /// The named site to patch.
-    #[arg(long, default_value = SITE)]
-    pub site: String,
-    /// Send the kernel's own payload template carrying this version.
-    #[arg(long, conflicts_with = "file")]
-    pub version: Option<u64>,
-    /// Send these raw bytes as the block: position-independent AArch64 code with the payload ABI
-    /// `extern "C" fn(inside: *mut u64) -> (version, checksum)`.
-    #[arg(long)]
-    pub file: Option<PathBuf>,
-    /// End the session afterwards (the kernel's `live` test then exits 0).
-    #[arg(long)]
-    pub end: bool,
-    /// Seconds to wait for the kernel's answer.
-    #[arg(long, default_value_t = 10)]
-    pub timeout: u64,
-}
-
-/// Runs `cargo xtask patch`; true if every frame sent was applied.
-pub fn command(args: &PatchArgs) -> Result<bool> {
-    let board = boards::find(&args.board)?;
-    let built = qemu::build_for(&board)?;
-    let symbols = Symbols::new(&built.bytes)?;
-    let block = match (&args.version, &args.file) {
-        (Some(v), None) => Some(template_block(&built.bytes, *v)?),
-        (None, Some(f)) => {
-            Some(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?)
-        }
-        _ if args.end => None,
-        _ => bail!("give --version N or --file PATH (or --end alone)"),
-    };
-    let mut link = Link::open(&args.port, &symbols)?;
-    link.echo = true;
-    let timeout = Duration::from_secs(args.timeout);
-    let mut ok = true;
-    if let Some(block) = block {
-        let reply = link.patch(&args.site, &block, timeout)?;
-        ok = matches!(reply, Record::LiveApplied { .. });
-        if ok {
-            // Show the cores moving to the new code.
-            link.read_for(SHOW, |_| false)?;
-        }
-    }
-    if args.end {
-        link.send(&END)?;
-        link.until("the end of the session", timeout, |r| {
-            matches!(r, Record::LiveEnded { .. })
-        })?;
-    }
-    Ok(ok)
-}
+pub const SITE: &str = "indirect";
 
 /// `cargo xtask qemu --serve`: the `live` test under QEMU with its UART on a pty; waits until
 /// QEMU ends (a `GEND` frame, or Ctrl-C).
-pub fn serve(board: &BoardConfig) -> Result<bool> {
-    let built = qemu::build_for(board)?;
-    qemu::find_test(&built.tests, TEST)?;
-    let append = format!("graft cores={} test={TEST}", board.default_cores);
-    let (mut qemu, port) = pty::start(
-        board,
-        &built.boot,
-        &append,
-        true,
-        &["-accel", "tcg,thread=single"],
-    )?;
+pub fn serve(board: &BoardInfo) -> Result<bool> {
+    let built = build::build_for(board)?;
+    let test = find_test(&built.tests, TEST)?;
+    let (mut qemu, port) = pty::start(&Run::new(&built.boot, *board, Some(test)))?;
     println!(
         "Graft's `live` test runs on {}; its UART is {}",
         board.name,
@@ -148,18 +77,18 @@ pub fn template_block(elf: &[u8], version: u64) -> Result<Vec<u8>> {
 }
 
 /// A serial link to a running kernel, with its log decoded.
-struct Link<'a> {
+pub struct Link<'a> {
     port: Box<dyn serialport::SerialPort>,
     decoder: Decoder<'a>,
     /// Lines decoded but not yet read.
     backlog: VecDeque<Line>,
     /// Print every decoded line as it arrives.
-    echo: bool,
+    pub echo: bool,
 }
 
 impl<'a> Link<'a> {
-    fn open(path: &Path, symbols: &'a Symbols) -> Result<Self> {
-        let mut port = flash::open_port(path)?;
+    pub fn open(path: &Path, symbols: &'a Symbols) -> Result<Self> {
+        let mut port = serial::open_port(path)?;
         port.set_timeout(Duration::from_millis(50))?;
         Ok(Self {
             port,
@@ -169,14 +98,14 @@ impl<'a> Link<'a> {
         })
     }
 
-    fn send(&mut self, bytes: &[u8]) -> Result<()> {
+    pub fn send(&mut self, bytes: &[u8]) -> Result<()> {
         self.port.write_all(bytes)?;
         self.port.flush()?;
         Ok(())
     }
 
     /// Sends one patch frame and returns the kernel's answer to it.
-    fn patch(&mut self, site: &str, block: &[u8], timeout: Duration) -> Result<Record> {
+    pub fn patch(&mut self, site: &str, block: &[u8], timeout: Duration) -> Result<Record> {
         let mut frame = [0u8; MAX_FRAME];
         let n = live::encode(site, block, &mut frame).map_err(|e| anyhow!("{e}"))?;
         self.send(&frame[..n])?;
@@ -184,7 +113,7 @@ impl<'a> Link<'a> {
     }
 
     /// The next answer to a frame: `LiveApplied`, `LiveRefused` or `LiveBadFrame`.
-    fn answer(&mut self, timeout: Duration) -> Result<Record> {
+    pub fn answer(&mut self, timeout: Duration) -> Result<Record> {
         let lines = self.until("the kernel's answer", timeout, |r| {
             matches!(
                 r,
@@ -202,7 +131,7 @@ impl<'a> Link<'a> {
 
     /// Reads until a record that satisfies `done` or `timeout` passes; returns every line read
     /// (the matching one last) and whether it came. A damaged record is an error.
-    fn read_for(
+    pub fn read_for(
         &mut self,
         timeout: Duration,
         mut done: impl FnMut(&Record) -> bool,
@@ -240,7 +169,7 @@ impl<'a> Link<'a> {
     }
 
     /// As [`Link::read_for`], and an error naming `what` if the line does not come.
-    fn until(
+    pub fn until(
         &mut self,
         what: &str,
         timeout: Duration,
@@ -262,7 +191,7 @@ const ANSWER: Duration = Duration::from_secs(20);
 const QUIET: Duration = Duration::from_millis(1500);
 
 /// The scripted live session on `board`: one named result per check, in order.
-pub fn e2e(board: &BoardConfig) -> Vec<(String, Result<(), String>)> {
+pub fn e2e(board: &BoardInfo) -> Vec<(String, Result<(), String>)> {
     let mut results = Vec::new();
     if let Err(e) = session(board, &mut results) {
         results.push((
@@ -303,26 +232,22 @@ fn all_run(link: &mut Link, consumers: u32, version: u64) -> Result<(), String> 
     ))
 }
 
-fn session(board: &BoardConfig, results: &mut Vec<(String, Result<(), String>)>) -> Result<()> {
+fn session(board: &BoardInfo, results: &mut Vec<(String, Result<(), String>)>) -> Result<()> {
     // A Pi takes the real board's path: no semihosting, so no command line; the kernel is built
     // to serve when none names a test (as `cargo xtask flash --serve` builds it).
     let semihosting = !board.raw_image;
     let built = if semihosting {
-        qemu::build_for(board)?
+        build::build_for(board)?
     } else {
-        qemu::build_running(board, Some(TEST))?
+        build::build_running(board, Some(TEST))?
     };
-    qemu::find_test(&built.tests, TEST)?;
+    let test = find_test(&built.tests, TEST)?;
     let symbols = Symbols::new(&built.bytes)?;
     let consumers = board.default_cores - 1;
-    let append = format!("graft cores={} test={TEST}", board.default_cores);
-    let (mut qemu, port) = pty::start(
-        board,
-        &built.boot,
-        &append,
+    let (mut qemu, port) = pty::start(&Run {
         semihosting,
-        &["-accel", "tcg,thread=single"],
-    )?;
+        ..Run::new(&built.boot, *board, Some(test))
+    })?;
     let mut link = Link::open(&port, &symbols)?;
     link.until("its ready record", ANSWER, |r| {
         matches!(r, Record::LiveReady { .. })

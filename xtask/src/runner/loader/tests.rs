@@ -4,7 +4,7 @@
 //! staged on the sending side. Each test checks what the loader ends up with, so that a sender
 //! or receiver that silently accepts damage fails here.
 
-use super::session::Announce;
+use super::Announce;
 use super::*;
 use graft_loader::receiver::{self, Link, Loaded, Memory};
 use protocol::loader::{CHUNK, Refusal};

@@ -40,7 +40,7 @@ impl Options {
 
 /// Builds the plugin (release) and returns the shared library's path.
 pub fn build_plugin() -> Result<PathBuf> {
-    let root = crate::build::root();
+    let root = super::build::root();
     let ok = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&root)
         .args([
