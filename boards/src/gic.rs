@@ -5,7 +5,6 @@
 //! CPU interface is per core system registers and needs no lock.
 
 use crate::{CoreMask, Irq};
-use aarch64_cpu::registers::{DAIF, Readable, Writeable};
 use arm_gic::gicv2::{GicV2, SgiTarget as SgiTargetV2, SgiTargetListFilter};
 use arm_gic::gicv3::{GicCpuInterface, GicV3, SgiTarget, SgiTargetGroup};
 use arm_gic::{IntId, InterruptGroup, Trigger, UniqueMmioPointer};
@@ -46,11 +45,24 @@ enum Driver {
 static GIC: spin::Once<Driver> = spin::Once::new();
 
 /// Runs `f` with IRQs masked on this core, so a lock it takes cannot be re-entered by a handler.
+///
+/// Plain `asm!` rather than aarch64-cpu's `DAIF` accessors, which are `nomem` (and their reads
+/// `pure`): the compiler must not move `f`'s memory accesses (the lock) out of the section, nor
+/// reuse a `DAIF` value read elsewhere.
 fn irqs_masked<R>(f: impl FnOnce() -> R) -> R {
-    let saved = DAIF.get();
-    DAIF.write(DAIF::I::Masked);
+    let saved: u64;
+    // SAFETY: reading DAIF and masking IRQs at EL1 has no other effect.
+    unsafe {
+        core::arch::asm!(
+            "mrs {saved}, daif",
+            "msr daifset, #2",
+            saved = out(reg) saved,
+            options(nostack, preserves_flags)
+        )
+    };
     let r = f();
-    DAIF.set(saved);
+    // SAFETY: restores the DAIF value read above.
+    unsafe { core::arch::asm!("msr daif, {}", in(reg) saved, options(nostack, preserves_flags)) };
     r
 }
 

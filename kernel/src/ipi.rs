@@ -37,18 +37,35 @@ impl Request {
 }
 
 /// Why an inter-core call did not complete.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpiError {
-    /// These cores did not acknowledge in time.
+    /// These cores did not acknowledge in time (or had not finished this core's previous
+    /// request, so nothing was sent to anyone).
     Timeout {
-        /// The cores that had not answered, as a bit mask.
-        pending: u64,
+        /// The cores that had not answered.
+        pending: CoreMask,
     },
     /// These cores are not online.
     Offline {
-        /// The offline targets, as a bit mask.
-        cores: u64,
+        /// The offline targets.
+        cores: CoreMask,
     },
+}
+
+impl defmt::Format for IpiError {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        let (what, set) = match self {
+            Self::Timeout { pending } => ("no acknowledgement in time from core", pending),
+            Self::Offline { cores } => ("offline: core", cores),
+        };
+        defmt::write!(f, "{=str}", what);
+        if set.len() > 1 {
+            defmt::write!(f, "s");
+        }
+        for (i, c) in set.iter().enumerate() {
+            defmt::write!(f, "{=str}{=usize}", if i == 0 { " " } else { ", " }, c);
+        }
+    }
 }
 
 #[repr(C, align(64))]
@@ -97,7 +114,51 @@ pub fn send(
     send_request(targets, Request::Call(handler, arg), timeout_us)
 }
 
+/// How often a wait raises the IPI again on targets that have not answered: an interrupt
+/// that was lost, or a request filled while its target was busy, is picked up within this.
+const REKICK_US: u64 = 1_000;
+
+/// The targets in `set` that have not yet acknowledged this core's latest request to them.
+fn unanswered(me: usize, set: CoreMask) -> CoreMask {
+    set.iter()
+        .filter(|&t| {
+            let mb = &MAILBOXES[me][t];
+            mb.ack.load(Ordering::Acquire) != mb.seq.load(Ordering::Relaxed)
+        })
+        .fold(CoreMask::EMPTY, CoreMask::with)
+}
+
+/// Spins until `pending(set)` is empty or `deadline` passes, raising the IPI again on what is
+/// still pending every [`REKICK_US`]; returns what was still pending.
+fn wait_until(
+    deadline: u64,
+    mut pending: CoreMask,
+    check: impl Fn(CoreMask) -> CoreMask,
+) -> CoreMask {
+    let interval = cpu::us_to_ticks(REKICK_US);
+    let mut next_kick = cpu::ticks() + interval;
+    loop {
+        pending = check(pending);
+        if pending.is_empty() {
+            return pending;
+        }
+        let now = cpu::ticks();
+        if now > deadline {
+            return check(pending);
+        }
+        if now > next_kick {
+            kick(pending);
+            next_kick = now + interval;
+        }
+        cpu::relax();
+    }
+}
+
 /// [`send`] for any [`Request`].
+///
+/// All or nothing: every remote target must first have finished this core's previous request
+/// to it (bounded by `timeout_us`). If one has not, no mailbox is written and the error names
+/// exactly the targets still busy, so a request never sits in a mailbox without its interrupt.
 pub fn send_request(
     targets: CoreMask,
     request: Request,
@@ -106,38 +167,29 @@ pub fn send_request(
     let me = cpu::core_id();
     let offline = targets.minus(smp::online());
     if !offline.is_empty() {
-        return Err(IpiError::Offline {
-            cores: offline.bits(),
-        });
+        return Err(IpiError::Offline { cores: offline });
     }
     let remote = targets.without(me);
+    let deadline = cpu::ticks() + cpu::us_to_ticks(timeout_us);
+    let busy = wait_until(deadline, remote, |set| unanswered(me, set));
+    if !busy.is_empty() {
+        return Err(IpiError::Timeout { pending: busy });
+    }
     let mut ticket = Ticket {
         targets: remote,
         seqs: [0; MAX_CORES],
     };
-    let deadline = cpu::ticks() + cpu::us_to_ticks(timeout_us);
     for t in remote.iter() {
         let mb = &MAILBOXES[me][t];
         let seq = mb.seq.load(Ordering::Relaxed);
-        while mb.ack.load(Ordering::Acquire) != seq {
-            if cpu::ticks() > deadline {
-                return Err(IpiError::Timeout {
-                    pending: CoreMask::single(t).bits(),
-                });
-            }
-            cpu::relax();
-        }
-        // SAFETY: `ack == seq` (acquire, above): the target has finished with the previous
-        // request and will not read this one before the release store of `seq + 1` below.
+        // SAFETY: `ack == seq` (acquire, in `unanswered`): the target has finished with the
+        // previous request and will not read this one before the release store of `seq + 1`.
         unsafe { *mb.request.get() = Some(request) };
         mb.seq.store(seq + 1, Ordering::Release);
         ticket.seqs[t] = seq + 1;
     }
     if !remote.is_empty() {
-        // The mailbox stores must be visible before the interrupt can be taken; a DMB does not
-        // order them against a GICv3 system-register write, a DSB does.
-        aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISHST);
-        Current::send_ipi(remote);
+        kick(remote);
     }
     if targets.contains(me) {
         let saved = cpu::irq_save();
@@ -147,28 +199,24 @@ pub fn send_request(
     Ok(ticket)
 }
 
-/// Waits until every target of `ticket` acknowledged, at most `timeout_us` microseconds.
+/// Waits until every target of `ticket` acknowledged, at most `timeout_us` microseconds,
+/// raising the IPI again on a target that has not answered within [`REKICK_US`].
 ///
 /// Keep IRQs unmasked while waiting (the normal case) so that this core answers calls made to it
 /// meanwhile; otherwise two cores calling each other would both time out.
 pub fn wait(ticket: &Ticket, timeout_us: u64) -> Result<(), IpiError> {
     let me = cpu::core_id();
     let deadline = cpu::ticks() + cpu::us_to_ticks(timeout_us);
-    loop {
-        let pending = ticket
-            .targets
-            .iter()
+    let acked = |set: CoreMask| {
+        set.iter()
             .filter(|&t| MAILBOXES[me][t].ack.load(Ordering::Acquire) != ticket.seqs[t])
-            .fold(CoreMask::EMPTY, CoreMask::with);
-        if pending.is_empty() {
-            return Ok(());
-        }
-        if cpu::ticks() > deadline {
-            return Err(IpiError::Timeout {
-                pending: pending.bits(),
-            });
-        }
-        cpu::relax();
+            .fold(CoreMask::EMPTY, CoreMask::with)
+    };
+    let pending = wait_until(deadline, ticket.targets, acked);
+    if pending.is_empty() {
+        Ok(())
+    } else {
+        Err(IpiError::Timeout { pending })
     }
 }
 
@@ -193,8 +241,10 @@ pub fn call_others(handler: Handler, arg: usize, timeout_us: u64) -> Result<(), 
     )
 }
 
-/// Raises the IPI on `targets` with no request: wakes cores sleeping in `WFI`.
+/// Raises the IPI on `targets` (wakes cores sleeping in `WFI`; they scan their mailboxes).
 pub fn kick(targets: CoreMask) {
+    // The mailbox stores must be visible before the interrupt can be taken; a DMB does not
+    // order them against a GICv3 system-register write, a DSB does.
     aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISHST);
     Current::send_ipi(targets);
 }
@@ -208,9 +258,17 @@ pub fn handled(core: usize) -> u64 {
 }
 
 /// The IPI handler: runs every new request addressed to this core, then acknowledges it.
+///
+/// Called right after the interrupt controller's acknowledge read (GIC `IAR`, the BCM2836
+/// mailbox): a `DMB ISHLD` orders the mailbox loads after that read, as Linux's `smp_rmb()`
+/// does, or a request published just before the interrupt could be missed. Each request is
+/// followed by an `ISB` before its acknowledgement: the sender may take the acknowledgement as
+/// this core's context synchronization (the exception return comes later, and patchable code
+/// could run in IRQ context before it).
 pub fn handle() {
     let me = cpu::core_id();
     HANDLED[me].fetch_add(1, Ordering::Relaxed);
+    aarch64_cpu::asm::barrier::dmb(aarch64_cpu::asm::barrier::ISHLD);
     for sender in smp::online().iter() {
         let mb = &MAILBOXES[sender][me];
         let seq = mb.seq.load(Ordering::Acquire);
@@ -223,6 +281,7 @@ pub fn handle() {
         if let Some(request) = request {
             request.run(sender, me);
         }
+        aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
         mb.ack.store(seq, Ordering::Release);
     }
 }

@@ -144,6 +144,24 @@ pub enum Refusal {
         /// The cores, as a bit mask.
         cores: u64,
     },
+    /// The site already leads to the new block, but these cores did not confirm their
+    /// synchronization in time: they may still run the previous block (which the kernel keeps).
+    Unsynchronized {
+        /// The cores (or consumers, by position), as a bit mask.
+        missing: u64,
+    },
+    /// A stopped core was interrupted inside the code to be rewritten in place; nothing was
+    /// written.
+    InsideSite {
+        /// The core.
+        core: u8,
+    },
+    /// Where a stopped core was interrupted could not be told, so an in-place edit could not be
+    /// proven safe; nothing was written.
+    PositionUnknown {
+        /// The core.
+        core: u8,
+    },
     /// The publication failed for another reason (the kernel's log line says which).
     PublishFailed,
     /// The arena refused a state change (a bookkeeping error).
@@ -171,6 +189,9 @@ impl Refusal {
             Self::Offline { cores } => (14, cores, 0),
             Self::PublishFailed => (15, 0, 0),
             Self::Arena => (16, 0, 0),
+            Self::Unsynchronized { missing } => (17, missing, 0),
+            Self::InsideSite { core } => (18, core.into(), 0),
+            Self::PositionUnknown { core } => (19, core.into(), 0),
         }
     }
 
@@ -201,6 +222,13 @@ impl Refusal {
             14 => Self::Offline { cores: a },
             15 => Self::PublishFailed,
             16 => Self::Arena,
+            17 => Self::Unsynchronized { missing: a },
+            18 => Self::InsideSite {
+                core: u8::try_from(a).ok()?,
+            },
+            19 => Self::PositionUnknown {
+                core: u8::try_from(a).ok()?,
+            },
             _ => return None,
         })
     }
@@ -247,6 +275,16 @@ impl core::fmt::Display for Refusal {
                 write!(f, "cores {missing:#x} did not acknowledge in time")
             }
             Self::Offline { cores } => write!(f, "cores {cores:#x} are offline"),
+            Self::Unsynchronized { missing } => write!(
+                f,
+                "the site leads to the new block, but cores {missing:#x} did not confirm"
+            ),
+            Self::InsideSite { core } => {
+                write!(f, "core {core} was stopped inside the code to rewrite")
+            }
+            Self::PositionUnknown { core } => {
+                write!(f, "where core {core} was stopped is unknown")
+            }
             Self::PublishFailed => f.write_str("the publication failed"),
             Self::Arena => f.write_str("arena bookkeeping error"),
         }

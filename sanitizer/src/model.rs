@@ -3,7 +3,7 @@
 //!
 //! # The rules, and where they come from
 //!
-//! A word written by a store is *fresh* for core `e` once this chain holds (DESIGN section 1,
+//! A word written by a store is *fresh* for core `e` once this chain holds (docs/design.md section 1,
 //! and the herd7 instruction-fetch catalogue, `aarch64-ifetch`):
 //!
 //! 1. **clean** (`CTR_EL0.IDC = 0`): a `DC CVAU`/`CVAC`/`CIVAC`/`CVAP` of the line that is
@@ -23,7 +23,7 @@
 //!    between write and `ISB` on one core: `SM.B+dsb.ish-isb` Forbidden, `SM.B+isb` Allowed).
 //!    The model is stricter than herd7 in one place: a core that did the whole sequence itself
 //!    still needs its `ISB` (`SM.B+dc.cvau-dsb.ish-ic.vau-dsb.ish`, Forbidden in herd7), as the
-//!    Arm ARM and DESIGN section 1 require. Exception entry, `ERET` and `SVC`/`HVC`/`SMC`
+//!    Arm ARM and docs/design.md section 1 require. Exception entry, `ERET` and `SVC`/`HVC`/`SMC`
 //!    count as context synchronization once the completion has happened (in QEMU's execution
 //!    order): an exception is taken at a precise point, unlike an `ISB`, which a core may
 //!    perform before an earlier load is satisfied.

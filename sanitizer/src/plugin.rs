@@ -1,6 +1,6 @@
 //! QEMU glue: decides at translation time what to instrument and feeds the model.
 //!
-//! What gets a callback (decided per translated block, DESIGN section 5):
+//! What gets a callback (decided per translated block, docs/design.md section 5):
 //! - `DMB`, `DSB`, `ISB`, `DC`, `IC`, `ERET`, `SVC`/`HVC`/`SMC`, `MSR VBAR_ELx` and the marker
 //!   hints: an exec callback each (rare instructions);
 //! - every store, and the loads whose value the model can use (`decode::LoadDeps::follow`): a

@@ -55,7 +55,7 @@ impl Missing {
     }
 }
 
-/// The two kinds of report (DESIGN section 5).
+/// The two kinds of report (docs/design.md section 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Old and new word are both in the CMODX set: the core ran one of the two.

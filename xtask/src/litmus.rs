@@ -3,7 +3,7 @@
 //! A mirror's consumer marks each iteration (`ITERATION`) and says whether the catalogue test's
 //! `exists` clause held apart from the stale fetch itself (`OUTCOME`, value 1: the iteration
 //! qualifies); the kernel logs which word is rewritten and which core runs it. A verdict speaks
-//! only of qualifying iterations (DESIGN section 5), so only stale reports of that word, by that
+//! only of qualifying iterations (docs/design.md section 5), so only stale reports of that word, by that
 //! core, in those iterations count:
 //!
 //! - `Allowed`: at least one qualifying iteration was reported stale;

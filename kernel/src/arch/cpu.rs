@@ -1,8 +1,8 @@
 //! Small processor helpers: who am I, time, waiting, and masking interrupts.
 
 use aarch64_cpu::asm;
-use aarch64_cpu::registers::{CNTFRQ_EL0, CNTVCT_EL0, CurrentEL, DAIF, MPIDR_EL1};
-use aarch64_cpu::registers::{ReadWriteable, Readable, Writeable};
+use aarch64_cpu::registers::Readable;
+use aarch64_cpu::registers::{CNTFRQ_EL0, CNTVCT_EL0, CurrentEL, MPIDR_EL1};
 
 /// This core's linear index, which `boot.s` stored in `TPIDR_EL1`.
 #[inline]
@@ -61,21 +61,36 @@ pub fn wfi() {
     asm::wfi();
 }
 
+// aarch64-cpu's `DAIF` accessors are `asm!(.., nomem)`, and its reads also `pure`: not compiler
+// barriers, so the compiler may move a critical section's memory accesses across the mask or
+// unmask, or reuse a `DAIF` value read earlier. These three are plain `asm!` (which the compiler
+// must treat as reading and writing any memory), one instruction each concern.
+
 /// Unmasks IRQs on this core.
 pub fn irq_enable() {
-    DAIF.modify(DAIF::I::Unmasked);
+    // SAFETY: unmasking IRQs at EL1; the vector table is installed before any core gets here.
+    unsafe { core::arch::asm!("msr daifclr, #2", options(nostack, preserves_flags)) };
 }
 
 /// Masks IRQs on this core, returning the previous `DAIF` for [`irq_restore`].
 pub fn irq_save() -> u64 {
-    let saved = DAIF.get();
-    DAIF.modify(DAIF::I::Masked);
+    let saved: u64;
+    // SAFETY: reading DAIF and masking IRQs at EL1 has no other effect.
+    unsafe {
+        core::arch::asm!(
+            "mrs {saved}, daif",
+            "msr daifset, #2",
+            saved = out(reg) saved,
+            options(nostack, preserves_flags)
+        )
+    };
     saved
 }
 
 /// Restores a `DAIF` value from [`irq_save`].
 pub fn irq_restore(saved: u64) {
-    DAIF.set(saved);
+    // SAFETY: `saved` is a DAIF value this core read in `irq_save`.
+    unsafe { core::arch::asm!("msr daif, {}", in(reg) saved, options(nostack, preserves_flags)) };
 }
 
 /// `CTR_EL0`, the cache type register (aarch64-cpu does not provide it).

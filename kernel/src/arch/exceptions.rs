@@ -144,9 +144,36 @@ fn try_trap(frame: &mut Frame, esr_val: u64, far: u64) -> bool {
     true
 }
 
+/// Where each core was when its current IRQ interrupted it (`ELR`, `X30`), for a rendezvous
+/// that must not rewrite code a parked core resumes or returns into.
+#[repr(align(64))]
+struct InterruptedAt {
+    pc: AtomicU64,
+    lr: AtomicU64,
+}
+
+static INTERRUPTED: [InterruptedAt; boards::MAX_CORES] = [const {
+    InterruptedAt {
+        pc: AtomicU64::new(0),
+        lr: AtomicU64::new(0),
+    }
+}; boards::MAX_CORES];
+
+/// Where `core` was interrupted by the IRQ it is handling now. Meaningful only while that core
+/// is inside the handler, read after an acquire of something it stored with release there.
+pub fn interrupted_at(core: usize) -> (u64, u64) {
+    let at = &INTERRUPTED[core];
+    (at.pc.load(Ordering::Relaxed), at.lr.load(Ordering::Relaxed))
+}
+
 extern "C" fn handle_exception(frame: &mut Frame, kind: u64) {
     match kind {
-        CURRENT_SPX_IRQ => crate::irq::handle(),
+        CURRENT_SPX_IRQ => {
+            let at = &INTERRUPTED[cpu::core_id()];
+            at.pc.store(frame.elr, Ordering::Relaxed);
+            at.lr.store(frame.x[30], Ordering::Relaxed);
+            crate::irq::handle()
+        }
         CURRENT_SPX_SYNC => {
             let esr_val = ESR_EL1.get();
             let far = FAR_EL1.get();

@@ -294,9 +294,13 @@ pub(crate) fn publish(
         // SAFETY: the in-place site's two views; StopTheWorld holds every other core meanwhile.
         let site = unsafe { InPlaceSite::new(write, exec, Fixed::IN_PLACE_LEN / 4) }
             .map_err(|e| fail(&e))?;
-        StopTheWorld::new(rv)
-            .patch_in_place(&env, &site, &law_words(kind, version))
-            .map_err(|e| fail(&e))?;
+        patch::rewrite_in_place(
+            &StopTheWorld::new(rv),
+            &env,
+            &site,
+            &law_words(kind, version),
+        )
+        .map_err(|e| fail(&e))?;
         return Ok(None);
     }
     let block = place(kind, version)?;

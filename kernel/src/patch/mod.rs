@@ -280,3 +280,33 @@ impl defmt::Format for PlaceError {
         }
     }
 }
+
+/// Rewrites the in-place site with `words` under stop-the-world, postponing (within the
+/// environment's timeout) while a stopped core was interrupted inside the site: it would resume
+/// in the middle of the new code. Returns how many attempts were postponed.
+pub fn rewrite_in_place(
+    stw: &patcher::strategy::StopTheWorld<Hw, MAX_CORES>,
+    env: &Env<'_, KernelPlatform, Hw>,
+    site: &patcher::strategy::InPlaceSite,
+    words: &[u32],
+) -> Result<u64, patcher::strategy::PublishError> {
+    use patcher::strategy::PublishError;
+    let deadline =
+        crate::arch::cpu::ticks() + crate::arch::cpu::us_to_ticks(env.timeout.as_micros() as u64);
+    let mut postponed = 0;
+    loop {
+        match stw.patch_in_place(env, site, words) {
+            Err(e @ PublishError::InsideSite { .. }) => {
+                if crate::arch::cpu::ticks() > deadline {
+                    return Err(e);
+                }
+                postponed += 1;
+                // Let the interrupted core run on past the site before stopping it again.
+                for _ in 0..16 {
+                    crate::arch::cpu::relax();
+                }
+            }
+            other => return other.map(|()| postponed),
+        }
+    }
+}

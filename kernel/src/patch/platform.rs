@@ -5,7 +5,7 @@ use crate::ipi::{self, IpiError as KernelIpiError, Request};
 use crate::smp;
 use boards::CoreMask;
 use core::time::Duration;
-use patcher::platform::{CoreId, CoreSet, IpiError, IpiWork, Platform};
+use patcher::platform::{CoreId, CoreSet, Interrupted, IpiError, IpiWork, Platform};
 
 /// The kernel as the patcher's [`Platform`] (zero-sized: all state lives in `ipi` and `smp`).
 pub struct KernelPlatform;
@@ -21,10 +21,10 @@ fn micros(d: Duration) -> u64 {
 fn convert(e: KernelIpiError) -> IpiError {
     match e {
         KernelIpiError::Timeout { pending } => IpiError::Timeout {
-            missing: CoreSet::from_bits(pending),
+            missing: CoreSet::from_bits(pending.bits()),
         },
         KernelIpiError::Offline { cores } => IpiError::Offline {
-            cores: CoreSet::from_bits(cores),
+            cores: CoreSet::from_bits(cores.bits()),
         },
     }
 }
@@ -53,6 +53,14 @@ impl Platform for KernelPlatform {
         ipi::send_request(mask(targets), Request::Work(work), SEND_TIMEOUT_US)
             .map(drop)
             .map_err(convert)
+    }
+
+    fn interrupted_at(&self, core: CoreId) -> Option<Interrupted> {
+        if !smp::online().contains(core.index()) {
+            return None;
+        }
+        let (pc, lr) = crate::arch::exceptions::interrupted_at(core.index());
+        Some(Interrupted { pc, lr })
     }
 
     fn wait_for(&self, timeout: Duration, done: &mut dyn FnMut() -> bool) -> bool {

@@ -43,15 +43,28 @@ pub struct NamedSite {
     /// Its name.
     pub name: &'static str,
     site: &'static IndirectSite,
-    /// The slot the site leads to now; the lock serializes producers.
-    live: spin::Mutex<Option<SlotId>>,
+    /// What the site's slots are doing; the lock serializes producers.
+    slots: spin::Mutex<Slots>,
+}
+
+/// The slots a named site holds.
+pub struct Slots {
+    /// The slot the site leads to now.
+    live: Option<SlotId>,
+    /// A slot some core may still run although the site no longer leads to it (a publication
+    /// made the new block reachable but did not synchronize every core): retired only after the
+    /// next publication that synchronizes every core.
+    held_back: Option<SlotId>,
 }
 
 /// Every named site.
 pub static SITES: [NamedSite; 1] = [NamedSite {
     name: "indirect",
     site: &sites::INDIRECT,
-    live: spin::Mutex::new(None),
+    slots: spin::Mutex::new(Slots {
+        live: None,
+        held_back: None,
+    }),
 }];
 
 /// The site called `name`.
@@ -65,24 +78,45 @@ pub fn find(name: &str) -> Result<&'static NamedSite, PatchError> {
 impl NamedSite {
     /// Checks `code`, places it, publishes it with IPI synchronization (every core acknowledges
     /// within `timeout` before the pointer moves), and retires the previous block.
+    ///
+    /// On an error that left the new block unreachable, the new block is retired (a late
+    /// acknowledgement may still be on its way, so only after a grace period) and the site is as
+    /// it was. On one that made it reachable ([`PublishError::block_reachable`]) the new block is
+    /// live and the previous one is held back until a later publication synchronizes everyone.
     pub fn publish(&self, code: &[u8], timeout: Duration) -> Result<(), PatchError> {
-        let mut live = self.live.try_lock().ok_or(PatchError::Busy)?;
+        let mut slots = self.slots.try_lock().ok_or(PatchError::Busy)?;
         let block = place(code, timeout, |_| true).map_err(PatchError::Place)?;
         if let Err(e) = IpiSync.publish(&super::env(timeout), self.site, &block) {
-            // Never linked, but a late acknowledgement may still be on its way: reuse it only
-            // after a grace period, like any retired block.
-            let _ = retire(block.slot());
+            if e.block_reachable() {
+                if let Some(old) = slots.live.replace(block.slot())
+                    && let Some(older) = slots.held_back.replace(old)
+                {
+                    // A second unsynchronized publication in a row: a core that missed both may
+                    // still run either block. The older slot is never reused (lost to the
+                    // arena) rather than reused while it may run.
+                    defmt::warn!(
+                        "site {=str}: slot {=usize} kept out of use for good",
+                        self.name,
+                        older.0
+                    );
+                }
+            } else {
+                let _ = retire(block.slot());
+            }
             return Err(PatchError::Publish(e));
         }
-        if let Some(old) = live.replace(block.slot()) {
+        for old in [slots.live.replace(block.slot()), slots.held_back.take()]
+            .into_iter()
+            .flatten()
+        {
             retire(old).map_err(PatchError::Arena)?;
         }
         Ok(())
     }
 
     /// Holds the site as a producer would while publishing (for tests of concurrent producers).
-    pub fn hold(&self) -> Option<spin::MutexGuard<'_, Option<SlotId>>> {
-        self.live.try_lock()
+    pub fn hold(&self) -> Option<spin::MutexGuard<'_, Slots>> {
+        self.slots.try_lock()
     }
 
     /// Where the site leads now.

@@ -171,7 +171,7 @@ fn timeout_names_the_silent_core(ctx: &Ctx) -> TestResult {
             return Err(super::Failed);
         };
         let expected = IpiError::Timeout {
-            pending: CoreMask::single(silent).bits(),
+            pending: CoreMask::single(silent),
         };
         check!(
             first == Err(expected),

@@ -56,10 +56,12 @@ fn run(ctx: &Ctx) -> TestResult {
         STOP.store(true, Ordering::Release);
         r
     } else {
-        consume(ctx.core);
-        Ok(())
+        consume(ctx.core)
     }
 }
+
+/// How long a consumer waits for the first block before it gives up.
+const READY_TIMEOUT_US: u64 = 60_000_000;
 
 /// Publishes version 0, then serves frames until the host ends the session.
 fn serve() -> TestResult {
@@ -175,13 +177,37 @@ fn refusal(e: &PatchError) -> Refusal {
         PatchError::Publish(PublishError::Ipi(IpiError::Offline { cores })) => Refusal::Offline {
             cores: cores.bits(),
         },
+        PatchError::Publish(PublishError::Busy) => Refusal::Busy,
+        PatchError::Publish(PublishError::Unsynchronized { missing }) => Refusal::Unsynchronized {
+            missing: missing.bits(),
+        },
+        PatchError::Publish(PublishError::InsideSite { core, .. }) => {
+            Refusal::InsideSite { core: core.0 }
+        }
+        PatchError::Publish(PublishError::PositionUnknown { core }) => {
+            Refusal::PositionUnknown { core: core.0 }
+        }
         PatchError::Publish(_) => Refusal::PublishFailed,
     }
 }
 
-/// Calls the site until the session ends, saying whenever the version it runs changes.
-fn consume(core: usize) {
+/// Calls the site until the session ends, saying whenever the version it runs changes. Gives
+/// up at once if the server stopped before the first block was in place (it was refused), and
+/// after [`READY_TIMEOUT_US`] if it never said either.
+fn consume(core: usize) -> TestResult {
+    let deadline = cpu::ticks() + cpu::us_to_ticks(READY_TIMEOUT_US);
     while !READY.load(Ordering::Acquire) {
+        if STOP.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if cpu::ticks() > deadline {
+            defmt::error!(
+                "live: core {=usize}: the site had no first block after {=u64} s",
+                core,
+                READY_TIMEOUT_US / 1_000_000
+            );
+            return Err(super::Failed);
+        }
         cpu::relax();
     }
     // Grace periods: a replaced block's slot is reused only after this core passed a call
@@ -213,4 +239,5 @@ fn consume(core: usize) {
         cpu::relax();
     }
     qsbr.offline(me);
+    Ok(())
 }

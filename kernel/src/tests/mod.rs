@@ -9,6 +9,7 @@ mod bench;
 mod demo;
 mod fault;
 mod ipi;
+mod ipi_recovery;
 mod litmus;
 mod live;
 mod naive;

@@ -10,7 +10,7 @@
 //! it checks that no consumer is inside it (each block marks itself on entry and exit).
 //!
 //! TCG mode: round-robin TCG (`thread=single`), plain and sanitized, where QEMU itself never
-//! leaves a core on old translated code (DESIGN section 4), so a stale version is our bug. QEMU
+//! leaves a core on old translated code (docs/design.md section 4), so a stale version is our bug. QEMU
 //! keeps instruction fetch coherent, so a plain pass says nothing about cache maintenance: that
 //! is the sanitized runs' job (`--sanitize`; the sanitizer names cores by `TPIDR_EL1` there).
 
@@ -68,6 +68,9 @@ stress_test!(
 );
 stress_test!(PATCH_SEQ, "patch-seq", seq, [Clean, No]);
 stress_test!(PATCH_STW, "patch-stw", stw, [Clean, No]);
+// Stop-the-world with consumers that keep IRQs enabled inside the site: the rendezvous must
+// postpone every edit while a parked core would resume (or return) into the site.
+stress_test!(PATCH_STW_IRQ, "patch-stw-irq", stw_irq, [Clean, No]);
 stress_test!(
     PATCH_FTR_BROKEN,
     "patch-ftr-broken",
@@ -87,6 +90,8 @@ enum Kind {
     FtrMulti,
     Seq,
     Stw,
+    /// Stop-the-world whose consumers call the site with IRQs enabled.
+    StwIrq,
     /// Flush-then-redirect through a stub with its `ISB` removed: the negative control.
     FtrBroken,
 }
@@ -141,6 +146,9 @@ fn seq(ctx: &Ctx) -> TestResult {
 fn stw(ctx: &Ctx) -> TestResult {
     run(Kind::Stw, ctx)
 }
+fn stw_irq(ctx: &Ctx) -> TestResult {
+    run(Kind::StwIrq, ctx)
+}
 fn ftr_broken(ctx: &Ctx) -> TestResult {
     run(Kind::FtrBroken, ctx)
 }
@@ -184,7 +192,7 @@ fn wait(b: &Barrier, ctx: &Ctx) -> TestResult {
 fn setup(kind: Kind) -> TestResult {
     let svc = patch::service();
     match kind {
-        Kind::Stw => write_in_place(0)?,
+        Kind::Stw | Kind::StwIrq => write_in_place(0)?,
         Kind::Branch => {
             let block = place(0)?;
             patch::install(
@@ -323,10 +331,17 @@ fn producer(kind: Kind, ctx: &Ctx, pubs: u64) -> TestResult {
         return Err(Failed);
     }
     let mut previous: Option<SlotId> = None;
+    let mut postponed = 0;
     let start = cpu::ticks();
     for version in 1..=pubs {
-        let result = if kind == Kind::Stw {
-            StopTheWorld::new(rendezvous).patch_in_place(&env, &in_place, &words(version))
+        let result = if matches!(kind, Kind::Stw | Kind::StwIrq) {
+            patch::rewrite_in_place(
+                &StopTheWorld::new(rendezvous),
+                &env,
+                &in_place,
+                &words(version),
+            )
+            .map(|n| postponed += n)
         } else {
             let block = place(version)?;
             let r = match kind {
@@ -339,7 +354,7 @@ fn producer(kind: Kind, ctx: &Ctx, pubs: u64) -> TestResult {
                 Kind::Ftr | Kind::FtrMulti | Kind::FtrBroken => ftr
                     .publish(&env, cells, &block)
                     .and_then(|()| ftr.wait_acknowledged(&env, cells, &block)),
-                Kind::Stw => unreachable!(),
+                Kind::Stw | Kind::StwIrq => unreachable!(),
             };
             if r.is_ok()
                 && let Some(old) = previous.replace(block.slot())
@@ -371,6 +386,12 @@ fn producer(kind: Kind, ctx: &Ctx, pubs: u64) -> TestResult {
         elapsed * 1000 / cpu::tick_hz(),
         calls
     );
+    if matches!(kind, Kind::Stw | Kind::StwIrq) {
+        defmt::info!(
+            "stop-the-world: {=u64} edits postponed while a core was stopped inside the site",
+            postponed
+        );
+    }
     Ok(())
 }
 
@@ -382,7 +403,9 @@ fn call(kind: Kind, inside: *mut u64) -> Answer {
             Kind::Ipi | Kind::IpiRemote | Kind::Seq => sites::call_indirect(inside),
             Kind::Ftr | Kind::FtrMulti | Kind::FtrBroken => sites::call_per_core(inside),
             Kind::Branch => sites::call_at(patch::arena_addr(Fixed::FLIP).0, inside),
-            Kind::Stw => sites::call_at(patch::arena_addr(Fixed::IN_PLACE).0, inside),
+            Kind::Stw | Kind::StwIrq => {
+                sites::call_at(patch::arena_addr(Fixed::IN_PLACE).0, inside)
+            }
         }
     }
 }
@@ -400,8 +423,9 @@ fn consumer(kind: Kind, ctx: &Ctx) -> TestResult {
             SEQ.enter(me, &Hw);
         }
         let floor = DONE.load(Ordering::Acquire);
-        // Stop-the-world edits code in place: a core must never be inside it when it stops, so
-        // the call runs with IRQs masked and the rendezvous IPI lands between calls.
+        // `patch-stw` masks IRQs around the call, as a control loop would, so the rendezvous IPI
+        // lands between calls; `patch-stw-irq` leaves them enabled, and the rendezvous itself
+        // must postpone the edit while a core is inside the site.
         let saved = (kind == Kind::Stw).then(cpu::irq_save);
         let a = call(kind, cell.inside.as_ptr());
         if let Some(saved) = saved {

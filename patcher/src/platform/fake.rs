@@ -7,7 +7,7 @@
 
 use core::time::Duration;
 
-use super::{CoreId, CoreSet, IpiError, IpiWork, Platform};
+use super::{CoreId, CoreSet, Interrupted, IpiError, IpiWork, Platform};
 use crate::record::{Event, Recorder};
 
 /// Recording fake of [`Platform`].
@@ -19,6 +19,7 @@ pub struct FakePlatform<'r> {
     poll_budget: usize,
     on_poll: Option<&'r (dyn Fn() + Sync)>,
     deliver: Option<&'r (dyn Fn(CoreId, &'static dyn IpiWork) + Sync)>,
+    interrupted: Option<&'r (dyn Fn(CoreId) -> Option<Interrupted> + Sync)>,
 }
 
 impl<'r> FakePlatform<'r> {
@@ -32,6 +33,7 @@ impl<'r> FakePlatform<'r> {
             poll_budget: 1_000_000,
             on_poll: None,
             deliver: None,
+            interrupted: None,
         }
     }
 
@@ -79,7 +81,26 @@ impl<'r> FakePlatform<'r> {
     }
 }
 
+impl<'r> FakePlatform<'r> {
+    /// The same fake, answering [`Platform::interrupted_at`] with `at` (without it, every core
+    /// was interrupted at address 0, outside any code a test patches).
+    pub const fn with_interrupted(
+        mut self,
+        at: &'r (dyn Fn(CoreId) -> Option<Interrupted> + Sync),
+    ) -> Self {
+        self.interrupted = Some(at);
+        self
+    }
+}
+
 impl Platform for FakePlatform<'_> {
+    fn interrupted_at(&self, core: CoreId) -> Option<Interrupted> {
+        match self.interrupted {
+            Some(at) => at(core),
+            None => Some(Interrupted { pc: 0, lr: 0 }),
+        }
+    }
+
     fn current_core(&self) -> CoreId {
         self.current
     }

@@ -26,8 +26,16 @@ impl CoreId {
 }
 
 /// A set of cores, as a bit mask (bit `n` is core `n`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct CoreSet(u64);
+
+/// Core numbers as a person reads them: `cores {1, 3}`.
+impl core::fmt::Debug for CoreSet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("cores ")?;
+        f.debug_set().entries(self.iter().map(|c| c.0)).finish()
+    }
+}
 
 impl CoreSet {
     /// No core.
@@ -137,6 +145,23 @@ impl IpiWork for SyncOnly {
 /// A `'static` [`SyncOnly`], for `ipi_sync(targets, SYNC_ONLY, ..)`.
 pub static SYNC_ONLY: &SyncOnly = &SyncOnly;
 
+/// Where a core was when an IPI interrupted it: the code it returns to, and its link register
+/// (the code the interrupted function returns to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interrupted {
+    /// `ELR`: where the core resumes.
+    pub pc: u64,
+    /// `X30`: where the interrupted function returns.
+    pub lr: u64,
+}
+
+impl Interrupted {
+    /// Whether the core would resume, or return, into `[start, start + len)`.
+    pub const fn within(&self, start: u64, len: u64) -> bool {
+        self.pc.wrapping_sub(start) < len || self.lr.wrapping_sub(start) < len
+    }
+}
+
 /// Why a cross-core operation did not complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpiError {
@@ -187,4 +212,23 @@ pub trait Platform {
     /// Polls `done` until it returns `true` (then returns `true`) or `timeout` has passed (then
     /// returns `false`). The bound every other cross-core wait in the patcher uses.
     fn wait_for(&self, timeout: Duration, done: &mut dyn FnMut() -> bool) -> bool;
+
+    /// Where `core` was interrupted by the IPI whose work it runs now, or `None` when the
+    /// platform cannot tell. Read only while that core is held inside the work (a rendezvous),
+    /// after the core signalled so with release ordering.
+    fn interrupted_at(&self, core: CoreId) -> Option<Interrupted>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CoreId, CoreSet, IpiError};
+    use std::format;
+
+    #[test]
+    fn core_sets_print_as_core_numbers() {
+        let set = CoreSet::EMPTY.with(CoreId(1)).with(CoreId(3));
+        assert_eq!(format!("{set:?}"), "cores {1, 3}");
+        let e = IpiError::Timeout { missing: set };
+        assert_eq!(format!("{e:?}"), "Timeout { missing: cores {1, 3} }");
+    }
 }

@@ -7,12 +7,13 @@
 //! the old and the new word must be in the CMODX set, so a core racing the store runs one or
 //! the other, never a torn mix.
 
-use super::{Env, PublishError, Strategy};
+use super::{Claim, Env, PublishError, Strategy};
 use crate::arena::CodeBlock;
 use crate::cache::Maintenance;
 use crate::code_write;
 use crate::insn;
-use crate::platform::{Platform, SYNC_ONLY};
+use crate::platform::{IpiError, Platform, SYNC_ONLY};
+use core::sync::atomic::AtomicBool;
 
 /// A code word that may be flipped, known through both aliases.
 pub struct FlipSite {
@@ -20,6 +21,8 @@ pub struct FlipSite {
     exec_va: usize,
     /// Serializes flips of this site, so stores to the word never race.
     lock: spin::Mutex<()>,
+    /// Held by the producer publishing to this site (a second one gets `Busy`).
+    pub(crate) producer: AtomicBool,
 }
 
 impl FlipSite {
@@ -40,6 +43,7 @@ impl FlipSite {
             write_va,
             exec_va,
             lock: spin::Mutex::new(()),
+            producer: AtomicBool::new(false),
         })
     }
 
@@ -101,10 +105,16 @@ impl BranchFlip {
         let result = env
             .platform
             .ipi_sync(env.others(), SYNC_ONLY, env.timeout)
-            .map_err(PublishError::from);
+            // The word is already written (it cannot be taken back safely without the same
+            // synchronization): the new branch is reachable, and these cores may still run the
+            // old one.
+            .map_err(|e| PublishError::Unsynchronized {
+                missing: match e {
+                    IpiError::Timeout { missing } => missing,
+                    IpiError::Offline { cores } => cores,
+                },
+            });
         env.sync.backend().isb();
-        // On a timeout the word is already written (it cannot be taken back safely without
-        // the same synchronization); the error names the cores that may still run the old one.
         result.map(|()| old)
     }
 
@@ -131,6 +141,7 @@ impl Strategy for BranchFlip {
         site: &FlipSite,
         block: &CodeBlock<'static>,
     ) -> Result<(), PublishError> {
+        let _claim = Claim::take(&site.producer)?;
         block.sync(env.sync);
         // A consumer may fetch the new branch before the flip's IPI reaches it, and then runs
         // the block with no context synchronization of its own since the block was made

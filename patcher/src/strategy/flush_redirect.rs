@@ -18,9 +18,9 @@
 //! [`FlushThenRedirect::stub_model`] is the same sequence in Rust, and a host test runs the
 //! machine code in a small interpreter to check the two agree.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::{Env, PublishError, Strategy};
+use super::{Claim, Env, PublishError, Strategy};
 use crate::arena::CodeBlock;
 use crate::cache::Maintenance;
 use crate::insn::{self, Barrier, Cond, IcOp, Reg, Width};
@@ -44,6 +44,8 @@ pub struct ConsumerCell {
     pub inval_end: AtomicU64,
     /// Instruction-cache line size to step by; 0 when `DIC` makes invalidation unnecessary.
     pub stride: AtomicU64,
+    /// Held by the producer publishing to this cell (a second one gets `Busy`).
+    pub(crate) producer: AtomicBool,
 }
 
 const _: () = assert!(core::mem::size_of::<ConsumerCell>() == 128);
@@ -107,6 +109,7 @@ impl ConsumerCell {
             inval_start: AtomicU64::new(0),
             inval_end: AtomicU64::new(0),
             stride: AtomicU64::new(0),
+            producer: AtomicBool::new(false),
         }
     }
 
@@ -170,7 +173,8 @@ impl FlushThenRedirect {
         {
             Ok(())
         } else {
-            Err(PublishError::Timeout { missing: pending() })
+            // The cells lead to the stub, and through it to the block: it is reachable.
+            Err(PublishError::Unsynchronized { missing: pending() })
         }
     }
 
@@ -213,6 +217,35 @@ impl Strategy for FlushThenRedirect {
     /// [`wait_acknowledged`](Self::wait_acknowledged) tells when the old block is unreachable
     /// from every consumer.
     fn publish<P: Platform + ?Sized, M: Maintenance>(
+        &self,
+        env: &Env<'_, P, M>,
+        cells: &[ConsumerCell],
+        block: &CodeBlock<'static>,
+    ) -> Result<(), PublishError> {
+        // One producer at a time on these cells: the pending check below and the writes after
+        // it must not interleave with another producer's.
+        for (i, cell) in cells.iter().enumerate() {
+            // Kept (not dropped) until `release` below.
+            if Claim::take(&cell.producer).map(core::mem::forget).is_err() {
+                release(&cells[..i]);
+                return Err(PublishError::Busy);
+            }
+        }
+        let result = self.publish_claimed(env, cells, block);
+        release(cells);
+        result
+    }
+}
+
+/// Releases the claims [`FlushThenRedirect::publish`] took on `cells`.
+fn release(cells: &[ConsumerCell]) {
+    for cell in cells {
+        cell.producer.store(false, Ordering::Release);
+    }
+}
+
+impl FlushThenRedirect {
+    fn publish_claimed<P: Platform + ?Sized, M: Maintenance>(
         &self,
         env: &Env<'_, P, M>,
         cells: &[ConsumerCell],

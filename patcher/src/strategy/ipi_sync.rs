@@ -38,6 +38,7 @@ impl Strategy for IpiSync {
         site: &IndirectSite,
         block: &CodeBlock<'static>,
     ) -> Result<(), PublishError> {
+        let _claim = site.claim()?;
         block.sync(env.sync);
         env.platform
             .ipi_sync(env.others(), SYNC_ONLY, env.timeout)?;
@@ -118,6 +119,7 @@ impl<W: Maintenance + Sync> Strategy for IpiSyncRemote<W> {
         site: &IndirectSite,
         block: &CodeBlock<'static>,
     ) -> Result<(), PublishError> {
+        let _claim = site.claim()?;
         // One publication at a time per work item: the block it carries is this one.
         let _serial = self.work.serial.lock();
         block.sync(env.sync);

@@ -38,13 +38,13 @@ pub use ipi_sync::{IpiSync, IpiSyncRemote, RemoteInvalidate};
 pub use seq_check::SeqCheck;
 pub use stop_world::{InPlaceSite, Rendezvous, StopTheWorld};
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 
 use crate::arena::CodeBlock;
 use crate::cache::{CodeSync, Maintenance};
 use crate::insn::EncodeError;
-use crate::platform::{CoreSet, IpiError, Platform};
+use crate::platform::{CoreId, CoreSet, Interrupted, IpiError, Platform};
 
 /// What a strategy works with: the platform, the maintenance policy, and the bound on every
 /// cross-core wait.
@@ -66,8 +66,13 @@ impl<P: Platform + ?Sized, M: Maintenance> Env<'_, P, M> {
     }
 }
 
-/// Why a publication did not complete. Where this is returned the new block has not been made
-/// reachable, unless the variant says otherwise.
+/// Why a publication did not complete.
+///
+/// Every variant but [`Unsynchronized`](Self::Unsynchronized) means the new block was **not**
+/// made reachable: the site leads where it led, and the block may be retired. After
+/// `Unsynchronized` the site leads to the new block ([`block_reachable`](Self::block_reachable)),
+/// so the caller must keep it, and must keep the previous block too until a later publication
+/// synchronizes every core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PublishError {
     /// An IPI was not acknowledged in time or could not be sent.
@@ -104,6 +109,56 @@ pub enum PublishError {
         /// The consumers still on the flush stub.
         consumers: CoreSet,
     },
+    /// A stopped core was interrupted inside the code to be rewritten in place (or would return
+    /// into it): it would resume in the middle of the new code. Nothing was written; try again
+    /// once it has left.
+    InsideSite {
+        /// The core.
+        core: CoreId,
+        /// Where it was interrupted.
+        at: Interrupted,
+    },
+    /// Another producer is publishing to this site now; nothing was written.
+    Busy,
+    /// The site already leads to the new block, but these cores did not confirm their
+    /// synchronization in time (the second IPI of a branch flip; flush-then-redirect consumers,
+    /// by position, that have not yet taken the block): they may still run the previous block.
+    Unsynchronized {
+        /// The cores (or consumers) that did not confirm.
+        missing: CoreSet,
+    },
+    /// The platform could not tell where a stopped core was interrupted, so an in-place edit
+    /// could not be proven safe. Nothing was written.
+    PositionUnknown {
+        /// The core.
+        core: CoreId,
+    },
+}
+
+impl PublishError {
+    /// Whether the site may lead to the new block after this error (see the type's
+    /// documentation).
+    pub const fn block_reachable(&self) -> bool {
+        matches!(self, Self::Unsynchronized { .. })
+    }
+}
+
+/// One producer's exclusive hold on a site for one publication: taken without waiting (a second
+/// producer gets [`PublishError::Busy`]), released when dropped.
+pub(crate) struct Claim<'a>(&'a AtomicBool);
+
+impl<'a> Claim<'a> {
+    pub(crate) fn take(flag: &'a AtomicBool) -> Result<Self, PublishError> {
+        flag.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .map(|_| Self(flag))
+            .map_err(|_| PublishError::Busy)
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl From<IpiError> for PublishError {
@@ -124,6 +179,8 @@ impl From<EncodeError> for PublishError {
 #[derive(Debug)]
 pub struct IndirectSite {
     target: AtomicU64,
+    /// Held by the producer publishing to this site (see [`Claim`]).
+    producer: AtomicBool,
 }
 
 const _: () = assert!(core::mem::size_of::<IndirectSite>() == 128);
@@ -134,7 +191,13 @@ impl IndirectSite {
     pub const fn new(initial: u64) -> Self {
         Self {
             target: AtomicU64::new(initial),
+            producer: AtomicBool::new(false),
         }
+    }
+
+    /// This site for one producer, or [`PublishError::Busy`].
+    pub(crate) fn claim(&self) -> Result<Claim<'_>, PublishError> {
+        Claim::take(&self.producer)
     }
 
     /// The current target (load-acquire).

@@ -108,6 +108,7 @@ impl<const N: usize> Strategy for SeqCheck<N> {
         site: &IndirectSite,
         block: &CodeBlock<'static>,
     ) -> Result<(), PublishError> {
+        let _claim = site.claim()?;
         block.sync(env.sync);
         let s = self.seq.0.fetch_add(1, Ordering::Release) + 1;
         let others = env.others();

@@ -140,9 +140,28 @@ impl<W: Maintenance + Sync, const N: usize> StopTheWorld<W, N> {
 
     /// Stops every other online core, runs `edit` (which may write only memory the stopped
     /// cores are not using as data), releases them; returns `edit`'s value.
+    ///
+    /// `edit` must not rewrite code a stopped core may resume or return into; use
+    /// [`stopped_outside`](Self::stopped_outside) for edits of code.
     pub fn stopped<P: Platform + ?Sized, M: Maintenance, R>(
         &self,
         env: &Env<'_, P, M>,
+        edit: impl FnOnce() -> R,
+    ) -> Result<R, PublishError> {
+        self.stopped_outside(env, None, edit)
+    }
+
+    /// [`stopped`](Self::stopped), but when `code` (`(start, len)` of executable addresses) is
+    /// given, the edit runs only if no stopped core was interrupted inside it or would return
+    /// into it (its `ELR` and link register, from [`Platform::interrupted_at`]); otherwise the
+    /// cores are released with nothing done and the error names the core and where it was.
+    ///
+    /// Only the interrupted function and its direct caller are seen: code rewritten in place
+    /// must be a leaf, or call only functions that cannot be interrupted (IRQs masked).
+    pub fn stopped_outside<P: Platform + ?Sized, M: Maintenance, R>(
+        &self,
+        env: &Env<'_, P, M>,
+        code: Option<(u64, u64)>,
         edit: impl FnOnce() -> R,
     ) -> Result<R, PublishError> {
         let _serial = self.rv.serial.lock();
@@ -151,14 +170,26 @@ impl<W: Maintenance + Sync, const N: usize> StopTheWorld<W, N> {
         let result = match env.platform.ipi_send(targets, self.rv) {
             Err(e) => Err(PublishError::Ipi(e)),
             Ok(()) => {
-                if env.platform.wait_for(env.timeout, &mut || {
+                if !env.platform.wait_for(env.timeout, &mut || {
                     self.rv.not_parked(targets, g).is_empty()
                 }) {
-                    Ok(edit())
-                } else {
                     Err(PublishError::Timeout {
                         missing: self.rv.not_parked(targets, g),
                     })
+                } else if let Some(e) = code.and_then(|(start, len)| {
+                    targets
+                        .iter()
+                        .find_map(|core| match env.platform.interrupted_at(core) {
+                            None => Some(PublishError::PositionUnknown { core }),
+                            Some(at) if at.within(start, len) => {
+                                Some(PublishError::InsideSite { core, at })
+                            }
+                            Some(_) => None,
+                        })
+                }) {
+                    Err(e)
+                } else {
+                    Ok(edit())
                 }
             }
         };
@@ -170,7 +201,8 @@ impl<W: Maintenance + Sync, const N: usize> StopTheWorld<W, N> {
 
     /// Rewrites `site` with `words` (exactly as many as the site has) while every other core
     /// is parked, with the full maintenance before the release. Nothing is written when the
-    /// lengths differ or the cores do not all park.
+    /// lengths differ, the cores do not all park, or a parked core was interrupted inside the
+    /// site ([`PublishError::InsideSite`]: the caller may try again).
     pub fn patch_in_place<P: Platform + ?Sized, M: Maintenance>(
         &self,
         env: &Env<'_, P, M>,
@@ -183,7 +215,8 @@ impl<W: Maintenance + Sync, const N: usize> StopTheWorld<W, N> {
                 found: words.len(),
             });
         }
-        self.stopped(env, || {
+        let code = (site.exec_va as u64, (site.words * 4) as u64);
+        self.stopped_outside(env, Some(code), || {
             for (i, &w) in words.iter().enumerate() {
                 // SAFETY: `InPlaceSite::new`'s contract: the word is mapped writable and written
                 // only here, under the rendezvous' serial lock.
@@ -209,6 +242,7 @@ impl<W: Maintenance + Sync, const N: usize> Strategy for StopTheWorld<W, N> {
         site: &IndirectSite,
         block: &CodeBlock<'static>,
     ) -> Result<(), PublishError> {
+        let _claim = site.claim()?;
         self.stopped(env, || {
             block.sync(env.sync);
             site.store_release(block.exec_addr(), env.sync.backend());

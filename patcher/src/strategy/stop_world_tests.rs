@@ -191,3 +191,86 @@ fn a_core_parked_for_an_older_generation_does_not_count() {
     );
     r.join();
 }
+
+/// A core interrupted inside the site (or whose caller is inside it) would resume in the middle
+/// of the new code: the edit is refused, nothing is written, every core is released.
+#[test]
+fn refuses_while_a_stopped_core_is_inside_the_site() {
+    use crate::platform::Interrupted;
+    for (pc, lr) in [(EXEC as u64 + 4, 0x1000), (0x1000, EXEC as u64)] {
+        let r = rig();
+        let at: &'static (dyn Fn(CoreId) -> Option<Interrupted> + Sync) =
+            Box::leak(Box::new(move |core: CoreId| {
+                Some(if core == CoreId(2) {
+                    Interrupted { pc, lr }
+                } else {
+                    Interrupted {
+                        pc: 0x2000,
+                        lr: 0x2004,
+                    }
+                })
+            }));
+        let p = FakePlatform::new(r.rec, 4)
+            .with_delivery(r.deliver())
+            .with_on_poll(&SLEEP)
+            .with_poll_budget(5000)
+            .with_interrupted(at);
+        let env = Env {
+            platform: &p,
+            sync: r.sync,
+            timeout: Duration::from_millis(100),
+        };
+        let (s, mem) = site(2);
+        let before = mem.to_vec();
+        let err = r
+            .stw
+            .patch_in_place(&env, &s, &[insn::ISB, insn::ISB])
+            .unwrap_err();
+        r.join();
+        assert_eq!(
+            err,
+            PublishError::InsideSite {
+                core: CoreId(2),
+                at: Interrupted { pc, lr }
+            }
+        );
+        assert_eq!(*mem, before[..], "nothing written");
+        assert!(
+            !r.rec
+                .events()
+                .iter()
+                .any(|e| matches!(e, Event::Cache(Op::DcCvau(_)))),
+            "no maintenance for an edit that did not happen"
+        );
+        // Just past the end is outside.
+        assert!(
+            !Interrupted {
+                pc: EXEC as u64 + 8,
+                lr: 0
+            }
+            .within(EXEC as u64, 8)
+        );
+    }
+}
+
+/// A platform that cannot say where a core stopped gets no in-place edit.
+#[test]
+fn refuses_when_a_position_is_unknown() {
+    let r = rig();
+    let at: &'static (dyn Fn(CoreId) -> Option<crate::platform::Interrupted> + Sync) =
+        Box::leak(Box::new(|_core: CoreId| None));
+    let p = FakePlatform::new(r.rec, 2)
+        .with_delivery(r.deliver())
+        .with_on_poll(&SLEEP)
+        .with_poll_budget(5000)
+        .with_interrupted(at);
+    let env = Env {
+        platform: &p,
+        sync: r.sync,
+        timeout: Duration::from_millis(100),
+    };
+    let (s, _mem) = site(1);
+    let err = r.stw.patch_in_place(&env, &s, &[insn::ISB]).unwrap_err();
+    r.join();
+    assert_eq!(err, PublishError::PositionUnknown { core: CoreId(1) });
+}

@@ -346,7 +346,7 @@ fn flush_then_redirect_per_consumer() {
     }
     assert_eq!(
         ftr.wait_acknowledged(&w.env(&p), &cells, &w.block),
-        Err(PublishError::Timeout {
+        Err(PublishError::Unsynchronized {
             missing: cores(&[0, 1])
         })
     );
@@ -378,7 +378,7 @@ fn flush_then_redirect_per_consumer() {
     );
     assert_eq!(
         ftr.wait_acknowledged(&w.env(&p), &cells, &w.block),
-        Err(PublishError::Timeout {
+        Err(PublishError::Unsynchronized {
             missing: cores(&[0])
         })
     );
@@ -471,4 +471,75 @@ fn oracle_rejects_the_naive_rewrite_and_broken_orders() {
         oracle(&early, &w, &[1, 2]),
         Err("a consumer had no context synchronization event")
     );
+}
+
+#[test]
+fn a_second_producer_is_busy_and_nothing_is_written() {
+    let w = world();
+    let p = FakePlatform::new(w.rec, 3);
+    let site = IndirectSite::new(0x1234);
+    let held = site.claim().unwrap();
+    assert_eq!(
+        IpiSync.publish(&w.env(&p), &site, &w.block),
+        Err(PublishError::Busy)
+    );
+    let seq: &'static SeqCheck<4> = Box::leak(Box::new(SeqCheck::new()));
+    assert_eq!(
+        seq.publish(&w.env(&p), &site, &w.block),
+        Err(PublishError::Busy)
+    );
+    assert_eq!(w.events(), [], "nothing written, no maintenance, no IPI");
+    assert_eq!(site.target(), 0x1234);
+    drop(held);
+    IpiSync.publish(&w.env(&p), &site, &w.block).unwrap();
+    assert_eq!(site.target(), EXEC as u64);
+
+    // Flush-then-redirect: one cell held by another producer refuses the whole publication,
+    // and the cells claimed before it are released again.
+    let cells = [ConsumerCell::new(0x1000), ConsumerCell::new(0x1000)];
+    let ftr = FlushThenRedirect::new(0x9000);
+    w.rec.clear();
+    let held = Claim::take(&cells[1].producer).unwrap();
+    assert_eq!(
+        ftr.publish(&w.env(&p), &cells, &w.block),
+        Err(PublishError::Busy)
+    );
+    assert_eq!(w.events(), []);
+    assert!(
+        cells
+            .iter()
+            .all(|c| c.target.load(core::sync::atomic::Ordering::Relaxed) == 0x1000)
+    );
+    drop(held);
+    ftr.publish(&w.env(&p), &cells, &w.block).unwrap();
+    assert!(
+        cells
+            .iter()
+            .all(|c| c.target.load(core::sync::atomic::Ordering::Relaxed) == 0x9000)
+    );
+}
+
+#[test]
+fn a_flip_whose_ipi_times_out_says_the_new_branch_is_reachable() {
+    let w = world();
+    let p = FakePlatform::new(w.rec, 3).with_unresponsive(cores(&[2]));
+    let word: &'static mut u32 = Box::leak(Box::new(insn::nop()));
+    let site_x = EXEC + 0x1_0000;
+    // SAFETY: leaked memory written only through this site; the exec alias is fake.
+    let site = unsafe { FlipSite::new(word as *mut u32 as usize, site_x) }.unwrap();
+    let b = insn::b(0x40).unwrap();
+    let err = BranchFlip.flip(&w.env(&p), &site, b).unwrap_err();
+    assert_eq!(
+        err,
+        PublishError::Unsynchronized {
+            missing: cores(&[2])
+        }
+    );
+    assert!(err.block_reachable());
+    assert_eq!(site.word(), b, "the word is written and stays written");
+    // Before the flip, a timeout leaves the site as it was, and says so.
+    let site2 = IndirectSite::new(7);
+    let err = IpiSync.publish(&w.env(&p), &site2, &w.block).unwrap_err();
+    assert!(!err.block_reachable());
+    assert_eq!(site2.target(), 7);
 }

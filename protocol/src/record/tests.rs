@@ -260,6 +260,9 @@ fn every_refusal_round_trips() {
         Refusal::Offline { cores: 0b1000 },
         Refusal::PublishFailed,
         Refusal::Arena,
+        Refusal::Unsynchronized { missing: 0b110 },
+        Refusal::InsideSite { core: 2 },
+        Refusal::PositionUnknown { core: 3 },
     ];
     for reason in all {
         let r = Record::LiveRefused {

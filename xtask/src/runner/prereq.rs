@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use std::process::Command;
 
 const TARGET: &str = "aarch64-unknown-none";
-/// The oldest QEMU Graft supports (plugin API v4, measured facts in the design notes).
+/// The oldest QEMU Graft supports (plugin API v4, measured facts in docs/design.md).
 const MIN_QEMU_MAJOR: u32 = 10;
 
 /// Makes sure the Rust target is installed.
