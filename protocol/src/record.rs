@@ -219,6 +219,14 @@ pub enum Record {
         /// Whether the block's checksum of its own code words was right.
         checksum_ok: bool,
     },
+    /// A catalogue mirror's word under watch: the sanitized run's stale reports of this word, by
+    /// this core, are the ones its verdict counts.
+    LitmusWatch {
+        /// The rewritten word's executable address.
+        va: u64,
+        /// The core that runs it.
+        core: u8,
+    },
     /// `live`: the host ended the session.
     LiveEnded {
         /// Frames applied.

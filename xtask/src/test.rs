@@ -310,8 +310,8 @@ fn one(
         let report = sanitize::parse(text, &sanitize::SymbolMap::new(&built.bytes)?);
         verdict = verdict.and(sanitized_verdict(&report, *want, &what));
         if matches!(want, Sanitized::Allowed | Sanitized::Forbidden) {
-            let messages = outcome.lines.iter().map(|l| l.message.as_str());
-            let judged = litmus::judge_run(messages, text, *want);
+            let records = outcome.lines.iter().filter_map(|l| l.record());
+            let judged = litmus::judge_run(records, text, *want);
             tally.litmus_total += 1;
             match &judged {
                 Ok(counts) => {

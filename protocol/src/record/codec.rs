@@ -22,6 +22,7 @@ mod tag {
     pub const LIVE_BAD_FRAME: u8 = 33;
     pub const LIVE_RUNS: u8 = 34;
     pub const LIVE_ENDED: u8 = 35;
+    pub const LITMUS_WATCH: u8 = 40;
 }
 
 /// Field bytes of a record with `tag`, None for an unknown tag.
@@ -42,6 +43,7 @@ pub(super) const fn body_len(t: u8) -> Option<usize> {
         tag::LIVE_BAD_FRAME => 1 + 4 + 4,
         tag::LIVE_RUNS => 1 + 8 + 1,
         tag::LIVE_ENDED => 4 + 4,
+        tag::LITMUS_WATCH => 8 + 1,
         _ => return None,
     })
 }
@@ -178,6 +180,7 @@ impl Record {
             Self::LiveBadFrame { .. } => tag::LIVE_BAD_FRAME,
             Self::LiveRuns { .. } => tag::LIVE_RUNS,
             Self::LiveEnded { .. } => tag::LIVE_ENDED,
+            Self::LitmusWatch { .. } => tag::LITMUS_WATCH,
         }
     }
 
@@ -303,6 +306,10 @@ impl Record {
                 w.u32(applied);
                 w.u32(refused);
             }
+            Self::LitmusWatch { va, core } => {
+                w.u64(va);
+                w.u8(core);
+            }
         }
         let body = w.at;
         debug_assert_eq!(body + CRC_BYTES, n);
@@ -415,6 +422,10 @@ impl Record {
             tag::LIVE_ENDED => Self::LiveEnded {
                 applied: r.u32(),
                 refused: r.u32(),
+            },
+            tag::LITMUS_WATCH => Self::LitmusWatch {
+                va: r.u64(),
+                core: r.u8(),
             },
             _ => return Err(DecodeError::BadTag(t)),
         })

@@ -95,6 +95,10 @@ fn every() -> Vec<Record> {
             applied: 2,
             refused: 5,
         },
+        Record::LitmusWatch {
+            va: 0x4060_1040,
+            core: 1,
+        },
     ]
 }
 

@@ -81,6 +81,9 @@ impl fmt::Display for Record {
                 "live: core {core} runs version {version} (checksum {})",
                 if checksum_ok { "ok" } else { "MISMATCH" }
             ),
+            Self::LitmusWatch { va, core } => {
+                write!(f, "litmus: rewritten word at {va:#x}, run by core {core}")
+            }
             Self::LiveEnded { applied, refused } => {
                 write!(
                     f,

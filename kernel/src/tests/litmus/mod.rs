@@ -216,6 +216,10 @@ pub fn run(m: &Mirror, ctx: &Ctx) -> TestResult {
             layout.exec + layout.m0,
             CONSUMER
         );
+        crate::report::emit(&protocol::Record::LitmusWatch {
+            va: (layout.exec + layout.m0) as u64,
+            core: CONSUMER as u8,
+        });
         patch::service();
         for (i, w) in template.words().iter().enumerate() {
             // SAFETY: the slot area's writable view; nothing runs it before the barrier below.
