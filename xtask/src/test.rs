@@ -353,7 +353,7 @@ fn one(
     Ok(())
 }
 
-/// Live patching end to end (see `live.rs`) on virt and, through the real board's path (no
+/// Live patching end to end (see `runner/live.rs`) on virt and, through the real board's path (no
 /// semihosting), on rpi4: run with the kernel tests unless a `--test` filter leaves out `live`,
 /// the kernel test it talks to.
 fn live_tests(selected: &[BoardInfo], args: &TestArgs, tally: &mut Tally) {
@@ -383,7 +383,7 @@ fn record(results: Vec<(String, Result<(), String>)>, tally: &mut Tally) {
     }
 }
 
-/// The serial chainloader end to end on each selected Pi (see `flash_e2e.rs`): run with the
+/// The serial chainloader end to end on each selected Pi (see `runner/loader_e2e.rs`): run with the
 /// kernel tests unless a `--test` filter leaves out `smp`, the test it chainloads.
 fn chainload_tests(selected: &[BoardInfo], args: &TestArgs, tally: &mut Tally) {
     if !args.tests.is_empty() && !args.tests.iter().any(|t| t == "smp") {
