@@ -11,6 +11,7 @@
 //!
 //! Too few qualifying iterations fails either way: it shows nothing.
 
+use crate::runner::sanitize::{PREFIX, field, number};
 use protocol::Record;
 use protocol::testinfo::Sanitized;
 use std::collections::BTreeSet;
@@ -52,23 +53,11 @@ pub struct Tally {
     pub stale_other: usize,
 }
 
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-}
-
-fn number(v: &str) -> Option<u64> {
-    match v.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => v.parse().ok(),
-    }
-}
-
 /// Counts the plugin's `outcome` and `stale` lines for `watch`.
 pub fn tally(plugin_output: &str, watch: Watch) -> Tally {
     let (mut seen, mut qualifying, mut stale) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     for line in plugin_output.lines() {
-        let Some(rest) = line.strip_prefix("graft-sanitizer: ") else {
+        let Some(rest) = line.strip_prefix(PREFIX) else {
             continue;
         };
         let core = field(rest, "core").and_then(number);
