@@ -13,6 +13,10 @@ pub const EXIT_BAD_COMMAND: u32 = 2;
 /// Exit status after an unexpected exception was reported.
 pub const EXIT_FAULT: u32 = 3;
 
+/// The test a kernel runs when no command line names one (a board without semihosting has
+/// none): the control-loop demo.
+pub const DEMO: &str = "demo";
+
 /// The section name.
 pub const SECTION: &str = ".graft_tests";
 /// Bytes reserved for a test name (NUL padded).

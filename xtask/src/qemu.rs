@@ -6,12 +6,12 @@ use crate::runner::build::{build_for, find_test, prerequisites};
 use crate::runner::elf::KernelTest;
 use crate::runner::logs::Symbols;
 use crate::runner::qemu::Run;
-use crate::runner::verdict::{expected_sanitized, sanitized_verdict};
+use crate::runner::verdict::{demo_verdict, expected_sanitized, sanitized_verdict};
 use crate::runner::{live, sanitize};
 use anyhow::{Result, bail};
 use clap::Args;
 use protocol::cmdline::keys;
-use protocol::testinfo::{Expect, Sanitized};
+use protocol::testinfo::{DEMO, Expect, Sanitized};
 use std::time::Duration;
 
 /// `cargo xtask qemu` options.
@@ -118,7 +118,7 @@ pub fn command(args: &QemuArgs) -> Result<bool> {
     }
     let what = format!(
         "{} on {} ({cores} cores)",
-        test.map_or("demo", |t| t.name.as_str()),
+        test.map_or(DEMO, |t| t.name.as_str()),
         board.name
     );
     let outcome = run.execute(&symbols)?;
@@ -126,6 +126,9 @@ pub fn command(args: &QemuArgs) -> Result<bool> {
         eprintln!("{}", outcome.stderr.trim_end());
     }
     let mut verdict = outcome.verdict(expect, &what);
+    if test.is_none_or(|t| t.name == DEMO) {
+        verdict = verdict.and_then(|()| demo_verdict(&outcome.lines, &what));
+    }
     let mut note = None;
     if let Some(text) = &outcome.sanitizer_output {
         let report = sanitize::parse(text, &sanitize::SymbolMap::new(&built.bytes)?);

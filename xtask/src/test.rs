@@ -8,13 +8,15 @@ use crate::runner::build::{self, Built, build_for, find_test, prerequisites};
 use crate::runner::elf::KernelTest;
 use crate::runner::logs::{self, Symbols};
 use crate::runner::qemu::Run;
-use crate::runner::verdict::{describe_expectation, expected_sanitized, sanitized_verdict};
+use crate::runner::verdict::{
+    demo_verdict, describe_expectation, expected_sanitized, sanitized_verdict,
+};
 use crate::runner::{lint, live, loader_e2e, sanitize};
 use anyhow::{Context, Result};
 use clap::Args;
 use protocol::Record;
 use protocol::cmdline::keys;
-use protocol::testinfo::{EXIT_PASS, Sanitized};
+use protocol::testinfo::{DEMO, EXIT_PASS, Sanitized};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -163,7 +165,7 @@ fn kernel_tests(board: &BoardInfo, args: &TestArgs, tally: &mut Tally) -> Result
         }
         one(&built, board, test, &symbols, None, tally)?;
     }
-    if args.tests.is_empty() || args.tests.iter().any(|t| t == "demo") {
+    if args.tests.is_empty() || args.tests.iter().any(|t| t == DEMO) {
         without_semihosting(board, tally)?;
     }
     // The sanitizer models a Cortex-A72's caches; its runs are made on the board it models.
@@ -228,9 +230,9 @@ fn without_semihosting(board: &BoardInfo, tally: &mut Tally) -> Result<()> {
     };
     let outcome = run.execute(&symbols)?;
     let records: Vec<&Record> = outcome.lines.iter().filter_map(|l| l.record()).collect();
-    let demo_passed = records.iter().any(
-        |r| matches!(r, Record::TestVerdict { test, passed: true } if test.as_str() == "demo"),
-    );
+    let demo_passed = records
+        .iter()
+        .any(|r| matches!(r, Record::TestVerdict { test, passed: true } if test.as_str() == DEMO));
     // `RunEnded` is sent only when semihosting is missing: the kernel found that out and halted.
     let halted_ok = records
         .iter()
@@ -269,7 +271,7 @@ fn one(
         }
         _ => vec![],
     };
-    if test.name == "demo" {
+    if test.name == DEMO {
         // The demo's full run is `cargo xtask qemu`; here a shorter one (every strategy still runs).
         extra.push(format!("{}={DEMO_SECS}", keys::SECS));
     }
@@ -305,6 +307,9 @@ fn one(
     };
     let outcome = run.execute(symbols)?;
     let mut verdict = outcome.verdict(test.expect, &what);
+    if test.name == DEMO {
+        verdict = verdict.and_then(|()| demo_verdict(&outcome.lines, &what));
+    }
     let mut hazards = Vec::new();
     if let (Some((_, _, want)), Some(text)) = (&sanitized, &outcome.sanitizer_output) {
         let report = sanitize::parse(text, &sanitize::SymbolMap::new(&built.bytes)?);

@@ -153,7 +153,7 @@ fn run_current(core: usize) -> bool {
 /// that serves live patches).
 const DEFAULT_RUN: &str = match option_env!("GRAFT_RUN") {
     Some(name) => name,
-    None => "demo",
+    None => protocol::testinfo::DEMO,
 };
 
 /// Runs the test named on the command line (the demo when none is named) and exits.

@@ -9,12 +9,48 @@ use super::elf::KernelTest;
 use super::logs::{Line, first_bad_record};
 use super::qemu::Outcome;
 use super::sanitize;
-use protocol::Record;
 use protocol::testinfo::{EXIT_FAULT, EXIT_PASS, Expect, Sanitized};
+use protocol::{Record, Strategy};
 
 /// What a sanitized run of `test` must show, with `IC IVAU` broadcast or not.
 pub fn expected_sanitized(test: &KernelTest, ic_broadcast: bool) -> Sanitized {
     test.sanitized[usize::from(!ic_broadcast)]
+}
+
+/// The demo's own results: every strategy sent a `DemoResult` with publications, loop
+/// iterations and no deadline miss (the kernel's exit status says the same; this checks that
+/// the figures behind it arrived, and names the strategy that fell short).
+pub fn demo_verdict(lines: &[Line], what: &str) -> Result<(), String> {
+    for strategy in Strategy::ALL {
+        let result = lines
+            .iter()
+            .filter_map(Line::record)
+            .find_map(|r| match *r {
+                Record::DemoResult {
+                    strategy: s,
+                    patches,
+                    iterations,
+                    misses,
+                    ..
+                } if s == strategy => Some((patches, iterations, misses)),
+                _ => None,
+            });
+        match result {
+            None => {
+                return Err(format!("{what}: no demo result for {}", strategy.name()));
+            }
+            Some((patches, iterations, misses))
+                if patches == 0 || iterations == 0 || misses > 0 =>
+            {
+                return Err(format!(
+                    "{what}: {}: {patches} patches, {iterations} iterations, {misses} deadline misses",
+                    strategy.name()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// How a [`Sanitized`] expectation reads in a run's name.
@@ -177,6 +213,37 @@ mod tests {
         assert_eq!(expected_sanitized(&t, false), Sanitized::Hazard);
         t.sanitized = [Sanitized::Hazard; 2];
         assert_eq!(expected_sanitized(&t, true), Sanitized::Hazard);
+    }
+
+    fn demo_result(strategy: Strategy, misses: u64) -> Record {
+        Record::DemoResult {
+            strategy,
+            patches: 300,
+            iterations: 10_000,
+            misses,
+            extra_max_ns: 4000,
+            extra_mean_ns: 100,
+            mean_abs_error_c: 1.8,
+            max_abs_error_c: 20.0,
+        }
+    }
+
+    #[test]
+    fn the_demo_needs_every_strategys_results_without_misses() {
+        let mut lines: Vec<Line> = Strategy::ALL
+            .iter()
+            .map(|&s| line(demo_result(s, 0)))
+            .collect();
+        assert!(demo_verdict(&lines, "demo").is_ok());
+        lines[3] = line(demo_result(Strategy::FtrMulti, 2));
+        let e = demo_verdict(&lines, "demo").unwrap_err();
+        assert!(
+            e.contains("ftr-multi") && e.contains("2 deadline misses"),
+            "{e}"
+        );
+        lines.remove(3);
+        let e = demo_verdict(&lines, "demo").unwrap_err();
+        assert!(e.contains("no demo result for ftr-multi"), "{e}");
     }
 
     #[test]
