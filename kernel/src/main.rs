@@ -22,6 +22,7 @@ mod irq;
 mod log;
 mod panic;
 mod patch;
+mod report;
 mod smp;
 mod sync;
 mod tests;
@@ -29,7 +30,7 @@ mod timer;
 
 use arch::{cpu, mmu, semihosting};
 use boards::{Board, BootLevel, Current};
-use graft_kernel::testinfo::EXIT_FAIL;
+use protocol::testinfo::EXIT_FAIL;
 
 /// How long a secondary may take to come online.
 const CORE_START_TIMEOUT_US: u64 = 2_000_000;

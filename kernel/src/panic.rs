@@ -1,7 +1,7 @@
 //! A panic on any core logs where and why, then ends the run with a failure status.
 
 use crate::arch::{cpu, semihosting};
-use graft_kernel::testinfo::EXIT_FAIL;
+use protocol::testinfo::EXIT_FAIL;
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {

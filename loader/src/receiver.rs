@@ -5,11 +5,12 @@
 //! corrupted or oversize transfer is easy to stage. Every wait here is bounded: a silent host
 //! costs at most [`MAX_RETRIES`] chunk timeouts, then the loader waits for a new header.
 
-use crate::protocol::{
-    CHUNK, CHUNK_HEAD, CHUNK_TAIL, Crc32, HEADER_LEN, Header, IMAGE_MAGIC, IMAGE_MAGIC_OFFSET,
-    MAGIC, MAX_RETRIES, MIN_IMAGE, NakReason, Refusal, Reply, VERSION, chunk_len, crc32,
-};
 use core::fmt::{self, Write};
+use protocol::crc32::{Crc32, crc32};
+use protocol::loader::{
+    CHUNK, CHUNK_HEAD, CHUNK_TAIL, HEADER_LEN, Header, IMAGE_MAGIC, IMAGE_MAGIC_OFFSET, MAGIC,
+    MAX_RETRIES, MIN_IMAGE, NakReason, Refusal, Reply, VERSION, chunk_len,
+};
 
 /// How long the loader waits between announcements while idle.
 pub const ANNOUNCE_MS: u32 = 1000;

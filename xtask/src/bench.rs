@@ -5,12 +5,17 @@
 //! with each other (as ratios), not with a real core. The sanitizer's slowdown is the one
 //! wall-clock figure, plain and sanitized runs of the same test in the same mode, back to back.
 
-use crate::boards::{self, BoardConfig};
-use crate::logs::{Line, Symbols};
-use crate::qemu::{self, Built, Run};
-use crate::sanitize;
+use crate::runner::board::{self, BoardInfo};
+use crate::runner::build::{Built, build_for, find_test, prerequisites};
+use crate::runner::logs::{Line, Symbols};
+use crate::runner::qemu::Run;
+use crate::runner::sanitize;
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use protocol::cmdline::keys;
+use protocol::{Board, Record, Strategy};
+
+mod svg;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -33,47 +38,21 @@ pub struct BenchArgs {
     pub scaling: Vec<u32>,
 }
 
-/// The strategies in report order.
-pub const STRATEGIES: [&str; 6] = [
-    "branch-flip",
-    "ipi-sync",
-    "flush-then-redirect",
-    "ftr-multi",
-    "seq-check",
-    "stop-the-world",
-];
-
-/// `key=value` fields of a log message that starts with `prefix`.
-fn fields<'a>(lines: &'a [Line], prefix: &str) -> Vec<BTreeMap<&'a str, &'a str>> {
-    lines
-        .iter()
-        .filter_map(|l| l.message.strip_prefix(prefix))
-        .map(|rest| {
-            rest.split_whitespace()
-                .filter_map(|w| w.split_once('='))
-                .collect()
-        })
-        .collect()
-}
-
-fn number(map: &BTreeMap<&str, &str>, key: &str) -> Result<u64> {
-    map.get(key)
-        .with_context(|| format!("no {key} in a bench line"))?
-        .trim_matches('"')
-        .parse()
-        .with_context(|| format!("{key} is not a number"))
+/// The records a run sent (its verdict already failed on a damaged one).
+fn records(lines: &[Line]) -> impl Iterator<Item = &Record> {
+    lines.iter().filter_map(Line::record)
 }
 
 fn run(
     built: &Built,
-    board: BoardConfig,
+    board: BoardInfo,
     cores: u32,
     test: &str,
     symbols: &Symbols,
     sanitize: Option<(PathBuf, sanitize::Options)>,
     extra: &[String],
 ) -> Result<(Vec<Line>, Duration)> {
-    let test = qemu::find_test(&built.tests, test)?;
+    let test = find_test(&built.tests, test)?;
     let run = Run {
         elf: &built.boot,
         board,
@@ -100,49 +79,64 @@ fn run(
 
 /// `cargo xtask bench`.
 pub fn command(args: &BenchArgs) -> Result<bool> {
-    qemu::prerequisites()?;
-    let virt = boards::find("virt")?;
-    let gicv3 = boards::find("virt-gicv3")?;
+    prerequisites()?;
+    let virt = board::info(Board::Virt);
+    let gicv3 = board::info(Board::VirtGicv3);
     for &n in &args.scaling {
         gicv3.cores(Some(n))?;
     }
-    let built = qemu::build_for(&virt)?;
+    let built = build_for(&virt)?;
     let symbols = Symbols::new(&built.bytes)?;
     println!(
         "All times are virtual nanoseconds: QEMU -icount shift=0,sleep=off (1 instruction = 1 ns), Cortex-A72 model."
     );
 
     let (lines, _) = run(&built, virt, 4, "bench-entry", &symbols, None, &[])?;
-    let direct = fields(&lines, "bench-direct ")
-        .first()
-        .map(|m| number(m, "insns"))
-        .transpose()?
-        .context("no direct-call figure")?;
-    let mut entry = BTreeMap::new();
-    for m in fields(&lines, "bench-entry ") {
-        entry.insert(
-            m.get("strategy").copied().unwrap_or_default().to_string(),
-            number(&m, "insns")?,
-        );
-    }
+    let direct = records(&lines)
+        .find_map(|r| match *r {
+            Record::BenchDirect { insns } => Some(insns),
+            _ => None,
+        })
+        .context("bench-entry sent no direct-call figure")?;
+    let entry: BTreeMap<Strategy, u64> = records(&lines)
+        .filter_map(|r| match *r {
+            Record::BenchEntry { strategy, insns } => Some((strategy, insns)),
+            _ => None,
+        })
+        .collect();
 
     let (lines, _) = run(&built, virt, 4, "bench-strategy", &symbols, None, &[])?;
     let mut strategies = Map::new();
-    for m in fields(&lines, "bench-result ") {
-        let name = m.get("strategy").copied().unwrap_or_default();
-        strategies.insert(
-            name.to_string(),
-            json!({
-                "entry_insns": entry.get(name).copied().unwrap_or(0),
-                "disturb_max_ns": number(&m, "disturb_max_ns")?,
-                "disturb_mean_ns": number(&m, "disturb_mean_ns")?,
-                "latency_ns": number(&m, "latency_ns")?,
-                "throughput_per_s": number(&m, "throughput_per_s")?,
-            }),
-        );
+    for r in records(&lines) {
+        if let Record::BenchResult {
+            strategy,
+            disturb_max_ns,
+            disturb_mean_ns,
+            latency_ns,
+            throughput_per_s,
+            ..
+        } = *r
+        {
+            strategies.insert(
+                strategy.name().to_string(),
+                json!({
+                    "entry_insns": entry.get(&strategy).copied().unwrap_or(0),
+                    "disturb_max_ns": disturb_max_ns,
+                    "disturb_mean_ns": disturb_mean_ns,
+                    "latency_ns": latency_ns,
+                    "throughput_per_s": throughput_per_s,
+                }),
+            );
+        }
+    }
+    if let Some(missing) = Strategy::ALL
+        .iter()
+        .find(|s| !strategies.contains_key(s.name()))
+    {
+        bail!("bench-strategy sent no figures for {}", missing.name());
     }
 
-    let gic_built = qemu::build_for(&gicv3)?;
+    let gic_built = build_for(&gicv3)?;
     let gic_symbols = Symbols::new(&gic_built.bytes)?;
     let mut scaling: BTreeMap<String, BTreeMap<u32, (u64, u64, u64)>> = BTreeMap::new();
     // Instructions the publisher spends on one ftr-multi publication, by consumer count.
@@ -158,25 +152,36 @@ pub fn command(args: &BenchArgs) -> Result<bool> {
             None,
             &[],
         )?;
-        for m in fields(&lines, "bench-publish ") {
-            publish_cost.insert(number(&m, "consumers")?, number(&m, "insns")?);
-        }
-        for m in fields(&lines, "bench-result ") {
-            let name = m.get("strategy").copied().unwrap_or_default().to_string();
-            let row = (
-                number(&m, "latency_ns")?,
-                number(&m, "disturb_max_ns")?,
-                number(&m, "throughput_per_s")?,
-            );
-            scaling.entry(name).or_default().insert(n, row);
+        for r in records(&lines) {
+            match *r {
+                Record::BenchPublish {
+                    consumers, insns, ..
+                } => {
+                    publish_cost.insert(u64::from(consumers), insns);
+                }
+                Record::BenchResult {
+                    strategy,
+                    latency_ns,
+                    disturb_max_ns,
+                    throughput_per_s,
+                    ..
+                } => {
+                    let row = (latency_ns, disturb_max_ns, throughput_per_s);
+                    scaling
+                        .entry(strategy.name().to_string())
+                        .or_default()
+                        .insert(n, row);
+                }
+                _ => {}
+            }
         }
     }
 
     // The sanitizer's cost: the same stress test, plain and sanitized, both in the test's own
     // round-robin TCG mode (as `cargo xtask test` runs them).
     let plugin = sanitize::build_plugin()?;
-    let pubs = vec![format!("pubs={SLOWDOWN_PUBS}")];
-    let plain_test = qemu::find_test(&built.tests, "patch-ipi")?;
+    let pubs = vec![format!("{}={SLOWDOWN_PUBS}", keys::PUBS)];
+    let plain_test = find_test(&built.tests, "patch-ipi")?;
     let plain = {
         let run = Run {
             elf: &built.boot,
@@ -264,7 +269,7 @@ pub fn command(args: &BenchArgs) -> Result<bool> {
         println!("wrote {}", path.display());
     }
     if let Some(path) = &args.svg {
-        std::fs::write(path, crate::bench_svg::render(&strategies, &scaling))
+        std::fs::write(path, svg::render(&strategies, &scaling))
             .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
@@ -290,7 +295,7 @@ fn print_table(
         "latency_ns",
         "throughput_per_s"
     );
-    for name in STRATEGIES {
+    for name in Strategy::ALL.map(Strategy::name) {
         let Some(s) = strategies.get(name) else {
             continue;
         };
@@ -312,7 +317,7 @@ fn print_table(
         print!(" {n:>9}");
     }
     println!();
-    for name in STRATEGIES {
+    for name in Strategy::ALL.map(Strategy::name) {
         print!("{name:<20}");
         for n in counts {
             let v = scaling.get(name).and_then(|r| r.get(n)).map_or(0, |r| r.0);

@@ -1,25 +1,22 @@
 //! `cargo xtask flash`: send a kernel to the serial chainloader on a Pi, then show its logs.
 //!
 //! The loader (`loader/`, on the SD card as `kernel8.img`) announces itself on the PL011; this
-//! side answers with the framing in `graft_loader::protocol`: a header, then checked chunks, each
-//! acknowledged or refused and sent again. The same [`Session`] drives a real port, QEMU's pty in
-//! the end-to-end test, and an in-memory pipe in the host tests.
+//! side answers with the framing in `protocol::loader`: a header, then checked chunks, each
+//! acknowledged or refused and sent again. The [`Session`] (in `runner::loader`) drives a real
+//! port here, QEMU's pty in the end-to-end test, and an in-memory pipe in the host tests.
 
-use crate::boards::{self, BoardConfig};
-use crate::logs::Symbols;
-use crate::qemu;
-use anyhow::{Context, Result, bail};
+use crate::runner::board::{self, BoardInfo};
+use crate::runner::build::{build_running, find_test};
+use crate::runner::loader::{
+    Faults, FlashError, HANDSHAKE_TIMEOUT, LogEnd, Session, follow, progress_bar,
+};
+use crate::runner::logs::Symbols;
+use crate::runner::serial::open_port;
+use crate::runner::{live, prereq};
+use anyhow::{Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// How long to wait for the loader's announcement.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long to wait for the loader's answer to one frame.
-pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `cargo xtask flash` options.
 #[derive(Args, Debug)]
@@ -28,8 +25,8 @@ pub struct FlashArgs {
     #[arg(long)]
     pub port: PathBuf,
     /// rpi3 or rpi4 (default: the board the loader announces).
-    #[arg(long)]
-    pub board: Option<String>,
+    #[arg(long, value_enum)]
+    pub board: Option<BoardInfo>,
     /// Kernel test to watch for; the run ends at its PASS or FAIL line (see `cargo xtask test
     /// --list`).
     #[arg(long)]
@@ -43,128 +40,9 @@ pub struct FlashArgs {
     pub serve: bool,
 }
 
-mod session;
-pub use session::{Faults, FlashError, Session};
-
-/// A progress bar for `bytes`, drawn on the terminal.
-pub fn progress_bar(bytes: u64) -> ProgressBar {
-    let bar = ProgressBar::new(bytes);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_message("sending");
-    bar
-}
-
-/// Builds the loader for `board` and returns its raw image (`loader8.img`, an arm64 Image).
-pub fn build_loader(board: &BoardConfig) -> Result<PathBuf> {
-    if !matches!(board.feature, "rpi3" | "rpi4") {
-        bail!(
-            "the serial loader is for rpi3 and rpi4, not {}: boards with a loader are rpi3, rpi4",
-            board.name
-        );
-    }
-    let target_dir = crate::build::root()
-        .join("target/kernel")
-        .join(board.feature);
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(crate::build::root())
-        .args(["build", "--quiet", "--release", "--package", "graft-loader"])
-        .args([
-            "--target",
-            "aarch64-unknown-none",
-            "--features",
-            board.feature,
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .status()
-        .context("running cargo build for the loader")?;
-    if !status.success() {
-        bail!("the loader did not build for board {}", board.name);
-    }
-    let elf = target_dir.join("aarch64-unknown-none/release/graft-loader");
-    let bytes = std::fs::read(&elf).with_context(|| format!("reading {}", elf.display()))?;
-    let img = elf.with_file_name("loader8.img");
-    std::fs::write(&img, crate::image::raw_from_elf(&bytes)?)
-        .with_context(|| format!("writing {}", img.display()))?;
-    Ok(img)
-}
-
-/// Opens a serial port at 115200 8N1 without flow control, reads timing out after 100 ms.
-pub fn open_port(path: &Path) -> Result<Box<dyn serialport::SerialPort>> {
-    let name = path.to_string_lossy();
-    serialport::new(name.as_ref(), 115_200)
-        .data_bits(serialport::DataBits::Eight)
-        .parity(serialport::Parity::None)
-        .stop_bits(serialport::StopBits::One)
-        .flow_control(serialport::FlowControl::None)
-        .timeout(Duration::from_millis(100))
-        .open()
-        .with_context(|| format!("opening serial port {name}"))
-}
-
-/// How a followed log ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum LogEnd {
-    /// The watched test logged its PASS line.
-    Pass,
-    /// The watched test logged its FAIL line, or the kernel an error.
-    Fail(String),
-    /// The time limit passed.
-    Timeout,
-    /// The port closed (QEMU exited, the adapter was unplugged).
-    Closed,
-}
-
-/// Prints the kernel's decoded log from `session` until `test` passes or fails, `limit` passes,
-/// or the port closes. `first` holds bytes already read.
-pub fn follow<P: Read + Write>(
-    session: &mut Session<P>,
-    symbols: &Symbols,
-    test: Option<&str>,
-    limit: Option<Duration>,
-    print: bool,
-) -> LogEnd {
-    let mut decoder = symbols.decoder();
-    let deadline = limit.map(|l| Instant::now() + l);
-    let (pass, fail) = test.map_or((None, None), |t| {
-        (
-            Some(format!("test {t}: PASS")),
-            Some(format!("test {t}: FAIL")),
-        )
-    });
-    loop {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return LogEnd::Timeout;
-        }
-        let bytes = match session.take_output() {
-            Ok(b) => b,
-            Err(_) => return LogEnd::Closed,
-        };
-        for line in decoder.feed(&bytes) {
-            if print {
-                println!("{}", line.text);
-            }
-            if pass.as_deref().is_some_and(|p| line.message.starts_with(p)) {
-                return LogEnd::Pass;
-            }
-            if fail.as_deref().is_some_and(|f| line.message.starts_with(f))
-                || (test.is_some() && line.level == "error")
-            {
-                return LogEnd::Fail(line.message);
-            }
-        }
-    }
-}
-
 /// `cargo xtask flash`.
 pub fn command(args: &FlashArgs) -> Result<bool> {
-    let wanted = args.board.as_deref().map(boards::find).transpose()?;
+    let wanted = args.board;
     let mut session = Session::new(open_port(&args.port)?);
     println!(
         "xtask: waiting for the loader on {} (reset the Pi if it is already running a kernel)",
@@ -186,12 +64,12 @@ pub fn command(args: &FlashArgs) -> Result<bool> {
             .into());
         }
         Some(b) => b,
-        None => boards::find(&announce.board)?,
+        None => board::find(&announce.board)?,
     };
-    crate::prereq::rust_target()?;
-    let built = qemu::build_running(&board, args.serve.then_some(crate::live::TEST))?;
+    prereq::rust_target()?;
+    let built = build_running(&board, args.serve.then_some(live::TEST))?;
     if let Some(name) = &args.test {
-        qemu::find_test(&built.tests, name)?;
+        find_test(&built.tests, name)?;
         println!(
             "xtask: note: the kernel reads test={name} through semihosting, which only QEMU \
              answers; on a board this run only watches for the test's PASS or FAIL line"
@@ -235,6 +113,3 @@ pub fn command(args: &FlashArgs) -> Result<bool> {
     println!("xtask: log ended: {end:?}");
     Ok(!matches!(end, LogEnd::Fail(_)))
 }
-
-#[cfg(test)]
-mod tests;

@@ -2,16 +2,18 @@
 //!
 //! A mirror's consumer marks each iteration (`ITERATION`) and says whether the catalogue test's
 //! `exists` clause held apart from the stale fetch itself (`OUTCOME`, value 1: the iteration
-//! qualifies); the kernel logs which word is rewritten and which core runs it. A verdict speaks
-//! only of qualifying iterations (docs/design.md section 5), so only stale reports of that word, by that
-//! core, in those iterations count:
+//! qualifies); the kernel says (a `LitmusWatch` record) which word is rewritten and which core
+//! runs it. A verdict speaks only of qualifying iterations (docs/design.md section 5), so only
+//! stale reports of that word, by that core, in those iterations count:
 //!
 //! - `Allowed`: at least one qualifying iteration was reported stale;
 //! - `Forbidden`: at least [`MIN_QUALIFYING`] iterations qualified and none was reported.
 //!
 //! Too few qualifying iterations fails either way: it shows nothing.
 
-use graft_kernel::testinfo::Sanitized;
+use crate::runner::sanitize::{PREFIX, field, number};
+use protocol::Record;
+use protocol::testinfo::Sanitized;
 use std::collections::BTreeSet;
 
 /// The fewest qualifying iterations a `Forbidden` mirror needs to show anything.
@@ -27,14 +29,14 @@ pub struct Watch {
     pub core: u64,
 }
 
-/// Finds the kernel's `rewritten word at 0x..., run by core N` log message.
-pub fn watch<'a>(messages: impl IntoIterator<Item = &'a str>) -> Option<Watch> {
-    messages.into_iter().find_map(|m| {
-        let rest = m.split_once("rewritten word at ")?.1;
-        let (va, rest) = rest.split_once(',')?;
-        let va = u64::from_str_radix(va.trim().trim_start_matches("0x"), 16).ok()?;
-        let core = rest.split_once("run by core ")?.1.trim().parse().ok()?;
-        Some(Watch { va, core })
+/// Finds the kernel's `LitmusWatch` record: the rewritten word and the core that runs it.
+pub fn watch<'a>(records: impl IntoIterator<Item = &'a Record>) -> Option<Watch> {
+    records.into_iter().find_map(|r| match *r {
+        Record::LitmusWatch { va, core } => Some(Watch {
+            va,
+            core: u64::from(core),
+        }),
+        _ => None,
     })
 }
 
@@ -51,23 +53,11 @@ pub struct Tally {
     pub stale_other: usize,
 }
 
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-}
-
-fn number(v: &str) -> Option<u64> {
-    match v.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => v.parse().ok(),
-    }
-}
-
 /// Counts the plugin's `outcome` and `stale` lines for `watch`.
 pub fn tally(plugin_output: &str, watch: Watch) -> Tally {
     let (mut seen, mut qualifying, mut stale) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     for line in plugin_output.lines() {
-        let Some(rest) = line.strip_prefix("graft-sanitizer: ") else {
+        let Some(rest) = line.strip_prefix(PREFIX) else {
             continue;
         };
         let core = field(rest, "core").and_then(number);
@@ -122,14 +112,14 @@ pub fn judge(t: &Tally, want: Sanitized) -> Result<(), String> {
     }
 }
 
-/// Judges one sanitized run of a mirror from its log messages and the plugin's output; `Ok`
-/// carries the counts for the log.
+/// Judges one sanitized run of a mirror from its records and the plugin's output; `Ok` carries
+/// the counts for the log.
 pub fn judge_run<'a>(
-    messages: impl IntoIterator<Item = &'a str>,
+    records: impl IntoIterator<Item = &'a Record>,
     plugin_output: &str,
     want: Sanitized,
 ) -> Result<String, String> {
-    let w = watch(messages).ok_or("the kernel did not log the rewritten word")?;
+    let w = watch(records).ok_or("the kernel sent no LitmusWatch record (the rewritten word)")?;
     let t = tally(plugin_output, w);
     judge(&t, want)?;
     Ok(format!(
@@ -170,13 +160,16 @@ mod tests {
     }
 
     #[test]
-    fn the_watch_line_is_found() {
-        let msgs = [
-            "test x: start",
-            "litmus lit-coff: mirrors coFF (Allowed); rewritten word at 0x40601040, run by core 1",
+    fn the_watch_record_is_found() {
+        let records = [
+            Record::RunEnded { status: 0 },
+            Record::LitmusWatch {
+                va: 0x4060_1040,
+                core: 1,
+            },
         ];
-        assert_eq!(watch(msgs), Some(W));
-        assert_eq!(watch(["nothing here"]), None);
+        assert_eq!(watch(&records), Some(W));
+        assert_eq!(watch(&records[..1]), None);
     }
 
     #[test]

@@ -3,22 +3,15 @@
 //! Builds the kernel for a board, runs it under QEMU with its logs decoded, runs every test, and
 //! checks or installs what those need first.
 
+// The runner library, then one module per command, named after it.
+mod runner;
+
 mod bench;
-mod bench_svg;
-mod boards;
-mod build;
-mod elf;
 mod flash;
-mod flash_e2e;
 mod image;
 mod lint;
-mod live;
-mod logs;
-mod prereq;
-mod pty;
+mod patch;
 mod qemu;
-mod sanitize;
-mod sdcard;
 mod test;
 
 use anyhow::Result;
@@ -46,11 +39,11 @@ enum Command {
     /// Measure every strategy side by side under deterministic virtual time.
     Bench(bench::BenchArgs),
     /// Write an SD-card boot folder for a Raspberry Pi: kernel8.img, config.txt, README.txt.
-    Image(sdcard::ImageArgs),
+    Image(image::ImageArgs),
     /// Send a kernel to the serial chainloader on a Pi, then show its decoded log.
     Flash(flash::FlashArgs),
     /// Send a patch to a running kernel's `live` test over its serial port.
-    Patch(live::PatchArgs),
+    Patch(patch::PatchArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,9 +53,9 @@ fn main() -> ExitCode {
         Command::Test(args) => test::command(&args),
         Command::Lint => lint::command(),
         Command::Bench(args) => bench::command(&args),
-        Command::Image(args) => sdcard::command(&args),
+        Command::Image(args) => image::command(&args),
         Command::Flash(args) => flash::command(&args),
-        Command::Patch(args) => live::command(&args),
+        Command::Patch(args) => patch::command(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -3,15 +3,20 @@
 //! Ends with exactly one line `N passed, N failed` and fails when anything failed. A kernel test
 //! that hangs is killed at its time limit and fails by name; the others still run.
 
-use crate::boards::{self, BoardConfig};
-use crate::elf::KernelTest;
-use crate::lint;
-use crate::logs::Symbols;
-use crate::qemu::{self, Run};
-use crate::sanitize;
+use crate::runner::board::{self, BoardInfo};
+use crate::runner::build::{self, Built, build_for, find_test, prerequisites};
+use crate::runner::elf::KernelTest;
+use crate::runner::logs::{self, Symbols};
+use crate::runner::qemu::Run;
+use crate::runner::verdict::{
+    demo_verdict, describe_expectation, expected_sanitized, sanitized_verdict,
+};
+use crate::runner::{lint, live, loader_e2e, sanitize};
 use anyhow::{Context, Result};
 use clap::Args;
-use graft_kernel::testinfo::Sanitized;
+use protocol::Record;
+use protocol::cmdline::keys;
+use protocol::testinfo::{DEMO, EXIT_PASS, Sanitized};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -23,8 +28,8 @@ mod litmus;
 #[derive(Args, Debug)]
 pub struct TestArgs {
     /// Only these board configurations (default: all).
-    #[arg(long = "board")]
-    pub boards: Vec<String>,
+    #[arg(long = "board", value_enum)]
+    pub boards: Vec<BoardInfo>,
     /// Only kernel tests with these names (default: all).
     #[arg(long = "test")]
     pub tests: Vec<String>,
@@ -74,7 +79,7 @@ fn lints(tally: &mut Tally) -> Result<()> {
 /// Host crates whose unit tests run here.
 const HOST_CRATES: &[&str] = &[
     "xtask",
-    "graft-kernel",
+    "graft-protocol",
     "graft-boards",
     "graft-patcher",
     "graft-sanitizer",
@@ -84,7 +89,7 @@ const HOST_CRATES: &[&str] = &[
 fn host_tests(tally: &mut Tally) -> Result<()> {
     println!("== host unit tests ({})", HOST_CRATES.join(", "));
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(crate::build::root()).arg("test");
+    cmd.current_dir(build::root()).arg("test");
     for c in HOST_CRATES {
         cmd.args(["--package", c]);
     }
@@ -128,16 +133,16 @@ fn count(result_line: &str, what: &str) -> u64 {
 
 /// Publications of a negative control under the sanitizer: it must be flagged, which the first
 /// few publications already are; runs expected clean publish the full 100,000.
-const NEGATIVE_CONTROL_PUBS: &str = "pubs=2000";
+const NEGATIVE_CONTROL_PUBS: u64 = 2000;
 /// Virtual seconds of the demo in the test run.
-const DEMO_SECS: &str = "secs=2";
+const DEMO_SECS: u64 = 2;
 
-fn kernel_tests(board: &BoardConfig, args: &TestArgs, tally: &mut Tally) -> Result<()> {
+fn kernel_tests(board: &BoardInfo, args: &TestArgs, tally: &mut Tally) -> Result<()> {
     println!("== kernel tests on {}", board.name);
-    let built = qemu::build_for(board)?;
+    let built = build_for(board)?;
     let tests = &built.tests;
     for name in &args.tests {
-        qemu::find_test(tests, name)?;
+        find_test(tests, name)?;
     }
     let symbols = Symbols::new(&built.bytes)?;
     let selected: Vec<&KernelTest> = tests
@@ -151,20 +156,20 @@ fn kernel_tests(board: &BoardConfig, args: &TestArgs, tally: &mut Tally) -> Resu
             .sanitized
             .iter()
             .any(|s| matches!(s, Sanitized::Allowed | Sanitized::Forbidden));
-        if mirror && board.name != "virt" && args.tests.is_empty() {
+        if mirror && !board.sanitizer_modelled && args.tests.is_empty() {
             continue;
         }
         // `live` waits for a host on its UART: its session (`live_tests`) runs it.
-        if test.name == crate::live::TEST {
+        if test.name == live::TEST {
             continue;
         }
         one(&built, board, test, &symbols, None, tally)?;
     }
-    if args.tests.is_empty() || args.tests.iter().any(|t| t == "demo") {
+    if args.tests.is_empty() || args.tests.iter().any(|t| t == DEMO) {
         without_semihosting(board, tally)?;
     }
-    // The sanitizer models a Cortex-A72's caches; its runs are made on the virt machine.
-    if board.name != "virt" || args.no_sanitize {
+    // The sanitizer models a Cortex-A72's caches; its runs are made on the board it models.
+    if !board.sanitizer_modelled || args.no_sanitize {
         return Ok(());
     }
     let sanitized: Vec<_> = selected
@@ -176,12 +181,13 @@ fn kernel_tests(board: &BoardConfig, args: &TestArgs, tally: &mut Tally) -> Resu
     }
     println!(
         "== kernel tests on {} under the coherence sanitizer (each test's TCG mode; runs that \
-         must be flagged publish {NEGATIVE_CONTROL_PUBS})",
+         must be flagged publish pubs={NEGATIVE_CONTROL_PUBS})",
         board.name
     );
     let plugin = sanitize::build_plugin()?;
     for test in sanitized {
-        for (want, ic_broadcast) in [(test.sanitized[0], true), (test.sanitized[1], false)] {
+        for ic_broadcast in [true, false] {
+            let want = expected_sanitized(test, ic_broadcast);
             if want != Sanitized::No {
                 let out = built
                     .elf
@@ -209,36 +215,37 @@ fn kernel_tests(board: &BoardConfig, args: &TestArgs, tally: &mut Tally) -> Resu
 
 /// The path a real board takes: no semihosting, so no command line (the demo runs) and no exit
 /// status; the kernel must say so and halt rather than fault.
-fn without_semihosting(board: &BoardConfig, tally: &mut Tally) -> Result<()> {
-    let built = qemu::build_for(board)?;
+fn without_semihosting(board: &BoardInfo, tally: &mut Tally) -> Result<()> {
+    let built = build_for(board)?;
     let symbols = Symbols::new(&built.bytes)?;
     let what = format!(
         "demo on {} without semihosting (the real-board path)",
         board.name
     );
     let run = Run {
-        elf: &built.boot,
-        board: *board,
-        cores: board.default_cores,
-        test: None,
-        extra: &[],
         timeout: Duration::from_secs(120),
-        live: false,
-        gdb: false,
-        sanitize: None,
         semihosting: false,
-        stop_when: Some("no semihosting to report it to"),
+        stop_when: Some(|r| matches!(r, Record::RunEnded { .. })),
+        ..Run::new(&built.boot, *board, None)
     };
     let outcome = run.execute(&symbols)?;
-    let said = |text: &str| outcome.lines.iter().any(|l| l.message.contains(text));
-    if said("no semihosting (HLT is undefined here)")
-        && said("test demo: PASS")
-        && said("run ended with status 0")
-    {
+    let records: Vec<&Record> = outcome.lines.iter().filter_map(|l| l.record()).collect();
+    let demo_passed = records
+        .iter()
+        .any(|r| matches!(r, Record::TestVerdict { test, passed: true } if test.as_str() == DEMO));
+    // `RunEnded` is sent only when semihosting is missing: the kernel found that out and halted.
+    let halted_ok = records
+        .iter()
+        .any(|r| matches!(r, Record::RunEnded { status } if *status == EXIT_PASS));
+    let damaged = logs::first_bad_record(&outcome.lines);
+    if demo_passed && halted_ok && damaged.is_none() {
         println!("PASS {what} ({:.1} s)", outcome.elapsed.as_secs_f64());
         tally.passed += 1;
     } else {
-        println!("FAIL {what}: the log does not show the demo passing and the kernel halting");
+        println!(
+            "FAIL {what}: no records of the demo passing and the kernel halting with status 0{}",
+            damaged.map(|d| format!(" ({d})")).unwrap_or_default()
+        );
         for line in outcome.lines.iter().rev().take(25).rev() {
             println!("    {}", line.text);
         }
@@ -250,8 +257,8 @@ fn without_semihosting(board: &BoardConfig, tally: &mut Tally) -> Result<()> {
 
 /// Runs one kernel test, plain or sanitized, and counts it.
 fn one(
-    built: &qemu::Built,
-    board: &BoardConfig,
+    built: &Built,
+    board: &BoardInfo,
     test: &KernelTest,
     symbols: &Symbols,
     sanitized: Option<(&std::path::PathBuf, sanitize::Options, Sanitized)>,
@@ -259,24 +266,21 @@ fn one(
 ) -> Result<()> {
     let cores = board.default_cores;
     let mut extra = match &sanitized {
-        Some((_, _, Sanitized::Hazard)) => vec![NEGATIVE_CONTROL_PUBS.to_string()],
+        Some((_, _, Sanitized::Hazard)) => {
+            vec![format!("{}={NEGATIVE_CONTROL_PUBS}", keys::PUBS)]
+        }
         _ => vec![],
     };
-    if test.name == "demo" {
+    if test.name == DEMO {
         // The demo's full run is `cargo xtask qemu`; here a shorter one (every strategy still runs).
-        extra.push(DEMO_SECS.to_string());
+        extra.push(format!("{}={DEMO_SECS}", keys::SECS));
     }
     let mut what = format!("{} on {} ({cores} cores)", test.name, board.name);
     if let Some((_, o, want)) = &sanitized {
         what.push_str(&format!(
             ", sanitized with ic-broadcast={}, expecting {}",
             if o.ic_broadcast { "on" } else { "off" },
-            match want {
-                Sanitized::Hazard => "hazards",
-                Sanitized::Allowed => "the catalogue's Allowed",
-                Sanitized::Forbidden => "the catalogue's Forbidden",
-                _ => "none",
-            }
+            describe_expectation(*want)
         ));
         if o.idc || o.dic {
             what.push_str(&format!(
@@ -303,13 +307,16 @@ fn one(
     };
     let outcome = run.execute(symbols)?;
     let mut verdict = outcome.verdict(test.expect, &what);
+    if test.name == DEMO {
+        verdict = verdict.and_then(|()| demo_verdict(&outcome.lines, &what));
+    }
     let mut hazards = Vec::new();
     if let (Some((_, _, want)), Some(text)) = (&sanitized, &outcome.sanitizer_output) {
         let report = sanitize::parse(text, &sanitize::SymbolMap::new(&built.bytes)?);
-        verdict = verdict.and(qemu::sanitized_verdict(&report, *want, &what));
+        verdict = verdict.and(sanitized_verdict(&report, *want, &what));
         if matches!(want, Sanitized::Allowed | Sanitized::Forbidden) {
-            let messages = outcome.lines.iter().map(|l| l.message.as_str());
-            let judged = litmus::judge_run(messages, text, *want);
+            let records = outcome.lines.iter().filter_map(|l| l.record());
+            let judged = litmus::judge_run(records, text, *want);
             tally.litmus_total += 1;
             match &judged {
                 Ok(counts) => {
@@ -351,19 +358,16 @@ fn one(
     Ok(())
 }
 
-/// Live patching end to end (see `live.rs`) on virt and, through the real board's path (no
+/// Live patching end to end (see `runner/live.rs`) on virt and, through the real board's path (no
 /// semihosting), on rpi4: run with the kernel tests unless a `--test` filter leaves out `live`,
 /// the kernel test it talks to.
-fn live_tests(selected: &[BoardConfig], args: &TestArgs, tally: &mut Tally) {
-    if !args.tests.is_empty() && !args.tests.iter().any(|t| t == crate::live::TEST) {
+fn live_tests(selected: &[BoardInfo], args: &TestArgs, tally: &mut Tally) {
+    if !args.tests.is_empty() && !args.tests.iter().any(|t| t == live::TEST) {
         return;
     }
-    for board in selected
-        .iter()
-        .filter(|b| b.name == "virt" || b.name == "rpi4")
-    {
+    for board in selected.iter().filter(|b| b.takes_live) {
         println!("== live patching over the UART on {}", board.name);
-        record(crate::live::e2e(board), tally);
+        record(live::e2e(board), tally);
     }
 }
 
@@ -384,31 +388,28 @@ fn record(results: Vec<(String, Result<(), String>)>, tally: &mut Tally) {
     }
 }
 
-/// The serial chainloader end to end on each selected Pi (see `flash_e2e.rs`): run with the
+/// The serial chainloader end to end on each selected Pi (see `runner/loader_e2e.rs`): run with the
 /// kernel tests unless a `--test` filter leaves out `smp`, the test it chainloads.
-fn chainload_tests(selected: &[BoardConfig], args: &TestArgs, tally: &mut Tally) {
+fn chainload_tests(selected: &[BoardInfo], args: &TestArgs, tally: &mut Tally) {
     if !args.tests.is_empty() && !args.tests.iter().any(|t| t == "smp") {
         return;
     }
-    for board in selected.iter().filter(|b| b.raw_image) {
+    for board in selected.iter().filter(|b| b.serial_loader) {
         println!("== serial chainloader on {}", board.name);
-        record(crate::flash_e2e::run(board), tally);
+        record(loader_e2e::run(board), tally);
     }
 }
 
 /// `cargo xtask test`.
 pub fn command(args: &TestArgs) -> Result<bool> {
-    let selected: Vec<BoardConfig> = if args.boards.is_empty() {
-        boards::ALL.to_vec()
+    let selected: Vec<BoardInfo> = if args.boards.is_empty() {
+        board::ALL.to_vec()
     } else {
-        args.boards
-            .iter()
-            .map(|b| boards::find(b))
-            .collect::<Result<_>>()?
+        args.boards.clone()
     };
-    qemu::prerequisites()?;
+    prerequisites()?;
     if args.list {
-        for t in qemu::build_for(&selected[0])?.tests {
+        for t in build_for(&selected[0])?.tests {
             println!(
                 "{:<24} expect {:?}, timeout {} s, at least {} cores",
                 t.name, t.expect, t.timeout_s, t.min_cores

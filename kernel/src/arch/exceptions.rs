@@ -7,8 +7,8 @@
 use crate::arch::{cpu, semihosting};
 use aarch64_cpu::registers::{ESR_EL1, FAR_EL1, Readable};
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering, compiler_fence};
-use graft_kernel::esr;
-use graft_kernel::testinfo::EXIT_FAULT;
+use protocol::esr;
+use protocol::testinfo::EXIT_FAULT;
 
 /// The interrupted context, as `vectors.s` saves it.
 #[repr(C)]
@@ -197,6 +197,13 @@ fn fatal(frame: &Frame, kind: u64, esr_val: u64, far: u64) -> ! {
         frame.elr,
         far
     );
+    crate::report::emit(&protocol::Record::Exception {
+        core: cpu::core_id() as u8,
+        ec,
+        esr: esr_val,
+        elr: frame.elr,
+        far,
+    });
     defmt::error!(
         "  x0={=u64:#x} x1={=u64:#x} x29={=u64:#x} x30={=u64:#x} SPSR={=u64:#x}",
         frame.x[0],

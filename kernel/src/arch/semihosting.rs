@@ -9,7 +9,7 @@ use crate::arch::cpu;
 use crate::arch::exceptions::{FaultTrap, Resume};
 use core::arch::asm;
 use core::sync::atomic::{AtomicU8, Ordering};
-use graft_kernel::esr::ec;
+use protocol::esr::ec;
 
 /// 0: not probed yet, 1: present, 2: absent.
 static PRESENT: AtomicU8 = AtomicU8::new(0);
@@ -66,6 +66,7 @@ pub fn exit(code: u32) -> ! {
         "run ended with status {=u32}; no semihosting to report it to: halting",
         code
     );
+    crate::report::emit(&protocol::Record::RunEnded { status: code });
     cpu::irq_save();
     loop {
         cpu::wfi();

@@ -130,6 +130,16 @@ pub fn summarize(patches: &[u64; STRATEGIES], cores: usize) -> Summary {
             mean_error,
             all.error_max
         );
+        crate::report::emit(&protocol::Record::DemoResult {
+            strategy: site.strategy(),
+            patches: patches[phase],
+            iterations: all.iterations,
+            misses: all.misses,
+            extra_max_ns: ns(extra_max),
+            extra_mean_ns: ns(extra_mean),
+            mean_abs_error_c: mean_error,
+            max_abs_error_c: all.error_max,
+        });
         s.misses += all.misses;
         s.stale += all.stale;
         if patches[phase] == 0 || all.iterations == 0 {

@@ -33,8 +33,9 @@ use patcher::platform::CoreId;
 use patcher::publish::{Bound, Publish, Slots};
 use patcher::strategy::{
     BranchFlip, ConsumerCell, Env, FlipSite, FlushThenRedirect, InPlace, InPlaceSite, IndirectSite,
-    IpiSync, IpiSyncRemote, PublishError, RemoteInvalidate, Rendezvous, SeqCheck, Strategy,
+    IpiSync, IpiSyncRemote, PublishError, RemoteInvalidate, Rendezvous, SeqCheck, Strategy as _,
 };
+use protocol::Strategy;
 
 use super::platform::KernelPlatform;
 
@@ -266,6 +267,8 @@ pub enum Role {
 pub struct Site {
     /// Its name (for publication strategies, the strategy's name).
     pub name: &'static str,
+    /// The strategy it publishes with, as both sides name it.
+    strategy: Strategy,
     /// What it is for.
     pub role: Role,
     publisher: fn() -> &'static Publisher,
@@ -281,6 +284,17 @@ pub struct Site {
 }
 
 impl Site {
+    /// The same site under another name (a site for live patches that shares a strategy).
+    const fn named(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// The strategy it publishes with.
+    pub const fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
     /// The same site, with `path` describing the consumer's path through it.
     const fn path(mut self, path: &'static str) -> Self {
         self.path = path;
@@ -294,14 +308,15 @@ impl Site {
     }
 
     const fn new(
-        name: &'static str,
+        strategy: Strategy,
         role: Role,
         publisher: fn() -> &'static Publisher,
         entry: Entry,
         enter: Option<fn(CoreId) -> bool>,
     ) -> Self {
         Self {
-            name,
+            name: strategy.name(),
+            strategy,
             role,
             publisher,
             entry,
@@ -335,7 +350,9 @@ fn seq() -> &'static Publisher {
 fn in_place() -> &'static Publisher {
     &fixed().in_place
 }
-fn seq_enter(core: CoreId) -> bool {
+/// The sequence check's entry check on `core` (what `seq-check` consumers run before the call).
+#[inline]
+pub fn seq_enter(core: CoreId) -> bool {
     SEQ.enter(core, &Hw)
 }
 
@@ -353,7 +370,7 @@ fn live() -> &'static Publisher {
 /// Every site, publication strategies in the order the demo and the bench run them.
 pub static SITES: [Site; 8] = [
     Site::new(
-        "branch-flip",
+        Strategy::BranchFlip,
         Role::Strategy,
         flip,
         Entry::Fixed(Fixed::FLIP),
@@ -361,7 +378,7 @@ pub static SITES: [Site; 8] = [
     )
     .path("BL site; B block"),
     Site::new(
-        "ipi-sync",
+        Strategy::IpiSync,
         Role::Strategy,
         ipi_sync,
         Entry::Trampoline(ipi_sync_entry),
@@ -369,7 +386,7 @@ pub static SITES: [Site; 8] = [
     )
     .path("ADRP, LDR, BR"),
     Site::new(
-        "ipi-sync-remote",
+        Strategy::IpiSyncRemote,
         Role::Strategy,
         ipi_remote,
         Entry::Trampoline(ipi_remote_entry),
@@ -377,7 +394,7 @@ pub static SITES: [Site; 8] = [
     )
     .path("ADRP, LDR, BR"),
     Site::new(
-        "flush-then-redirect",
+        Strategy::FlushThenRedirect,
         Role::Strategy,
         ftr,
         Entry::Trampoline(ftr_entry),
@@ -386,7 +403,7 @@ pub static SITES: [Site; 8] = [
     .per_core(&FTR)
     .path("MRS, LDR, BR"),
     Site::new(
-        "ftr-multi",
+        Strategy::FtrMulti,
         Role::Strategy,
         ftr_multi,
         Entry::Trampoline(ftr_multi_entry),
@@ -395,7 +412,7 @@ pub static SITES: [Site; 8] = [
     .per_core(&FTR_MULTI)
     .path("MRS, LDR, BR"),
     Site::new(
-        "seq-check",
+        Strategy::SeqCheck,
         Role::Strategy,
         seq,
         Entry::Trampoline(seq_entry),
@@ -403,7 +420,7 @@ pub static SITES: [Site; 8] = [
     )
     .path("entry check in Rust, then ADRP, LDR, BR"),
     Site::new(
-        "stop-the-world",
+        Strategy::StopTheWorld,
         Role::Strategy,
         in_place,
         Entry::Fixed(Fixed::IN_PLACE),
@@ -411,12 +428,13 @@ pub static SITES: [Site; 8] = [
     )
     .path("code patched in place: a direct call"),
     Site::new(
-        "indirect",
+        Strategy::IpiSync,
         Role::Live,
         live,
         Entry::Trampoline(live_entry),
         None,
     )
+    .named("indirect")
     .path("ADRP, LDR, BR"),
 ];
 
@@ -428,21 +446,21 @@ use crate::tests::patch::{How, stress_test};
 stress_test!(
     PATCH_BRANCH,
     "patch-branch",
-    "branch-flip",
+    Strategy::BranchFlip.name(),
     How::PLAIN,
     [Clean, Hazard]
 );
 stress_test!(
     PATCH_IPI,
     "patch-ipi",
-    "ipi-sync",
+    Strategy::IpiSync.name(),
     How::PLAIN,
     [Clean, Hazard]
 );
 stress_test!(
     PATCH_IPI_REMOTE,
     "patch-ipi-remote",
-    "ipi-sync-remote",
+    Strategy::IpiSyncRemote.name(),
     How::PLAIN,
     [Clean, Clean]
 );
@@ -450,7 +468,7 @@ stress_test!(
 stress_test!(
     PATCH_FTR,
     "patch-ftr",
-    "flush-then-redirect",
+    Strategy::FlushThenRedirect.name(),
     How {
         end: 2,
         ..How::PLAIN
@@ -460,16 +478,22 @@ stress_test!(
 stress_test!(
     PATCH_FTR_MULTI,
     "patch-ftr-multi",
-    "ftr-multi",
+    Strategy::FtrMulti.name(),
     How::PLAIN,
     [Clean, Clean]
 );
-stress_test!(PATCH_SEQ, "patch-seq", "seq-check", How::PLAIN, [Clean, No]);
+stress_test!(
+    PATCH_SEQ,
+    "patch-seq",
+    Strategy::SeqCheck.name(),
+    How::PLAIN,
+    [Clean, No]
+);
 // Consumers mask IRQs around the call, as a control loop would (patch-stw-irq does not).
 stress_test!(
     PATCH_STW,
     "patch-stw",
-    "stop-the-world",
+    Strategy::StopTheWorld.name(),
     How {
         irqs_masked: true,
         ..How::PLAIN
@@ -482,8 +506,8 @@ pub fn in_place_postponed() -> u64 {
     fixed().in_place.postponed()
 }
 
-/// How many sites are publication strategies.
-pub const STRATEGIES: usize = 7;
+/// How many sites are publication strategies: one per strategy both sides name.
+pub const STRATEGIES: usize = Strategy::ALL.len();
 
 /// Checks the table's shape once (the strategies come first, names are unique).
 pub(super) fn check_table() {
@@ -493,6 +517,13 @@ pub(super) fn check_table() {
             i < STRATEGIES,
             "the strategies come first in SITES"
         );
+        if i < STRATEGIES {
+            assert_eq!(
+                site.strategy,
+                Strategy::ALL[i],
+                "SITES lists the strategies in protocol's report order"
+            );
+        }
         assert!(
             SITES[..i].iter().all(|s| s.name != site.name),
             "two sites are called {}",

@@ -15,11 +15,13 @@ use super::{Ctx, Failed, TestResult, kernel_test};
 use crate::arch::{cpu, pmu};
 use crate::demo::{self, controller::Kind};
 use crate::patch::{self, sites};
+use crate::report;
 use crate::sync::Barrier;
 use boards::MAX_CORES;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
 use patcher::platform::CoreId;
+use protocol::Record;
 
 kernel_test!(
     BENCH_ENTRY,
@@ -103,13 +105,14 @@ fn ret() -> Result<[u8; 4], Failed> {
     Ok(ret.to_le_bytes())
 }
 
+/// The sequence check's entry, for [`seq_checked_call`] (looked up once, before measuring).
+static SEQ_ENTRY: AtomicUsize = AtomicUsize::new(0);
+
 extern "C" fn seq_checked_call() {
-    let Ok(site) = sites::site("seq-check") else {
-        return;
-    };
-    site.enter(CoreId(cpu::core_id() as u8));
-    // SAFETY: the site leads to the `ret` block (installed in `entry`).
-    unsafe { core::mem::transmute::<usize, extern "C" fn()>(site.entry())() }
+    sites::seq_enter(CoreId(cpu::core_id() as u8));
+    // SAFETY: the site leads to the `ret` block (installed in `entry`, which stored its entry
+    // before measuring).
+    unsafe { core::mem::transmute::<usize, extern "C" fn()>(SEQ_ENTRY.load(Ordering::Relaxed))() }
 }
 
 fn entry(ctx: &Ctx) -> TestResult {
@@ -127,10 +130,13 @@ fn entry(ctx: &Ctx) -> TestResult {
             Failed
         })?;
     }
+    let seq = sites::site(protocol::Strategy::SeqCheck.name()).map_err(|_| Failed)?;
+    SEQ_ENTRY.store(seq.entry(), Ordering::Relaxed);
     let direct = per_call(graft_bench_ret as *const () as usize);
     defmt::info!("bench-direct insns={=u64}", direct);
+    report::emit(&Record::BenchDirect { insns: direct });
     for site in sites::strategies() {
-        let target = if site.name == "seq-check" {
+        let target = if site.strategy() == protocol::Strategy::SeqCheck {
             seq_checked_call as *const () as usize
         } else {
             site.entry()
@@ -140,9 +146,13 @@ fn entry(ctx: &Ctx) -> TestResult {
             "bench-entry strategy={=str} insns={=u64} extra={=u64} site=\"{=str}\"",
             site.name,
             n,
-            n - direct,
+            n.saturating_sub(direct),
             site.path
         );
+        report::emit(&Record::BenchEntry {
+            strategy: site.strategy(),
+            insns: n,
+        });
     }
     Ok(())
 }
@@ -290,7 +300,7 @@ fn producer(ctx: &Ctx) -> TestResult {
             sum += d.extra_sum.load(Ordering::Relaxed);
             n += d.disturbed.load(Ordering::Relaxed);
         }
-        if site.name == "ftr-multi" {
+        if site.strategy() == protocol::Strategy::FtrMulti {
             version += 1;
             publish_cost(ctx, site, version)?;
         }
@@ -311,6 +321,14 @@ fn producer(ctx: &Ctx) -> TestResult {
             ns(latency_sum / SPACED),
             per_s
         );
+        report::emit(&Record::BenchResult {
+            strategy: site.strategy(),
+            cores: ctx.cores as u32,
+            disturb_max_ns: max,
+            disturb_mean_ns: sum / n.max(1),
+            latency_ns: ns(latency_sum / SPACED),
+            throughput_per_s: per_s,
+        });
     }
     Ok(())
 }
@@ -337,6 +355,11 @@ fn publish_cost(ctx: &Ctx, site: &sites::Site, version: u64) -> TestResult {
         ctx.cores - 1,
         spent
     );
+    report::emit(&Record::BenchPublish {
+        strategy: site.strategy(),
+        consumers: (ctx.cores - 1) as u32,
+        insns: spent,
+    });
     Ok(())
 }
 

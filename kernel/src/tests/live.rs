@@ -2,9 +2,9 @@
 //!
 //! Cores 1.. call the `indirect` named site in a loop, as a control loop would, and say whenever
 //! the version they run changes (checking the block's checksum of its own code words). Core 0
-//! reads frames ([`graft_kernel::wire`]) from the UART and hands each one to the named-site
+//! reads frames ([`protocol::live`]) from the UART and hands each one to the named-site
 //! service: `cargo xtask patch` sends them, and `cargo xtask test` drives a scripted session
-//! (`xtask/src/live_e2e.rs`). Every frame gets one `live-patch` line; a refused one leaves the
+//! (`xtask/src/runner/live.rs`). Every frame gets one `live-patch` line and one record; a refused one leaves the
 //! site and the code the cores run exactly as they were. The host's `GEND` frame ends the run.
 //!
 //! Interactive: it waits for a host, so `cargo xtask test` runs it only through that session.
@@ -14,13 +14,20 @@
 
 use super::{Ctx, TestResult, kernel_test};
 use crate::arch::cpu;
+use crate::patch::PlaceError;
 use crate::patch::payload::{self, Answer};
-use crate::patch::{self, sites};
+use crate::patch::{self, PatchError, sites};
+use crate::report;
 use boards::{Board, Current, MAX_CORES};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
-use graft_kernel::wire::{Event, Receiver};
+use patcher::check::CheckError;
 use patcher::platform::CoreId;
+use patcher::platform::IpiError;
+use patcher::strategy::PublishError;
+use protocol::Record;
+use protocol::live::{Event, Receiver, Refusal};
+use protocol::record::Name;
 
 kernel_test!(
     LIVE,
@@ -68,6 +75,9 @@ fn serve() -> TestResult {
         "live-patch ready: send frames (cargo xtask patch); site {=str}",
         SITE
     );
+    report::emit(&Record::LiveReady {
+        site: Name::new(SITE),
+    });
     let (mut applied, mut refused) = (0u32, 0u32);
     let mut rx = Receiver::new();
     loop {
@@ -82,6 +92,7 @@ fn serve() -> TestResult {
             Some(Event::Bad(e)) => {
                 refused += 1;
                 defmt::warn!("live-patch bad frame: {}", e);
+                report::emit(&Record::LiveBadFrame { error: e });
             }
             Some(Event::Patch { site, block }) => {
                 let result = sites::site(site).and_then(|s| {
@@ -97,10 +108,19 @@ fn serve() -> TestResult {
                             block.len(),
                             target
                         );
+                        report::emit(&Record::LiveApplied {
+                            site: Name::new(site),
+                            bytes: block.len() as u32,
+                            slot: target,
+                        });
                     }
                     Err(e) => {
                         refused += 1;
                         defmt::warn!("live-patch refused site={=str}: {}", site, e);
+                        report::emit(&Record::LiveRefused {
+                            site: Name::new(site),
+                            reason: refusal(&e),
+                        });
                     }
                 }
             }
@@ -111,7 +131,63 @@ fn serve() -> TestResult {
         applied,
         refused
     );
+    report::emit(&Record::LiveEnded { applied, refused });
     Ok(())
+}
+
+/// The host's name for why the service refused a block.
+fn refusal(e: &PatchError) -> Refusal {
+    let small = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    match e {
+        PatchError::UnknownSite => Refusal::UnknownSite,
+        PatchError::Busy => Refusal::Busy,
+        PatchError::Place(PlaceError::ArenaFull { lagging }) => Refusal::ArenaFull {
+            lagging: lagging.bits(),
+        },
+        PatchError::Place(PlaceError::Check(c)) => match *c {
+            CheckError::Empty => Refusal::Empty,
+            CheckError::TooLarge { len, max } => Refusal::TooLarge {
+                len: small(len),
+                max: small(max),
+            },
+            CheckError::MisalignedAddress { addr } => Refusal::MisalignedAddress { addr },
+            CheckError::MisalignedLength { len } => Refusal::MisalignedLength { len: small(len) },
+            CheckError::AddressOverflow => Refusal::AddressOverflow,
+            CheckError::Escapes { offset, target, .. } => Refusal::Escapes {
+                offset: small(offset),
+                target,
+            },
+            CheckError::BranchIntoData { offset, .. } => Refusal::BranchIntoData {
+                offset: small(offset),
+            },
+            CheckError::FallsIntoData { offset } => Refusal::FallsIntoData {
+                offset: small(offset),
+            },
+            CheckError::FallsThrough { word } => Refusal::FallsThrough { word },
+        },
+        PatchError::Place(PlaceError::Vetoed { .. }) => Refusal::Vetoed,
+        PatchError::Place(PlaceError::Arena(_)) | PatchError::Arena(_) => Refusal::Arena,
+        PatchError::Publish(PublishError::Timeout { missing })
+        | PatchError::Publish(PublishError::Ipi(IpiError::Timeout { missing })) => {
+            Refusal::Timeout {
+                missing: missing.bits(),
+            }
+        }
+        PatchError::Publish(PublishError::Ipi(IpiError::Offline { cores })) => Refusal::Offline {
+            cores: cores.bits(),
+        },
+        PatchError::Publish(PublishError::Busy) => Refusal::Busy,
+        PatchError::Publish(PublishError::Unsynchronized { missing }) => Refusal::Unsynchronized {
+            missing: missing.bits(),
+        },
+        PatchError::Publish(PublishError::InsideSite { core, .. }) => {
+            Refusal::InsideSite { core: core.0 }
+        }
+        PatchError::Publish(PublishError::PositionUnknown { core }) => {
+            Refusal::PositionUnknown { core: core.0 }
+        }
+        PatchError::Publish(_) => Refusal::PublishFailed,
+    }
 }
 
 /// Calls the site until the session ends, saying whenever the version it runs changes. Gives
@@ -153,6 +229,11 @@ fn consume(core: usize) -> TestResult {
                 a.version,
                 if ok { "ok" } else { "MISMATCH" }
             );
+            report::emit(&Record::LiveRuns {
+                core: core as u8,
+                version: a.version,
+                checksum_ok: ok,
+            });
             last = a.version;
         }
         cpu::relax();

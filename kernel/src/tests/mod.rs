@@ -22,8 +22,8 @@ mod wx;
 use crate::arch::semihosting;
 use crate::smp as cores;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use graft_kernel::cmdline::Cmdline;
-use graft_kernel::testinfo::{EXIT_BAD_COMMAND, EXIT_FAIL, EXIT_PASS, RECORD_SIZE, TestHeader};
+use protocol::cmdline::Cmdline;
+use protocol::testinfo::{EXIT_BAD_COMMAND, EXIT_FAIL, EXIT_PASS, RECORD_SIZE, TestHeader};
 
 /// A failed check; the details were logged where it failed.
 #[derive(Debug)]
@@ -85,15 +85,15 @@ macro_rules! kernel_test {
         #[unsafe(link_section = ".graft_tests")]
         #[used]
         static $static: $crate::tests::KernelTest = $crate::tests::KernelTest {
-            header: graft_kernel::testinfo::TestHeader::new(
+            header: protocol::testinfo::TestHeader::new(
                 $name,
-                graft_kernel::testinfo::Expect::$expect,
+                protocol::testinfo::Expect::$expect,
                 $timeout,
                 $min,
-                graft_kernel::testinfo::Tcg::$tcg,
+                protocol::testinfo::Tcg::$tcg,
                 [
-                    graft_kernel::testinfo::Sanitized::$s0,
-                    graft_kernel::testinfo::Sanitized::$s1,
+                    protocol::testinfo::Sanitized::$s0,
+                    protocol::testinfo::Sanitized::$s1,
                 ],
             )
             .with_ctr($idc, $dic),
@@ -153,7 +153,7 @@ fn run_current(core: usize) -> bool {
 /// that serves live patches).
 const DEFAULT_RUN: &str = match option_env!("GRAFT_RUN") {
     Some(name) => name,
-    None => "demo",
+    None => protocol::testinfo::DEMO,
 };
 
 /// Runs the test named on the command line (the demo when none is named) and exits.
@@ -188,10 +188,12 @@ pub fn run() -> ! {
     match cores::run_everywhere(run_current, timeout_us) {
         Ok(failed) if failed.is_empty() => {
             defmt::info!("test {=str}: PASS", name);
+            crate::report::verdict(name, true);
             semihosting::exit(EXIT_PASS)
         }
         Ok(failed) => {
             defmt::error!("test {=str}: FAIL on cores {=u64:#b}", name, failed.bits());
+            crate::report::verdict(name, false);
             semihosting::exit(EXIT_FAIL)
         }
         Err(unfinished) => {
@@ -200,6 +202,7 @@ pub fn run() -> ! {
                 name,
                 unfinished.bits()
             );
+            crate::report::verdict(name, false);
             semihosting::exit(EXIT_FAIL)
         }
     }

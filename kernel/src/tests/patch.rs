@@ -27,11 +27,12 @@ use boards::MAX_CORES;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 use patcher::platform::CoreId;
+use protocol::Strategy;
 
 /// One stress test: 4 cores, up to 10 minutes, round-robin TCG, its sanitized verdicts
 /// (`[with default switches, with ic-broadcast=off]`), and how it runs its site.
 macro_rules! stress_test {
-    ($static:ident, $name:literal, $site:literal, $how:expr, [$s0:ident, $s1:ident]) => {
+    ($static:ident, $name:literal, $site:expr, $how:expr, [$s0:ident, $s1:ident]) => {
         $crate::tests::kernel_test!(
             $static,
             $name,
@@ -80,7 +81,7 @@ stress_test!(
 stress_test!(
     PATCH_FTR_BROKEN,
     "patch-ftr-broken",
-    "ftr-multi",
+    Strategy::FtrMulti.name(),
     How {
         broken_stub: true,
         ..How::PLAIN
@@ -199,7 +200,7 @@ fn producer(site: &Site, end: usize, pubs: u64) -> TestResult {
         elapsed * 1000 / cpu::tick_hz(),
         calls
     );
-    if site.name == "stop-the-world" {
+    if site.strategy() == Strategy::StopTheWorld {
         defmt::info!(
             "stop-the-world: {=u64} edits postponed while a core was stopped inside the site",
             sites::in_place_postponed()

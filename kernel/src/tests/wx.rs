@@ -10,7 +10,7 @@
 use super::{Ctx, TestResult, check, kernel_test};
 use crate::arch::exceptions::{FaultTrap, Resume};
 use crate::arch::{cache, mmu, probes};
-use graft_kernel::esr::{self, ec};
+use protocol::esr::{self, ec};
 
 kernel_test!(WX, "wx", Pass, timeout_s = 30, min_cores = 1, run);
 

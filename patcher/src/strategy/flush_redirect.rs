@@ -288,17 +288,14 @@ impl FlushThenRedirect {
         block: &CodeBlock<'static>,
     ) -> Result<(), PublishError> {
         // One producer at a time on these cells: the pending check below and the writes after
-        // it must not interleave with another producer's.
-        for (i, cell) in cells.iter().enumerate() {
-            // Kept (not dropped) until `release` below.
-            if Claim::take(&cell.producer).map(core::mem::forget).is_err() {
-                release(&cells[..i]);
-                return Err(PublishError::Busy);
-            }
-        }
-        let result = self.publish_claimed(env, cells, block);
-        release(cells);
-        result
+        // it must not interleave with another producer's. A slice of cells is one site, and its
+        // first cell's claim stands for all of them (one claim, not one per consumer: the
+        // publisher's cost per extra consumer stays a few stores).
+        let Some(first) = cells.first() else {
+            return Ok(());
+        };
+        let _claim = Claim::take(&first.producer)?;
+        self.publish_claimed(env, cells, block)
     }
 }
 
@@ -318,13 +315,6 @@ fn by_position_in(e: PublishError, first: usize) -> PublishError {
             missing: shift(missing),
         },
         e => e,
-    }
-}
-
-/// Releases the claims [`FlushThenRedirect::publish`] took on `cells`.
-fn release(cells: &[ConsumerCell]) {
-    for cell in cells {
-        cell.producer.store(false, Ordering::Release);
     }
 }
 

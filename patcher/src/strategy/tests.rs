@@ -494,12 +494,12 @@ fn a_second_producer_is_busy_and_nothing_is_written() {
     IpiSync.publish(&w.env(&p), &site, &w.block).unwrap();
     assert_eq!(site.target(), EXEC as u64);
 
-    // Flush-then-redirect: one cell held by another producer refuses the whole publication,
-    // and the cells claimed before it are released again.
+    // Flush-then-redirect: a slice of cells held by another producer (its first cell's claim)
+    // refuses the whole publication.
     let cells = [ConsumerCell::new(0x1000), ConsumerCell::new(0x1000)];
     let ftr = FlushThenRedirect::new(0x9000);
     w.rec.clear();
-    let held = Claim::take(&cells[1].producer).unwrap();
+    let held = Claim::take(&cells[0].producer).unwrap();
     assert_eq!(
         ftr.redirect(&w.env(&p), &cells, &w.block),
         Err(PublishError::Busy)

@@ -213,6 +213,10 @@ pub fn run(m: &Mirror, ctx: &Ctx) -> TestResult {
             layout.exec + layout.m0,
             CONSUMER
         );
+        crate::report::emit(&protocol::Record::LitmusWatch {
+            va: (layout.exec + layout.m0) as u64,
+            core: CONSUMER as u8,
+        });
         // Nothing runs the template before the barrier below.
         Scratch::get().write_words(0, template.words());
         // Warm-up: the consumer runs the rewritten words once, so the sanitizer knows their

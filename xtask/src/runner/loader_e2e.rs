@@ -8,19 +8,21 @@
 //! kernel's `smp` test, selected by QEMU's semihosting command line, must PASS and end QEMU
 //! with status 0.
 
-use crate::boards::BoardConfig;
-use crate::flash::{self, Faults, FlashError, HANDSHAKE_TIMEOUT, LogEnd, Session};
-use crate::logs::Symbols;
-use crate::{pty, qemu};
+use super::board::BoardInfo;
+use super::build::{build_for, find_test};
+use super::loader::{self, Faults, FlashError, HANDSHAKE_TIMEOUT, LogEnd, Session, build_loader};
+use super::logs::Symbols;
+use super::qemu::Run;
+use super::{pty, serial};
 use anyhow::{Context, Result, anyhow};
-use graft_loader::protocol::Refusal;
 use indicatif::ProgressBar;
+use protocol::loader::Refusal;
 use std::time::{Duration, Instant};
 
 /// The kernel test the loaded kernel runs.
 const TEST: &str = "smp";
 /// Runs the whole scenario on `board`; one named result per check, in order.
-pub fn run(board: &BoardConfig) -> Vec<(String, Result<(), String>)> {
+pub fn run(board: &BoardInfo) -> Vec<(String, Result<(), String>)> {
     let mut results = Vec::new();
     if let Err(e) = scenario(board, &mut results) {
         results.push((
@@ -31,15 +33,15 @@ pub fn run(board: &BoardConfig) -> Vec<(String, Result<(), String>)> {
     results
 }
 
-fn scenario(board: &BoardConfig, results: &mut Vec<(String, Result<(), String>)>) -> Result<()> {
-    let loader = flash::build_loader(board)?;
-    let built = qemu::build_for(board)?;
-    qemu::find_test(&built.tests, TEST)?;
+fn scenario(board: &BoardInfo, results: &mut Vec<(String, Result<(), String>)>) -> Result<()> {
+    let loader = build_loader(board)?;
+    let built = build_for(board)?;
+    let test = find_test(&built.tests, TEST)?;
     let image = std::fs::read(&built.boot)?;
     let symbols = Symbols::new(&built.bytes)?;
-    let append = format!("graft cores={} test={TEST}", board.default_cores);
-    let (mut qemu, pty) = pty::start(board, &loader, &append, true, &[])?;
-    let mut session = Session::new(flash::open_port(&pty)?);
+    // QEMU boots the loader; the command line still names the test the sent kernel runs.
+    let (mut qemu, pty) = pty::start(&Run::new(&loader, *board, Some(test)))?;
+    let mut session = Session::new(serial::open_port(&pty)?);
     let announce = session
         .handshake(HANDSHAKE_TIMEOUT)
         .with_context(|| format!("loader on {} (noise: {:?})", board.name, session.noise))?;
@@ -86,7 +88,7 @@ fn scenario(board: &BoardConfig, results: &mut Vec<(String, Result<(), String>)>
         .iter()
         .find(|t| t.name == TEST)
         .map_or(60, |t| u64::from(t.timeout_s));
-    let end = flash::follow(
+    let end = loader::follow(
         &mut session,
         &symbols,
         Some(TEST),

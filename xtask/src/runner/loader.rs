@@ -2,17 +2,29 @@
 //!
 //! Generic over `Read + Write` with timing-out reads, so that a real serial port, QEMU's pty and
 //! the in-memory pipe of the host tests all run the same code. Every wait is bounded and every
-//! failure is a [`FlashError`] naming what to check.
+//! failure is a [`FlashError`] naming what to check. Also here: building the loader, and
+//! following the chainloaded kernel's log to its test's verdict.
 
-use super::REPLY_TIMEOUT;
-use graft_loader::protocol::{
+use super::board::BoardInfo;
+use super::logs::Symbols;
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use protocol::Record;
+use protocol::crc32::crc32;
+use protocol::loader::{
     CHUNK, CHUNK_HEAD, CHUNK_TAIL, Header, MAX_RETRIES, NakReason, Refusal, Reply, VERSION,
-    chunk_len, crc32, encode_chunk,
+    chunk_len, encode_chunk,
 };
-use indicatif::ProgressBar;
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// How long to wait for the loader's announcement.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for the loader's answer to one frame.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What can go wrong in a transfer, each naming what to check.
 #[derive(Debug)]
@@ -342,3 +354,114 @@ fn nak_text(why: NakReason) -> String {
         NakReason::Timeout => "cut short".into(),
     }
 }
+
+/// A progress bar for `bytes`, drawn on the terminal.
+pub fn progress_bar(bytes: u64) -> ProgressBar {
+    let bar = ProgressBar::new(bytes);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message("sending");
+    bar
+}
+
+/// Builds the loader for `board` and returns its raw image (`loader8.img`, an arm64 Image).
+pub fn build_loader(board: &BoardInfo) -> Result<PathBuf> {
+    if !board.serial_loader {
+        let with: Vec<_> = super::board::ALL
+            .iter()
+            .filter(|b| b.serial_loader)
+            .map(|b| b.name)
+            .collect();
+        bail!(
+            "the serial loader is not built for {}: boards with a loader are {}",
+            board.name,
+            with.join(", ")
+        );
+    }
+    let target_dir = super::build::root()
+        .join("target/kernel")
+        .join(board.feature);
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(super::build::root())
+        .args(["build", "--quiet", "--release", "--package", "graft-loader"])
+        .args([
+            "--target",
+            "aarch64-unknown-none",
+            "--features",
+            board.feature,
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .status()
+        .context("running cargo build for the loader")?;
+    if !status.success() {
+        bail!("the loader did not build for board {}", board.name);
+    }
+    let elf = target_dir.join("aarch64-unknown-none/release/graft-loader");
+    let bytes = std::fs::read(&elf).with_context(|| format!("reading {}", elf.display()))?;
+    let img = elf.with_file_name("loader8.img");
+    std::fs::write(&img, super::image::raw_from_elf(&bytes)?)
+        .with_context(|| format!("writing {}", img.display()))?;
+    Ok(img)
+}
+
+/// How a followed log ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LogEnd {
+    /// The watched test logged its PASS line.
+    Pass,
+    /// The watched test logged its FAIL line, or the kernel an error.
+    Fail(String),
+    /// The time limit passed.
+    Timeout,
+    /// The port closed (QEMU exited, the adapter was unplugged).
+    Closed,
+}
+
+/// Prints the kernel's decoded log from `session` until `test` passes or fails, `limit` passes,
+/// or the port closes. `first` holds bytes already read.
+pub fn follow<P: Read + Write>(
+    session: &mut Session<P>,
+    symbols: &Symbols,
+    test: Option<&str>,
+    limit: Option<Duration>,
+    print: bool,
+) -> LogEnd {
+    let mut decoder = symbols.decoder();
+    let deadline = limit.map(|l| Instant::now() + l);
+    loop {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return LogEnd::Timeout;
+        }
+        let bytes = match session.take_output() {
+            Ok(b) => b,
+            Err(_) => return LogEnd::Closed,
+        };
+        for line in decoder.feed(&bytes) {
+            if print && line.for_people() {
+                println!("{}", line.text);
+            }
+            let Some(t) = test else { continue };
+            match &line.record {
+                Some(Ok(Record::TestVerdict { test, passed })) if test.as_str() == t => {
+                    return if *passed {
+                        LogEnd::Pass
+                    } else {
+                        LogEnd::Fail(line.message)
+                    };
+                }
+                Some(Err(_)) => return LogEnd::Fail(line.message),
+                _ if line.level == "error" => return LogEnd::Fail(line.message),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,13 +1,16 @@
 //! The benchmark plot, as plain SVG text: disturbance per strategy (bars, log scale) and
 //! publication latency against core count (lines).
 
-use crate::bench::STRATEGIES;
+use protocol::Strategy;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-const COLORS: [&str; 6] = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+/// The strategies in report order, by name.
+const STRATEGIES: [&str; Strategy::ALL.len()] = Strategy::NAMES;
+
+const COLORS: [&str; Strategy::ALL.len()] = [
+    "#1f77b4", "#ff7f0e", "#e377c2", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
 ];
 
 fn log_y(v: f64, max: f64, height: f64) -> f64 {

@@ -1,5 +1,32 @@
 //! The boot command line: `test=NAME cores=N key=value ...`, as xtask passes it with `-append`.
 
+/// The keys the kernel reads, one definition for the side that writes them and the one that
+/// reads them.
+pub mod keys {
+    /// The kernel test to run (none: the demo).
+    pub const TEST: &str = "test";
+    /// The cores QEMU was given (the `smp` test checks it).
+    pub const CORES: &str = "cores";
+    /// Virtual seconds the demo runs.
+    pub const SECS: &str = "secs";
+    /// Publications of a stress test.
+    pub const PUBS: &str = "pubs";
+    /// Set (to 1) when the run is under the coherence sanitizer.
+    pub const SANITIZED: &str = "sanitized";
+    /// The timer test's tick rate.
+    pub const HZ: &str = "hz";
+    /// Rounds of the IPI test.
+    pub const ROUNDS: &str = "rounds";
+    /// Iterations of a litmus mirror.
+    pub const ITERS: &str = "iters";
+}
+
+/// `key=value`, as one command-line word.
+#[cfg(test)]
+fn word(key: &str, value: impl core::fmt::Display) -> String {
+    format!("{key}={value}")
+}
+
 /// A parsed command line borrowing the text it came from.
 #[derive(Clone, Copy, Debug)]
 pub struct Cmdline<'a> {
@@ -27,7 +54,7 @@ impl<'a> Cmdline<'a> {
 
     /// The test to run, if one is named.
     pub fn test(&self) -> Option<&'a str> {
-        self.get("test")
+        self.get(keys::TEST)
     }
 }
 
@@ -50,6 +77,14 @@ mod tests {
             Cmdline::new("cores=eight").number("cores"),
             Some(Err("eight"))
         );
+    }
+
+    #[test]
+    fn keys_read_back() {
+        let line = [word(keys::TEST, "ipi"), word(keys::PUBS, 2000)].join(" ");
+        let c = Cmdline::new(&line);
+        assert_eq!(c.test(), Some("ipi"));
+        assert_eq!(c.number(keys::PUBS), Some(Ok(2000)));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! Every integer is little-endian. A chunk is refused at most [`MAX_RETRIES`] times in a row;
 //! then the loader says `ERR retries chunk=N` and waits for a new header.
 
+use crate::crc32::crc32;
 use core::fmt;
 
 /// The first word of every announcement.
@@ -40,63 +41,6 @@ pub const MIN_IMAGE: usize = 64;
 pub const IMAGE_MAGIC_OFFSET: usize = 0x38;
 /// The arm64 Image magic `ARM\x64`.
 pub const IMAGE_MAGIC: [u8; 4] = *b"ARM\x64";
-
-/// CRC-32 (IEEE 802.3, reflected, as zlib and `crc32fast` compute it), built at compile time.
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xedb8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
-/// A running CRC-32.
-#[derive(Clone, Copy, Debug)]
-pub struct Crc32(u32);
-
-impl Default for Crc32 {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Crc32 {
-    /// A CRC over no bytes yet.
-    pub const fn new() -> Self {
-        Self(0xffff_ffff)
-    }
-
-    /// Adds `bytes`.
-    pub fn update(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = CRC_TABLE[((self.0 ^ u32::from(b)) & 0xff) as usize] ^ (self.0 >> 8);
-        }
-    }
-
-    /// The CRC of everything added.
-    pub fn finish(self) -> u32 {
-        !self.0
-    }
-}
-
-/// The CRC-32 of `bytes`.
-pub fn crc32(bytes: &[u8]) -> u32 {
-    let mut c = Crc32::new();
-    c.update(bytes);
-    c.finish()
-}
 
 /// What a header frame announces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,5 +294,48 @@ impl<'a> Reply<'a> {
             "BOOT" => Self::Boot(number(rest.first()?)?),
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_and_reject_damage() {
+        let h = Header {
+            size: 43_328,
+            crc: 0xdead_beef,
+        };
+        let mut frame = h.encode();
+        assert_eq!(Header::decode(&frame), Some(h));
+        frame[5] ^= 1;
+        assert_eq!(Header::decode(&frame), None);
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let all = [
+            Reply::Announce {
+                version: 1,
+                board: "rpi3",
+                load: 0x80000,
+                max: 32_505_856,
+            },
+            Reply::Ready {
+                size: 5000,
+                chunks: 5,
+            },
+            Reply::Ack(3),
+            Reply::Nak(4, NakReason::Checksum),
+            Reply::Err(Refusal::TooLarge { size: 9, max: 8 }),
+            Reply::Err(Refusal::Retries { chunk: 2 }),
+            Reply::Boot(0x80000),
+        ];
+        for r in all {
+            let text = r.to_string();
+            assert_eq!(Reply::parse(&text), Some(r), "{text}");
+        }
+        assert_eq!(Reply::parse("garbage from the firmware"), None);
     }
 }

@@ -1,106 +1,37 @@
-//! Live patching from the host.
+//! Live patching from the host: a [`Link`] to a running kernel's `live` test, serving it under
+//! QEMU, and the scripted session.
 //!
-//! `cargo xtask patch` sends one block to a running kernel's `live` test over its UART: a
-//! board's serial adapter, or the pty `cargo xtask qemu --serve` prints. The frame format is
-//! `graft_kernel::wire`; the kernel answers with one `live-patch` log line, decoded here as every
-//! other log line is. [`e2e`] is the scripted session `cargo xtask test` runs against QEMU.
+//! `cargo xtask patch` sends one block over the kernel's UART (a board's serial adapter, or the
+//! pty `cargo xtask qemu --serve` prints) through a [`Link`]. The frame format is
+//! `protocol::live`; the kernel answers each frame with one typed record (`LiveApplied`,
+//! `LiveRefused` with its reason, `LiveBadFrame`), beside a log line for people. [`e2e`] is the
+//! scripted session `cargo xtask test` runs against QEMU.
 
-use crate::boards::{self, BoardConfig};
-use crate::flash;
-use crate::logs::{Decoder, Line, Symbols};
-use crate::{pty, qemu};
+use super::board::BoardInfo;
+use super::build::{self, find_test};
+use super::logs::{Decoder, Line, Symbols};
+use super::qemu::Run;
+use super::{pty, serial};
 use anyhow::{Context, Result, anyhow, bail};
-use clap::Args;
-use graft_kernel::wire::{self, END, MAX_FRAME};
 use object::{Object, ObjectSection, ObjectSymbol};
+use protocol::Record;
+use protocol::live::{self, END, FrameError, MAX_FRAME, Refusal};
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{ErrorKind, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The kernel test that serves patches.
 pub const TEST: &str = "live";
 /// The site a live session patches unless told otherwise.
-const SITE: &str = "indirect";
-/// How long `cargo xtask patch` keeps showing the log after an applied patch.
-const SHOW: Duration = Duration::from_millis(500);
-
-/// `cargo xtask patch` options.
-#[derive(Args, Debug)]
-pub struct PatchArgs {
-    /// The serial port of the running kernel (a board's adapter, or the pty that
-    /// `cargo xtask qemu --serve` printed).
-    #[arg(long)]
-    pub port: PathBuf,
-    /// The board the kernel was built for (its ELF decodes the log and holds the payload
-    /// templates).
-    #[arg(long, default_value = "virt")]
-    pub board: String,
-    /// The named site to patch.
-    #[arg(long, default_value = SITE)]
-    pub site: String,
-    /// Send the kernel's own payload template carrying this version.
-    #[arg(long, conflicts_with = "file")]
-    pub version: Option<u64>,
-    /// Send these raw bytes as the block: position-independent AArch64 code with the payload ABI
-    /// `extern "C" fn(inside: *mut u64) -> (version, checksum)`.
-    #[arg(long)]
-    pub file: Option<PathBuf>,
-    /// End the session afterwards (the kernel's `live` test then exits 0).
-    #[arg(long)]
-    pub end: bool,
-    /// Seconds to wait for the kernel's answer.
-    #[arg(long, default_value_t = 10)]
-    pub timeout: u64,
-}
-
-/// Runs `cargo xtask patch`; true if every frame sent was applied.
-pub fn command(args: &PatchArgs) -> Result<bool> {
-    let board = boards::find(&args.board)?;
-    let built = qemu::build_for(&board)?;
-    let symbols = Symbols::new(&built.bytes)?;
-    let block = match (&args.version, &args.file) {
-        (Some(v), None) => Some(template_block(&built.bytes, *v)?),
-        (None, Some(f)) => {
-            Some(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?)
-        }
-        _ if args.end => None,
-        _ => bail!("give --version N or --file PATH (or --end alone)"),
-    };
-    let mut link = Link::open(&args.port, &symbols)?;
-    link.echo = true;
-    let timeout = Duration::from_secs(args.timeout);
-    let mut ok = true;
-    if let Some(block) = block {
-        let reply = link.patch(&args.site, &block, timeout)?;
-        ok = reply.message.contains("live-patch applied");
-        if ok {
-            // Show the cores moving to the new code.
-            link.read_for(SHOW, |_| false)?;
-        }
-    }
-    if args.end {
-        link.send(&END)?;
-        link.until("the end of the session", timeout, |m| {
-            m.contains("live-patch session ended")
-        })?;
-    }
-    Ok(ok)
-}
+pub const SITE: &str = "indirect";
 
 /// `cargo xtask qemu --serve`: the `live` test under QEMU with its UART on a pty; waits until
 /// QEMU ends (a `GEND` frame, or Ctrl-C).
-pub fn serve(board: &BoardConfig) -> Result<bool> {
-    let built = qemu::build_for(board)?;
-    qemu::find_test(&built.tests, TEST)?;
-    let append = format!("graft cores={} test={TEST}", board.default_cores);
-    let (mut qemu, port) = pty::start(
-        board,
-        &built.boot,
-        &append,
-        true,
-        &["-accel", "tcg,thread=single"],
-    )?;
+pub fn serve(board: &BoardInfo) -> Result<bool> {
+    let built = build::build_for(board)?;
+    let test = find_test(&built.tests, TEST)?;
+    let (mut qemu, port) = pty::start(&Run::new(&built.boot, *board, Some(test)))?;
     println!(
         "Graft's `live` test runs on {}; its UART is {}",
         board.name,
@@ -146,18 +77,18 @@ pub fn template_block(elf: &[u8], version: u64) -> Result<Vec<u8>> {
 }
 
 /// A serial link to a running kernel, with its log decoded.
-struct Link<'a> {
+pub struct Link<'a> {
     port: Box<dyn serialport::SerialPort>,
     decoder: Decoder<'a>,
     /// Lines decoded but not yet read.
     backlog: VecDeque<Line>,
     /// Print every decoded line as it arrives.
-    echo: bool,
+    pub echo: bool,
 }
 
 impl<'a> Link<'a> {
-    fn open(path: &Path, symbols: &'a Symbols) -> Result<Self> {
-        let mut port = flash::open_port(path)?;
+    pub fn open(path: &Path, symbols: &'a Symbols) -> Result<Self> {
+        let mut port = serial::open_port(path)?;
         port.set_timeout(Duration::from_millis(50))?;
         Ok(Self {
             port,
@@ -167,46 +98,53 @@ impl<'a> Link<'a> {
         })
     }
 
-    fn send(&mut self, bytes: &[u8]) -> Result<()> {
+    pub fn send(&mut self, bytes: &[u8]) -> Result<()> {
         self.port.write_all(bytes)?;
         self.port.flush()?;
         Ok(())
     }
 
-    /// Sends one patch frame and returns the kernel's `live-patch` answer to it.
-    fn patch(&mut self, site: &str, block: &[u8], timeout: Duration) -> Result<Line> {
+    /// Sends one patch frame and returns the kernel's answer to it.
+    pub fn patch(&mut self, site: &str, block: &[u8], timeout: Duration) -> Result<Record> {
         let mut frame = [0u8; MAX_FRAME];
-        let n = wire::encode(site, block, &mut frame).map_err(|e| anyhow!("{e:?}"))?;
+        let n = live::encode(site, block, &mut frame).map_err(|e| anyhow!("{e}"))?;
         self.send(&frame[..n])?;
         self.answer(timeout)
     }
 
-    /// The next `live-patch` answer (applied, refused or bad frame).
-    fn answer(&mut self, timeout: Duration) -> Result<Line> {
-        let lines = self.until("the kernel's answer", timeout, |m| {
-            m.starts_with("live-patch applied")
-                || m.starts_with("live-patch refused")
-                || m.starts_with("live-patch bad frame")
+    /// The next answer to a frame: `LiveApplied`, `LiveRefused` or `LiveBadFrame`.
+    pub fn answer(&mut self, timeout: Duration) -> Result<Record> {
+        let lines = self.until("the kernel's answer", timeout, |r| {
+            matches!(
+                r,
+                Record::LiveApplied { .. }
+                    | Record::LiveRefused { .. }
+                    | Record::LiveBadFrame { .. }
+            )
         })?;
-        Ok(lines
-            .into_iter()
+        lines
             .last()
-            .expect("until returns the matching line last"))
+            .and_then(Line::record)
+            .copied()
+            .context("until returns the matching record last")
     }
 
-    /// Reads until a line whose message satisfies `done` or `timeout` passes; returns every
-    /// line read (the matching one last) and whether it came.
-    fn read_for(
+    /// Reads until a record that satisfies `done` or `timeout` passes; returns every line read
+    /// (the matching one last) and whether it came. A damaged record is an error.
+    pub fn read_for(
         &mut self,
         timeout: Duration,
-        mut done: impl FnMut(&str) -> bool,
+        mut done: impl FnMut(&Record) -> bool,
     ) -> Result<(Vec<Line>, bool)> {
         let deadline = Instant::now() + timeout;
         let mut lines = Vec::new();
         let mut buf = [0u8; 1024];
         loop {
             while let Some(line) = self.backlog.pop_front() {
-                let last = done(&line.message);
+                if let Some(Err(e)) = &line.record {
+                    bail!("a damaged record from the kernel: {e}");
+                }
+                let last = line.record().is_some_and(&mut done);
                 lines.push(line);
                 if last {
                     return Ok((lines, true));
@@ -221,7 +159,7 @@ impl<'a> Link<'a> {
                 Err(e) => return Err(e).context("reading the serial port"),
             };
             for line in self.decoder.feed(&buf[..n]) {
-                if self.echo {
+                if self.echo && line.for_people() {
                     println!("{}", line.text);
                 }
                 // Kept for the next read when an earlier line of this batch ends this one.
@@ -231,11 +169,11 @@ impl<'a> Link<'a> {
     }
 
     /// As [`Link::read_for`], and an error naming `what` if the line does not come.
-    fn until(
+    pub fn until(
         &mut self,
         what: &str,
         timeout: Duration,
-        done: impl FnMut(&str) -> bool,
+        done: impl FnMut(&Record) -> bool,
     ) -> Result<Vec<Line>> {
         match self.read_for(timeout, done)? {
             (lines, true) => Ok(lines),
@@ -253,7 +191,7 @@ const ANSWER: Duration = Duration::from_secs(20);
 const QUIET: Duration = Duration::from_millis(1500);
 
 /// The scripted live session on `board`: one named result per check, in order.
-pub fn e2e(board: &BoardConfig) -> Vec<(String, Result<(), String>)> {
+pub fn e2e(board: &BoardInfo) -> Vec<(String, Result<(), String>)> {
     let mut results = Vec::new();
     if let Err(e) = session(board, &mut results) {
         results.push((
@@ -266,58 +204,64 @@ pub fn e2e(board: &BoardConfig) -> Vec<(String, Result<(), String>)> {
 
 /// Every consumer core says it runs `version` with a good checksum (in any order).
 fn all_run(link: &mut Link, consumers: u32, version: u64) -> Result<(), String> {
-    let mut missing: BTreeSet<String> = (1..=consumers)
-        .map(|core| format!("live: core {core} runs version {version} (checksum ok)"))
-        .collect();
+    let mut missing: BTreeSet<u8> = (1..=consumers).map(|c| c as u8).collect();
     let (lines, _) = link
-        .read_for(ANSWER, |m| {
-            missing.remove(m);
+        .read_for(ANSWER, |r| {
+            if let Record::LiveRuns {
+                core,
+                version: v,
+                checksum_ok: true,
+            } = *r
+                && v == version
+            {
+                missing.remove(&core);
+            }
             missing.is_empty()
         })
         .map_err(|e| format!("{e:#}"))?;
     if missing.is_empty() {
         return Ok(());
     }
-    let seen: Vec<_> = lines.iter().map(|l| l.message.as_str()).collect();
-    Err(format!("missing {missing:?} (saw: {seen:?})"))
+    let seen: Vec<String> = lines
+        .iter()
+        .filter_map(Line::record)
+        .map(|r| r.to_string())
+        .collect();
+    Err(format!(
+        "cores {missing:?} never said they run version {version} with a good checksum (saw: {seen:?})"
+    ))
 }
 
-fn session(board: &BoardConfig, results: &mut Vec<(String, Result<(), String>)>) -> Result<()> {
+fn session(board: &BoardInfo, results: &mut Vec<(String, Result<(), String>)>) -> Result<()> {
     // A Pi takes the real board's path: no semihosting, so no command line; the kernel is built
     // to serve when none names a test (as `cargo xtask flash --serve` builds it).
     let semihosting = !board.raw_image;
     let built = if semihosting {
-        qemu::build_for(board)?
+        build::build_for(board)?
     } else {
-        qemu::build_running(board, Some(TEST))?
+        build::build_running(board, Some(TEST))?
     };
-    qemu::find_test(&built.tests, TEST)?;
+    let test = find_test(&built.tests, TEST)?;
     let symbols = Symbols::new(&built.bytes)?;
     let consumers = board.default_cores - 1;
-    let append = format!("graft cores={} test={TEST}", board.default_cores);
-    let (mut qemu, port) = pty::start(
-        board,
-        &built.boot,
-        &append,
+    let (mut qemu, port) = pty::start(&Run {
         semihosting,
-        &["-accel", "tcg,thread=single"],
-    )?;
+        ..Run::new(&built.boot, *board, Some(test))
+    })?;
     let mut link = Link::open(&port, &symbols)?;
-    link.until("its ready line", ANSWER, |m| {
-        m.starts_with("live-patch ready")
+    link.until("its ready record", ANSWER, |r| {
+        matches!(r, Record::LiveReady { .. })
     })?;
     all_run(&mut link, consumers, 0).map_err(|e| anyhow!("before any patch: {e}"))?;
 
     // A good block: applied, and every consumer moves to it.
     let v1 = template_block(&built.bytes, 1)?;
     let applied = link.patch(SITE, &v1, ANSWER)?;
-    let r = if applied
-        .message
-        .starts_with("live-patch applied site=indirect")
-    {
-        all_run(&mut link, consumers, 1)
-    } else {
-        Err(format!("answer: {}", applied.message))
+    let r = match applied {
+        Record::LiveApplied { site, .. } if site.as_str() == SITE => {
+            all_run(&mut link, consumers, 1)
+        }
+        other => Err(format!("answer: {other}")),
     };
     results.push((
         format!(
@@ -331,37 +275,39 @@ fn session(board: &BoardConfig, results: &mut Vec<(String, Result<(), String>)>)
     let mut escaping = template_block(&built.bytes, 3)?;
     escaping[..4].copy_from_slice(&0x1404_0000u32.to_le_bytes()); // B .+0x100000
     let mut damaged = [0u8; MAX_FRAME];
-    let n = wire::encode(SITE, &v1, &mut damaged).map_err(|e| anyhow!("{e:?}"))?;
+    let n = live::encode(SITE, &v1, &mut damaged).map_err(|e| anyhow!("{e}"))?;
     damaged[12] ^= 0x01;
     let nops: Vec<u8> = std::iter::repeat_n(0xd503_201fu32.to_le_bytes(), 128)
         .flatten()
         .collect();
-    let cases: [(&str, &str, &[u8], &str); 4] = [
-        ("a block larger than a slot", SITE, &nops, "TooLarge"),
+    type Why = fn(&Refusal) -> bool;
+    let cases: [(&str, &str, &[u8], &str, Why); 4] = [
+        ("a block larger than a slot", SITE, &nops, "TooLarge", |r| {
+            matches!(r, Refusal::TooLarge { len: 512, .. })
+        }),
         (
             "a block whose length is not a multiple of 4",
             SITE,
             &v1[..6],
             "MisalignedLength",
+            |r| matches!(r, Refusal::MisalignedLength { len: 6 }),
         ),
         (
             "a block with a branch leaving it",
             SITE,
             &escaping,
             "Escapes",
+            |r| matches!(r, Refusal::Escapes { offset: 0, .. }),
         ),
-        ("an unknown site", "no-such-site", &v1, "unknown site"),
+        ("an unknown site", "no-such-site", &v1, "UnknownSite", |r| {
+            *r == Refusal::UnknownSite
+        }),
     ];
-    for (what, site, block, why) in cases {
+    for (what, site, block, name, why) in cases {
         let answer = link.patch(site, block, ANSWER)?;
-        let r = if answer.message.starts_with("live-patch refused") && answer.message.contains(why)
-        {
-            Ok(())
-        } else {
-            Err(format!(
-                "expected a refusal naming {why}, got: {}",
-                answer.message
-            ))
+        let r = match answer {
+            Record::LiveRefused { site: s, reason } if s.as_str() == site && why(&reason) => Ok(()),
+            other => Err(format!("expected a refusal {name}, got: {other}")),
         };
         results.push((
             format!("live patch on {}: {what} is refused", board.name),
@@ -375,17 +321,19 @@ fn session(board: &BoardConfig, results: &mut Vec<(String, Result<(), String>)>)
             "live patch on {}: a damaged frame is refused by its checksum",
             board.name
         ),
-        if answer.message.starts_with("live-patch bad frame: checksum") {
-            Ok(())
-        } else {
-            Err(format!("got: {}", answer.message))
+        match answer {
+            Record::LiveBadFrame {
+                error: FrameError::Checksum { .. },
+            } => Ok(()),
+            other => Err(format!("got: {other}")),
         },
     ));
     let quiet = link.read_for(QUIET, |_| false)?.0;
-    let moved: Vec<_> = quiet
+    let moved: Vec<String> = quiet
         .iter()
-        .map(|l| l.message.as_str())
-        .filter(|m| m.starts_with("live: core"))
+        .filter_map(Line::record)
+        .filter(|r| matches!(r, Record::LiveRuns { .. }))
+        .map(|r| r.to_string())
         .collect();
     results.push((
         format!(
@@ -402,10 +350,9 @@ fn session(board: &BoardConfig, results: &mut Vec<(String, Result<(), String>)>)
     // Another good block, then the end of the session: QEMU exits 0.
     let v2 = template_block(&built.bytes, 2)?;
     let applied = link.patch(SITE, &v2, ANSWER)?;
-    let r = if applied.message.starts_with("live-patch applied") {
-        all_run(&mut link, consumers, 2)
-    } else {
-        Err(format!("answer: {}", applied.message))
+    let r = match applied {
+        Record::LiveApplied { .. } => all_run(&mut link, consumers, 2),
+        other => Err(format!("answer: {other}")),
     };
     results.push((
         format!(
@@ -415,31 +362,36 @@ fn session(board: &BoardConfig, results: &mut Vec<(String, Result<(), String>)>)
         r,
     ));
     link.send(&END)?;
-    let ended = link.until("the end of the session", ANSWER, |m| {
-        m.starts_with("live-patch session ended")
+    let ended = link.until("the end of the session", ANSWER, |r| {
+        matches!(r, Record::LiveEnded { .. })
     })?;
-    let summary = ended.last().map(|l| l.message.clone()).unwrap_or_default();
-    // With semihosting QEMU exits with the run's status; a board logs it and halts.
+    let summary = ended.last().and_then(Line::record).copied();
+    // With semihosting QEMU exits with the run's status; a board sends it and halts.
     let status = if semihosting {
-        qemu.wait_exit()?.to_string()
+        Some(qemu.wait_exit()? as u32)
     } else {
-        let (lines, _) = link.read_for(ANSWER, |m| m.contains("run ended with status"))?;
-        lines.last().map(|l| l.message.clone()).unwrap_or_default()
+        let (lines, _) = link.read_for(ANSWER, |r| matches!(r, Record::RunEnded { .. }))?;
+        match lines.last().and_then(Line::record) {
+            Some(Record::RunEnded { status }) => Some(*status),
+            _ => None,
+        }
     };
-    let good_end = if semihosting {
-        status == "0"
-    } else {
-        status.starts_with("run ended with status 0;")
-    };
+    let good_end = status == Some(protocol::testinfo::EXIT_PASS);
     results.push((
         format!(
             "live patch on {}: the session ends and the run with status 0",
             board.name
         ),
-        if summary == "live-patch session ended: 2 applied, 5 refused" && good_end {
+        if summary
+            == Some(Record::LiveEnded {
+                applied: 2,
+                refused: 5,
+            })
+            && good_end
+        {
             Ok(())
         } else {
-            Err(format!("`{summary}`, then `{status}`"))
+            Err(format!("{summary:?}, then status {status:?}"))
         },
     ));
     Ok(())

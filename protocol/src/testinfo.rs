@@ -13,6 +13,10 @@ pub const EXIT_BAD_COMMAND: u32 = 2;
 /// Exit status after an unexpected exception was reported.
 pub const EXIT_FAULT: u32 = 3;
 
+/// The test a kernel runs when no command line names one (a board without semihosting has
+/// none): the control-loop demo.
+pub const DEMO: &str = "demo";
+
 /// The section name.
 pub const SECTION: &str = ".graft_tests";
 /// Bytes reserved for a test name (NUL padded).
@@ -187,6 +191,26 @@ impl TestHeader {
         ])
     }
 
+    /// The header's bytes as the kernel's `repr(C)` static holds them on AArch64 (little-endian).
+    pub fn to_le_bytes(&self) -> [u8; 56] {
+        let mut out = [0u8; 56];
+        out[..NAME_LEN].copy_from_slice(&self.name);
+        let words = [
+            self.expect,
+            self.timeout_s,
+            self.min_cores,
+            self.tcg,
+            self.sanitized,
+            self.sanitized_no_broadcast,
+            self.idc,
+            self.dic,
+        ];
+        for (i, w) in words.iter().enumerate() {
+            out[NAME_LEN + 4 * i..NAME_LEN + 4 * i + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
     /// Reads a header from the first bytes of a record (little-endian, as on AArch64).
     pub fn parse(bytes: &[u8]) -> Option<Self> {
         if bytes.len() < core::mem::size_of::<Self>() {
@@ -224,8 +248,7 @@ mod tests {
             [Sanitized::Clean, Sanitized::Hazard],
         )
         .with_ctr(true, false);
-        // SAFETY: TestHeader is repr(C) plain data with no padding (size asserted above).
-        let bytes: [u8; 56] = unsafe { core::mem::transmute(h) };
+        let bytes = h.to_le_bytes();
         let p = TestHeader::parse(&bytes).unwrap();
         assert_eq!(p.name(), "ipi");
         assert_eq!(p.expect(), Some(Expect::Fault));

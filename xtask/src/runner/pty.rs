@@ -1,11 +1,11 @@
 //! QEMU with its UART on a pseudo-terminal, for the sessions that talk to a running kernel
 //! through the same `serialport` code a real adapter uses (the chainloader, live patching).
 
-use crate::boards::BoardConfig;
+use super::qemu::{Run, Serial};
 use anyhow::{Context, Result, anyhow, bail};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -51,31 +51,11 @@ impl Qemu {
     }
 }
 
-/// Starts QEMU on `kernel` for `board` with the PL011 on a pty and `append` as the command
-/// line; `semihosting` as on QEMU (off: a real board's path); `extra`: more QEMU arguments.
-/// Returns QEMU and the pty's path.
-pub fn start(
-    board: &BoardConfig,
-    kernel: &Path,
-    append: &str,
-    semihosting: bool,
-    extra: &[&str],
-) -> Result<(Qemu, PathBuf)> {
-    let mut cmd = Command::new("qemu-system-aarch64");
-    cmd.args(["-M", board.machine, "-m", board.memory]);
-    if let Some(cpu) = board.cpu {
-        cmd.args(["-cpu", cpu]);
-    }
-    if semihosting {
-        cmd.arg("-semihosting");
-    }
-    let mut child = cmd
-        .args(["-smp", &board.default_cores.to_string()])
-        .args(["-display", "none", "-monitor", "none", "-serial", "pty"])
-        .args(extra)
-        .arg("-kernel")
-        .arg(kernel)
-        .args(["-append", append])
+/// Starts `run` with the PL011 on a pty (through the one QEMU command builder,
+/// [`Run::command`]); returns QEMU and the pty's path.
+pub fn start(run: &Run) -> Result<(Qemu, PathBuf)> {
+    let mut child = run
+        .command(Serial::Pty)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

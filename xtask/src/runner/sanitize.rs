@@ -40,7 +40,7 @@ impl Options {
 
 /// Builds the plugin (release) and returns the shared library's path.
 pub fn build_plugin() -> Result<PathBuf> {
-    let root = crate::build::root();
+    let root = super::build::root();
     let ok = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&root)
         .args([
@@ -111,23 +111,34 @@ impl SymbolMap {
     }
 }
 
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+/// What starts every line of the plugin's.
+pub const PREFIX: &str = "graft-sanitizer: ";
+
+/// The value of the first `key=value` word of one of the plugin's lines: the one parser of
+/// its output (the hazard report here, the mirrors' tally in `litmus.rs`).
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// A number as the plugin prints it: `0x` hexadecimal, or decimal.
+pub fn number(v: &str) -> Option<u64> {
+    match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
 }
 
 /// Parses the plugin's output.
 pub fn parse(text: &str, symbols: &SymbolMap) -> Report {
     let mut report = Report::default();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("graft-sanitizer: ") else {
+        let Some(rest) = line.strip_prefix(PREFIX) else {
             continue;
         };
         if rest.starts_with("hazard ") {
-            let va = field(rest, "va")
-                .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok());
-            let writer = field(rest, "writer-pc")
-                .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok());
+            let va = field(rest, "va").and_then(number);
+            let writer = field(rest, "writer-pc").and_then(number);
             let mut named = rest.to_string();
             if let Some(va) = va {
                 named.push_str(&format!(" symbol={}", symbols.name(va)));

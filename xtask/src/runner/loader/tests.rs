@@ -4,11 +4,11 @@
 //! staged on the sending side. Each test checks what the loader ends up with, so that a sender
 //! or receiver that silently accepts damage fails here.
 
-use super::session::Announce;
+use super::Announce;
 use super::*;
-use graft_loader::protocol::{CHUNK, Refusal};
-use graft_loader::protocol::{IMAGE_MAGIC, IMAGE_MAGIC_OFFSET};
 use graft_loader::receiver::{self, Link, Loaded, Memory};
+use protocol::loader::{CHUNK, Refusal};
+use protocol::loader::{IMAGE_MAGIC, IMAGE_MAGIC_OFFSET};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};

@@ -1,8 +1,8 @@
 //! What xtask reads from the kernel ELF: the kernel-test records.
 
 use anyhow::{Context, Result, bail};
-use graft_kernel::testinfo::{Expect, RECORD_SIZE, SECTION, Sanitized, Tcg, TestHeader};
 use object::{Object, ObjectSection};
+use protocol::testinfo::{Expect, RECORD_SIZE, SECTION, Sanitized, Tcg, TestHeader};
 
 /// A kernel test as recorded in the ELF.
 #[derive(Clone, Debug)]

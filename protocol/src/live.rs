@@ -1,0 +1,504 @@
+//! The live-patch wire format: how `cargo xtask patch` hands a running kernel a block over the
+//! UART. One definition for both ends, so that they cannot disagree.
+//!
+//! ```text
+//! host:   patch frame = "GPAT" | name length u8 | site name | block length u16 | block
+//!                       | crc32 of everything before it
+//! host:   end frame   = "GEND"                   (the session ends; the kernel exits 0)
+//! kernel: one record per frame (crate::record), beside a log line for people:
+//!         LiveApplied { site, bytes, slot }
+//!         LiveRefused { site, reason: Refusal }  (nothing was written)
+//!         LiveBadFrame { error: FrameError }     (nothing was attempted)
+//! ```
+//!
+//! Integers are little-endian. The receiver looks for a magic word byte by byte, so it finds the
+//! next frame after noise or a damaged frame.
+
+use crate::crc32::crc32;
+
+/// The first bytes of a patch frame.
+pub const MAGIC: [u8; 4] = *b"GPAT";
+/// The whole of an end-of-session frame.
+pub const END: [u8; 4] = *b"GEND";
+/// The longest site name.
+pub const MAX_NAME: usize = 32;
+/// The longest block a frame carries (larger than any arena slot, so that the patcher, not the
+/// wire, refuses blocks that do not fit).
+pub const MAX_BLOCK: usize = 1024;
+/// The longest frame.
+pub const MAX_FRAME: usize = 4 + 1 + MAX_NAME + 2 + MAX_BLOCK + 4;
+
+/// Why a frame was not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameError {
+    /// The name is longer than [`MAX_NAME`] bytes.
+    NameTooLong(usize),
+    /// The block is longer than [`MAX_BLOCK`] bytes.
+    BlockTooLong(usize),
+    /// The name is not UTF-8.
+    NameNotUtf8,
+    /// The checksum does not match: the frame was damaged on the way.
+    Checksum {
+        /// The checksum the frame carried.
+        sent: u32,
+        /// The checksum of what arrived.
+        computed: u32,
+    },
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for FrameError {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match *self {
+            Self::NameTooLong(n) => defmt::write!(f, "site name of {=usize} bytes", n),
+            Self::BlockTooLong(n) => defmt::write!(f, "block of {=usize} bytes", n),
+            Self::NameNotUtf8 => defmt::write!(f, "site name is not UTF-8"),
+            Self::Checksum { sent, computed } => defmt::write!(
+                f,
+                "checksum {=u32:#010x}, computed {=u32:#010x}",
+                sent,
+                computed
+            ),
+        }
+    }
+}
+
+impl core::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::NameTooLong(n) => write!(f, "site name of {n} bytes"),
+            Self::BlockTooLong(n) => write!(f, "block of {n} bytes"),
+            Self::NameNotUtf8 => f.write_str("site name is not UTF-8"),
+            Self::Checksum { sent, computed } => {
+                write!(f, "checksum {sent:#010x}, computed {computed:#010x}")
+            }
+        }
+    }
+}
+
+/// Why the kernel refused a well-formed patch frame: in every case the site still leads where it
+/// led before. The kernel maps its patcher's errors onto these; the host names them in its checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No site has this name.
+    UnknownSite,
+    /// Another producer is publishing to this site now.
+    Busy,
+    /// The block has no bytes.
+    Empty,
+    /// The block is larger than an arena slot.
+    TooLarge {
+        /// Bytes in the block.
+        len: u32,
+        /// Bytes a slot holds.
+        max: u32,
+    },
+    /// The slot's address is not a multiple of 4.
+    MisalignedAddress {
+        /// The address.
+        addr: u64,
+    },
+    /// The block's length is not a multiple of 4.
+    MisalignedLength {
+        /// Bytes in the block.
+        len: u32,
+    },
+    /// The block would pass the top of the address space.
+    AddressOverflow,
+    /// A PC-relative reference leaves the block.
+    Escapes {
+        /// Byte offset of the instruction.
+        offset: u32,
+        /// Where it leads.
+        target: u64,
+    },
+    /// A branch inside the block targets a literal-pool word.
+    BranchIntoData {
+        /// Byte offset of the branch.
+        offset: u32,
+    },
+    /// Execution can run into a literal-pool word.
+    FallsIntoData {
+        /// Byte offset of the data word.
+        offset: u32,
+    },
+    /// The last instruction can continue past the block's end.
+    FallsThrough {
+        /// The last instruction.
+        word: u32,
+    },
+    /// No arena slot came free in time: these cores held the grace period back.
+    ArenaFull {
+        /// The cores, as a bit mask.
+        lagging: u64,
+    },
+    /// The kernel's own check of the slot refused it.
+    Vetoed,
+    /// These cores did not acknowledge the publication in time; the old code stays live.
+    Timeout {
+        /// The cores, as a bit mask.
+        missing: u64,
+    },
+    /// These cores are offline, so nothing was sent.
+    Offline {
+        /// The cores, as a bit mask.
+        cores: u64,
+    },
+    /// The site already leads to the new block, but these cores did not confirm their
+    /// synchronization in time: they may still run the previous block (which the kernel keeps).
+    Unsynchronized {
+        /// The cores (or consumers, by position), as a bit mask.
+        missing: u64,
+    },
+    /// A stopped core was interrupted inside the code to be rewritten in place; nothing was
+    /// written.
+    InsideSite {
+        /// The core.
+        core: u8,
+    },
+    /// Where a stopped core was interrupted could not be told, so an in-place edit could not be
+    /// proven safe; nothing was written.
+    PositionUnknown {
+        /// The core.
+        core: u8,
+    },
+    /// The publication failed for another reason (the kernel's log line says which).
+    PublishFailed,
+    /// The arena refused a state change (a bookkeeping error).
+    Arena,
+}
+
+impl Refusal {
+    /// The reason as a number and two fields, for the binary record.
+    pub(crate) fn to_parts(self) -> (u8, u64, u64) {
+        match self {
+            Self::UnknownSite => (0, 0, 0),
+            Self::Busy => (1, 0, 0),
+            Self::Empty => (2, 0, 0),
+            Self::TooLarge { len, max } => (3, len.into(), max.into()),
+            Self::MisalignedAddress { addr } => (4, addr, 0),
+            Self::MisalignedLength { len } => (5, len.into(), 0),
+            Self::AddressOverflow => (6, 0, 0),
+            Self::Escapes { offset, target } => (7, offset.into(), target),
+            Self::BranchIntoData { offset } => (8, offset.into(), 0),
+            Self::FallsIntoData { offset } => (9, offset.into(), 0),
+            Self::FallsThrough { word } => (10, word.into(), 0),
+            Self::ArenaFull { lagging } => (11, lagging, 0),
+            Self::Vetoed => (12, 0, 0),
+            Self::Timeout { missing } => (13, missing, 0),
+            Self::Offline { cores } => (14, cores, 0),
+            Self::PublishFailed => (15, 0, 0),
+            Self::Arena => (16, 0, 0),
+            Self::Unsynchronized { missing } => (17, missing, 0),
+            Self::InsideSite { core } => (18, core.into(), 0),
+            Self::PositionUnknown { core } => (19, core.into(), 0),
+        }
+    }
+
+    /// The reason from [`Refusal::to_parts`]; None for an unknown number or a field too wide.
+    pub(crate) fn from_parts(kind: u8, a: u64, b: u64) -> Option<Self> {
+        let small = |v: u64| u32::try_from(v).ok();
+        Some(match kind {
+            0 => Self::UnknownSite,
+            1 => Self::Busy,
+            2 => Self::Empty,
+            3 => Self::TooLarge {
+                len: small(a)?,
+                max: small(b)?,
+            },
+            4 => Self::MisalignedAddress { addr: a },
+            5 => Self::MisalignedLength { len: small(a)? },
+            6 => Self::AddressOverflow,
+            7 => Self::Escapes {
+                offset: small(a)?,
+                target: b,
+            },
+            8 => Self::BranchIntoData { offset: small(a)? },
+            9 => Self::FallsIntoData { offset: small(a)? },
+            10 => Self::FallsThrough { word: small(a)? },
+            11 => Self::ArenaFull { lagging: a },
+            12 => Self::Vetoed,
+            13 => Self::Timeout { missing: a },
+            14 => Self::Offline { cores: a },
+            15 => Self::PublishFailed,
+            16 => Self::Arena,
+            17 => Self::Unsynchronized { missing: a },
+            18 => Self::InsideSite {
+                core: u8::try_from(a).ok()?,
+            },
+            19 => Self::PositionUnknown {
+                core: u8::try_from(a).ok()?,
+            },
+            _ => return None,
+        })
+    }
+}
+
+impl core::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::UnknownSite => f.write_str("unknown site"),
+            Self::Busy => f.write_str("another producer is publishing to this site"),
+            Self::Empty => f.write_str("empty block"),
+            Self::TooLarge { len, max } => write!(f, "block of {len} bytes, a slot holds {max}"),
+            Self::MisalignedAddress { addr } => write!(f, "misaligned slot address {addr:#x}"),
+            Self::MisalignedLength { len } => {
+                write!(f, "length {len} is not a multiple of 4")
+            }
+            Self::AddressOverflow => f.write_str("the block passes the top of the address space"),
+            Self::Escapes { offset, target } => {
+                write!(
+                    f,
+                    "the instruction at +{offset:#x} reaches {target:#x}, outside the block"
+                )
+            }
+            Self::BranchIntoData { offset } => {
+                write!(f, "the branch at +{offset:#x} targets a literal-pool word")
+            }
+            Self::FallsIntoData { offset } => {
+                write!(f, "execution runs into the data word at +{offset:#x}")
+            }
+            Self::FallsThrough { word } => {
+                write!(
+                    f,
+                    "the last instruction {word:#010x} can run past the block"
+                )
+            }
+            Self::ArenaFull { lagging } => {
+                write!(
+                    f,
+                    "arena full; cores {lagging:#x} hold the grace period back"
+                )
+            }
+            Self::Vetoed => f.write_str("the slot was vetoed"),
+            Self::Timeout { missing } => {
+                write!(f, "cores {missing:#x} did not acknowledge in time")
+            }
+            Self::Offline { cores } => write!(f, "cores {cores:#x} are offline"),
+            Self::Unsynchronized { missing } => write!(
+                f,
+                "the site leads to the new block, but cores {missing:#x} did not confirm"
+            ),
+            Self::InsideSite { core } => {
+                write!(f, "core {core} was stopped inside the code to rewrite")
+            }
+            Self::PositionUnknown { core } => {
+                write!(f, "where core {core} was stopped is unknown")
+            }
+            Self::PublishFailed => f.write_str("the publication failed"),
+            Self::Arena => f.write_str("arena bookkeeping error"),
+        }
+    }
+}
+
+/// Writes a patch frame for `block` at site `name` into `out`; returns its length.
+pub fn encode(name: &str, block: &[u8], out: &mut [u8; MAX_FRAME]) -> Result<usize, FrameError> {
+    if name.len() > MAX_NAME {
+        return Err(FrameError::NameTooLong(name.len()));
+    }
+    if block.len() > MAX_BLOCK {
+        return Err(FrameError::BlockTooLong(block.len()));
+    }
+    let mut n = 0;
+    for part in [
+        &MAGIC[..],
+        &[name.len() as u8],
+        name.as_bytes(),
+        &(block.len() as u16).to_le_bytes(),
+        block,
+    ] {
+        out[n..n + part.len()].copy_from_slice(part);
+        n += part.len();
+    }
+    let crc = crc32(&out[..n]);
+    out[n..n + 4].copy_from_slice(&crc.to_le_bytes());
+    Ok(n + 4)
+}
+
+/// What one received byte completed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A whole, checked patch frame.
+    Patch {
+        /// The site it names.
+        site: &'a str,
+        /// The block, not yet checked as code.
+        block: &'a [u8],
+    },
+    /// The host ended the session.
+    End,
+    /// A frame was refused; the receiver looks for the next one.
+    Bad(FrameError),
+}
+
+/// Reassembles frames from a byte stream.
+pub struct Receiver {
+    buf: [u8; MAX_FRAME],
+    len: usize,
+}
+
+impl Default for Receiver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Receiver {
+    /// A receiver waiting for a magic word.
+    pub const fn new() -> Self {
+        Self {
+            buf: [0; MAX_FRAME],
+            len: 0,
+        }
+    }
+
+    /// Takes the next byte; returns what it completed, if anything.
+    pub fn push(&mut self, byte: u8) -> Option<Event<'_>> {
+        if self.len < 4 {
+            // Hunting for a magic word: keep the longest tail that could still start one.
+            self.buf[self.len] = byte;
+            self.len += 1;
+            while self.len > 0 && !starts_magic(&self.buf[..self.len]) {
+                self.buf.copy_within(1..self.len, 0);
+                self.len -= 1;
+            }
+            if self.len == 4 && self.buf[..4] == END {
+                self.len = 0;
+                return Some(Event::End);
+            }
+            return None;
+        }
+        self.buf[self.len] = byte;
+        self.len += 1;
+        let name_len = self.buf[4] as usize;
+        if self.len == 5 && name_len > MAX_NAME {
+            self.len = 0;
+            return Some(Event::Bad(FrameError::NameTooLong(name_len)));
+        }
+        let head = 5 + name_len + 2;
+        if self.len < head {
+            return None;
+        }
+        let block_len = u16::from_le_bytes([self.buf[head - 2], self.buf[head - 1]]) as usize;
+        if self.len == head && block_len > MAX_BLOCK {
+            self.len = 0;
+            return Some(Event::Bad(FrameError::BlockTooLong(block_len)));
+        }
+        let end = head + block_len;
+        if self.len < end + 4 {
+            return None;
+        }
+        self.len = 0;
+        let sent = u32::from_le_bytes(self.buf[end..end + 4].try_into().unwrap());
+        let computed = crc32(&self.buf[..end]);
+        if sent != computed {
+            return Some(Event::Bad(FrameError::Checksum { sent, computed }));
+        }
+        match core::str::from_utf8(&self.buf[5..5 + name_len]) {
+            Ok(site) => Some(Event::Patch {
+                site,
+                block: &self.buf[head..end],
+            }),
+            Err(_) => Some(Event::Bad(FrameError::NameNotUtf8)),
+        }
+    }
+}
+
+/// True if `bytes` (at most 4) could be the start of a magic word.
+fn starts_magic(bytes: &[u8]) -> bool {
+    [MAGIC, END].iter().any(|m| m.starts_with(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(r: &mut Receiver, bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            if let Some(e) = r.push(b) {
+                out.push(format!("{e:?}"));
+            }
+        }
+        out
+    }
+
+    fn frame(name: &str, block: &[u8]) -> Vec<u8> {
+        let mut out = [0u8; MAX_FRAME];
+        let n = encode(name, block, &mut out).unwrap();
+        out[..n].to_vec()
+    }
+
+    #[test]
+    fn frames_round_trip_after_noise() {
+        let mut r = Receiver::new();
+        let mut bytes = b"GGPxGEN\0noise".to_vec();
+        bytes.extend(frame("indirect", &[1, 2, 3, 4]));
+        bytes.extend(END);
+        let got = feed(&mut r, &bytes);
+        assert_eq!(
+            got,
+            vec![
+                format!(
+                    "{:?}",
+                    Event::Patch {
+                        site: "indirect",
+                        block: &[1, 2, 3, 4]
+                    }
+                ),
+                "End".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn damage_is_refused_and_the_next_frame_still_arrives() {
+        let mut r = Receiver::new();
+        let mut bad = frame("indirect", &[9; 8]);
+        bad[10] ^= 0x40;
+        let mut bytes = bad;
+        bytes.extend(frame("other", &[]));
+        let got = feed(&mut r, &bytes);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].starts_with("Bad(Checksum"), "{got:?}");
+        assert_eq!(
+            got[1],
+            format!(
+                "{:?}",
+                Event::Patch {
+                    site: "other",
+                    block: &[]
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn oversize_fields_are_refused_early() {
+        let mut out = [0u8; MAX_FRAME];
+        assert_eq!(
+            encode(&"x".repeat(MAX_NAME + 1), &[], &mut out),
+            Err(FrameError::NameTooLong(MAX_NAME + 1))
+        );
+        assert_eq!(
+            encode("s", &[0; MAX_BLOCK + 1], &mut out),
+            Err(FrameError::BlockTooLong(MAX_BLOCK + 1))
+        );
+        let mut r = Receiver::new();
+        let got = feed(&mut r, &[b'G', b'P', b'A', b'T', 200]);
+        assert_eq!(got, vec!["Bad(NameTooLong(200))".to_string()]);
+        let got = feed(&mut r, &[b'G', b'P', b'A', b'T', 1, b's', 0xff, 0xff]);
+        assert_eq!(got, vec!["Bad(BlockTooLong(65535))".to_string()]);
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_refused() {
+        let mut bytes = frame("ab", &[]);
+        bytes[5] = 0xff;
+        let n = bytes.len();
+        let crc = crc32(&bytes[..n - 4]);
+        bytes[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        let mut r = Receiver::new();
+        assert_eq!(feed(&mut r, &bytes), vec!["Bad(NameNotUtf8)".to_string()]);
+    }
+}

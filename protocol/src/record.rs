@@ -1,0 +1,317 @@
+//! Typed records: every result the host consumes from a kernel run.
+//!
+//! The kernel emits each [`Record`] through one `defmt` call site, [`DEFMT_FORMAT`] with the
+//! encoded bytes as its one argument, beside a log line for people. xtask recognizes frames of
+//! exactly that format and decodes the bytes here, so no host check parses a sentence: logs stay
+//! logs, for people, and a renamed field is a compile error on both sides.
+//!
+//! ```text
+//! record = tag u8 | fields (fixed per tag, little-endian) | crc32 of tag and fields, u32
+//! ```
+//!
+//! A record that is damaged, cut short, too long or of an unknown tag is a [`DecodeError`]
+//! naming what was expected, never a silent skip.
+
+use crate::live::{FrameError, Refusal};
+use crate::names::Strategy;
+use core::fmt;
+
+/// The format string of the kernel's one record call site (`kernel/src/report.rs`).
+pub const DEFMT_FORMAT: &str = "record {=[u8]}";
+/// The literal text before the argument in [`DEFMT_FORMAT`].
+pub const DEFMT_PREFIX: &str = "record ";
+/// Bytes in a name field (site and test names), NUL padded.
+pub const NAME_BYTES: usize = 32;
+/// Bytes of the checksum at the end of every record.
+const CRC_BYTES: usize = 4;
+/// The longest encoded record: an [`encode`](Record::encode) buffer of this size always fits.
+pub const MAX_LEN: usize = 1 + 64 + CRC_BYTES;
+
+/// A short name (a site or a test), at most [`NAME_BYTES`] bytes of UTF-8.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Name {
+    bytes: [u8; NAME_BYTES],
+    len: u8,
+}
+
+impl Name {
+    /// `text`, cut at the last character boundary within [`NAME_BYTES`] bytes (site names are at
+    /// most `live::MAX_NAME` and test names `testinfo::NAME_LEN` bytes, so both fit whole).
+    pub const fn new(text: &str) -> Self {
+        let src = text.as_bytes();
+        let mut len = if src.len() < NAME_BYTES {
+            src.len()
+        } else {
+            NAME_BYTES
+        };
+        // Never cut a character: back up over continuation bytes.
+        while len < src.len() && len > 0 && (src[len] & 0xc0) == 0x80 {
+            len -= 1;
+        }
+        let mut bytes = [0u8; NAME_BYTES];
+        let mut i = 0;
+        while i < len {
+            bytes[i] = src[i];
+            i += 1;
+        }
+        Self {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        // Built from a `&str` cut at a character boundary, or checked by `decode`.
+        core::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+
+    fn decode(field: &[u8]) -> Result<Self, DecodeError> {
+        let len = field.iter().position(|&b| b == 0).unwrap_or(NAME_BYTES);
+        if field[len..].iter().any(|&b| b != 0) || core::str::from_utf8(&field[..len]).is_err() {
+            return Err(DecodeError::BadName);
+        }
+        let mut bytes = [0u8; NAME_BYTES];
+        bytes.copy_from_slice(field);
+        Ok(Self {
+            bytes,
+            len: len as u8,
+        })
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One result of a kernel run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Record {
+    /// A kernel test finished: every check held, or one failed.
+    TestVerdict {
+        /// The test.
+        test: Name,
+        /// Whether it passed.
+        passed: bool,
+    },
+    /// The test expects the next exception report to name this class and address (its run then
+    /// passes with the fault exit status).
+    ExpectFault {
+        /// The exception class, `ESR_EL1[31:26]`.
+        ec: u8,
+        /// The instruction that will fault.
+        elr: u64,
+    },
+    /// An unexpected exception was taken; the run ends with the fault status.
+    Exception {
+        /// The core it was taken on.
+        core: u8,
+        /// The exception class.
+        ec: u8,
+        /// `ESR_EL1`.
+        esr: u64,
+        /// `ELR_EL1`.
+        elr: u64,
+        /// `FAR_EL1`.
+        far: u64,
+    },
+    /// The run ended with this exit status and no semihosting to report it to (a board's path:
+    /// the kernel halts).
+    RunEnded {
+        /// The exit status it would have reported.
+        status: u32,
+    },
+    /// `bench-entry`: instructions of a direct call (`BLR; RET`), the baseline.
+    BenchDirect {
+        /// Retired instructions per call.
+        insns: u64,
+    },
+    /// `bench-entry`: instructions per call through one strategy's site.
+    BenchEntry {
+        /// The strategy.
+        strategy: Strategy,
+        /// Retired instructions per call.
+        insns: u64,
+    },
+    /// `bench-strategy`: one strategy's effect on the running consumers (virtual nanoseconds).
+    BenchResult {
+        /// The strategy.
+        strategy: Strategy,
+        /// Cores in the run (one producer, the rest consumers).
+        cores: u32,
+        /// The largest extra time one publication added to one consumer iteration.
+        disturb_max_ns: u64,
+        /// The mean of that extra time.
+        disturb_mean_ns: u64,
+        /// From the call to publish until every consumer ran the new version.
+        latency_ns: u64,
+        /// Back-to-back publications per virtual second.
+        throughput_per_s: u64,
+    },
+    /// `bench-strategy`: the producer's own instructions for one publication to every consumer.
+    BenchPublish {
+        /// The strategy.
+        strategy: Strategy,
+        /// Consumers published to.
+        consumers: u32,
+        /// Retired instructions.
+        insns: u64,
+    },
+    /// The demo's figures for one strategy.
+    DemoResult {
+        /// The strategy.
+        strategy: Strategy,
+        /// Versions published.
+        patches: u64,
+        /// Loop iterations over every loop.
+        iterations: u64,
+        /// Deadline misses.
+        misses: u64,
+        /// The largest extra response time a publication caused.
+        extra_max_ns: u64,
+        /// The mean extra response time.
+        extra_mean_ns: u64,
+        /// Mean absolute tracking error, degrees C.
+        mean_abs_error_c: f32,
+        /// Largest absolute tracking error, degrees C.
+        max_abs_error_c: f32,
+    },
+    /// `live`: version 0 is published and frames are welcome.
+    LiveReady {
+        /// The site the session patches first.
+        site: Name,
+    },
+    /// `live`: a frame's block was checked, placed and published.
+    LiveApplied {
+        /// The site.
+        site: Name,
+        /// Bytes in the block.
+        bytes: u32,
+        /// The slot's executable address.
+        slot: u64,
+    },
+    /// `live`: a well-formed frame was refused; nothing was written.
+    LiveRefused {
+        /// The site it named.
+        site: Name,
+        /// Why.
+        reason: Refusal,
+    },
+    /// `live`: a frame was damaged or malformed; nothing was attempted.
+    LiveBadFrame {
+        /// What was wrong with it.
+        error: FrameError,
+    },
+    /// `live`: a consumer core now runs another version.
+    LiveRuns {
+        /// The core.
+        core: u8,
+        /// The version its calls return.
+        version: u64,
+        /// Whether the block's checksum of its own code words was right.
+        checksum_ok: bool,
+    },
+    /// A catalogue mirror's word under watch: the sanitized run's stale reports of this word, by
+    /// this core, are the ones its verdict counts.
+    LitmusWatch {
+        /// The rewritten word's executable address.
+        va: u64,
+        /// The core that runs it.
+        core: u8,
+    },
+    /// `live`: the host ended the session.
+    LiveEnded {
+        /// Frames applied.
+        applied: u32,
+        /// Frames refused or damaged.
+        refused: u32,
+    },
+}
+
+/// Why bytes are not a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// No bytes at all.
+    Empty,
+    /// The first byte is no record's tag.
+    BadTag(u8),
+    /// Fewer bytes than a record with this tag has.
+    Short {
+        /// The tag.
+        tag: u8,
+        /// Bytes a record with this tag has.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// More bytes than a record with this tag has.
+    Long {
+        /// The tag.
+        tag: u8,
+        /// Bytes a record with this tag has.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// The checksum does not match: the record was damaged on the way.
+    Crc {
+        /// The checksum the record carried.
+        sent: u32,
+        /// The checksum of what arrived.
+        computed: u32,
+    },
+    /// A strategy field holds no strategy's number.
+    UnknownStrategy(u8),
+    /// A name field is not NUL-padded UTF-8.
+    BadName,
+    /// A flag field is neither 0 nor 1.
+    BadFlag(u8),
+    /// A refusal reason holds no reason's number (or a field too wide for it).
+    UnknownRefusal(u8),
+    /// A frame error holds no error's number.
+    UnknownFrameError(u8),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Empty => f.write_str("empty record"),
+            Self::BadTag(t) => write!(f, "bad record tag {t}"),
+            Self::Short { tag, expected, got } => {
+                write!(
+                    f,
+                    "short record (tag {tag}): expected {expected} bytes, got {got}"
+                )
+            }
+            Self::Long { tag, expected, got } => {
+                write!(
+                    f,
+                    "long record (tag {tag}): expected {expected} bytes, got {got}"
+                )
+            }
+            Self::Crc { sent, computed } => write!(
+                f,
+                "record CRC mismatch: it carried {sent:#010x}, its bytes give {computed:#010x}"
+            ),
+            Self::UnknownStrategy(n) => write!(f, "unknown strategy number {n} in a record"),
+            Self::BadName => f.write_str("a record's name field is not NUL-padded UTF-8"),
+            Self::BadFlag(v) => write!(f, "a record's flag is {v}, expected 0 or 1"),
+            Self::UnknownRefusal(n) => write!(f, "unknown refusal reason {n} in a record"),
+            Self::UnknownFrameError(n) => write!(f, "unknown frame error {n} in a record"),
+        }
+    }
+}
+
+mod codec;
+mod text;
+
+#[cfg(test)]
+mod tests;

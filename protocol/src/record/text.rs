@@ -1,0 +1,95 @@
+//! Records as text, for people and for error messages: they read as the kernel's log lines.
+
+use super::Record;
+use core::fmt;
+
+impl fmt::Display for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::TestVerdict { test, passed } => {
+                write!(f, "test {test}: {}", if passed { "PASS" } else { "FAIL" })
+            }
+            Self::ExpectFault { ec, elr } => write!(f, "expect-fault: ec={ec:#04x} elr={elr:#x}"),
+            Self::Exception {
+                core,
+                ec,
+                esr,
+                elr,
+                far,
+            } => write!(
+                f,
+                "exception on core {core}: {} (EC {ec:#04x}) ESR={esr:#x} ELR={elr:#x} FAR={far:#x}",
+                crate::esr::class_name(ec)
+            ),
+            Self::RunEnded { status } => write!(f, "run ended with status {status}"),
+            Self::BenchDirect { insns } => write!(f, "bench-direct insns={insns}"),
+            Self::BenchEntry { strategy, insns } => {
+                write!(f, "bench-entry strategy={} insns={insns}", strategy.name())
+            }
+            Self::BenchResult {
+                strategy,
+                cores,
+                disturb_max_ns,
+                disturb_mean_ns,
+                latency_ns,
+                throughput_per_s,
+            } => write!(
+                f,
+                "bench-result strategy={} cores={cores} disturb_max_ns={disturb_max_ns} disturb_mean_ns={disturb_mean_ns} latency_ns={latency_ns} throughput_per_s={throughput_per_s}",
+                strategy.name()
+            ),
+            Self::BenchPublish {
+                strategy,
+                consumers,
+                insns,
+            } => write!(
+                f,
+                "bench-publish strategy={} consumers={consumers} insns={insns}",
+                strategy.name()
+            ),
+            Self::DemoResult {
+                strategy,
+                patches,
+                iterations,
+                misses,
+                extra_max_ns,
+                extra_mean_ns,
+                mean_abs_error_c,
+                max_abs_error_c,
+            } => write!(
+                f,
+                "demo-result strategy={} patches={patches} iterations={iterations} misses={misses} extra_max_ns={extra_max_ns} extra_mean_ns={extra_mean_ns} mean_abs_error_c={mean_abs_error_c:.2} max_abs_error_c={max_abs_error_c:.2}",
+                strategy.name()
+            ),
+            Self::LiveReady { site } => write!(f, "live-patch ready; site {site}"),
+            Self::LiveApplied { site, bytes, slot } => {
+                write!(
+                    f,
+                    "live-patch applied site={site} bytes={bytes} slot={slot:#x}"
+                )
+            }
+            Self::LiveRefused { site, reason } => {
+                write!(f, "live-patch refused site={site}: {reason}")
+            }
+            Self::LiveBadFrame { error } => write!(f, "live-patch bad frame: {error}"),
+            Self::LiveRuns {
+                core,
+                version,
+                checksum_ok,
+            } => write!(
+                f,
+                "live: core {core} runs version {version} (checksum {})",
+                if checksum_ok { "ok" } else { "MISMATCH" }
+            ),
+            Self::LitmusWatch { va, core } => {
+                write!(f, "litmus: rewritten word at {va:#x}, run by core {core}")
+            }
+            Self::LiveEnded { applied, refused } => {
+                write!(
+                    f,
+                    "live-patch session ended: {applied} applied, {refused} refused"
+                )
+            }
+        }
+    }
+}
