@@ -101,7 +101,6 @@ pub fn service() -> &'static Service {
         crate::arch::markers::track_code(code.start, code.end - code.start);
         sites::check_table();
         install_fixed_page(&sync);
-        sites::set_stub(stub_addr());
         Service {
             sync,
             arena,

@@ -63,11 +63,17 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// The scratch area (the service is set up first, so the fixed page is in place).
+    /// The scratch area's addresses.
     pub fn get() -> Self {
-        service();
         let (exec, write) = arena_addr(Fixed::SLOTS);
         Self { exec, write }
+    }
+
+    /// The scratch area, once the patch service is set up (the fixed page installed, the arena
+    /// known to the sanitizer as code): call on one core, before it writes any word.
+    pub fn set_up() -> Self {
+        service();
+        Self::get()
     }
 
     /// Writes `words` from word `first` on. Call only while no core runs them, then

@@ -148,8 +148,8 @@ static SEQ_SITE: Bound<SeqCheck<MAX_CORES>, IndirectSite> = Bound::new(&SEQ, &SE
 struct PerCore {
     cells: &'static [ConsumerCell; MAX_CORES],
     one_at_a_time: bool,
-    /// The stub consumers are redirected to (set once the arena's fixed page is installed).
-    stub: AtomicU64,
+    /// The stub consumers are redirected to instead of the flush stub (0: the flush stub).
+    stub_override: AtomicU64,
     /// Consumers are cores `first..end`; `end` 0: up to the last online core.
     first: AtomicUsize,
     end: AtomicUsize,
@@ -160,14 +160,17 @@ impl PerCore {
         Self {
             cells,
             one_at_a_time,
-            stub: AtomicU64::new(0),
+            stub_override: AtomicU64::new(0),
             first: AtomicUsize::new(1),
             end: AtomicUsize::new(0),
         }
     }
 
     fn strategy(&self) -> FlushThenRedirect {
-        let stub = self.stub.load(Ordering::Acquire);
+        let stub = match self.stub_override.load(Ordering::Acquire) {
+            0 => super::stub_addr(),
+            other => other,
+        };
         if self.one_at_a_time {
             FlushThenRedirect::one_at_a_time(stub)
         } else {
@@ -273,7 +276,8 @@ pub struct Site {
     pub role: Role,
     publisher: fn() -> &'static Publisher,
     entry: Entry,
-    enter: Option<fn(CoreId) -> bool>,
+    /// Whether consumers run the sequence check's entry check before the call.
+    seq_checked: bool,
     per_core: Option<&'static PerCore>,
     /// The consumer's path through the site, for people (the bench prints it).
     pub path: &'static str,
@@ -312,7 +316,7 @@ impl Site {
         role: Role,
         publisher: fn() -> &'static Publisher,
         entry: Entry,
-        enter: Option<fn(CoreId) -> bool>,
+        seq_checked: bool,
     ) -> Self {
         Self {
             name: strategy.name(),
@@ -320,7 +324,7 @@ impl Site {
             role,
             publisher,
             entry,
-            enter,
+            seq_checked,
             per_core: None,
             path: "",
             slots: spin::Mutex::new(Slots::new()),
@@ -374,7 +378,7 @@ pub static SITES: [Site; 8] = [
         Role::Strategy,
         flip,
         Entry::Fixed(Fixed::FLIP),
-        None,
+        false,
     )
     .path("BL site; B block"),
     Site::new(
@@ -382,7 +386,7 @@ pub static SITES: [Site; 8] = [
         Role::Strategy,
         ipi_sync,
         Entry::Trampoline(ipi_sync_entry),
-        None,
+        false,
     )
     .path("ADRP, LDR, BR"),
     Site::new(
@@ -390,7 +394,7 @@ pub static SITES: [Site; 8] = [
         Role::Strategy,
         ipi_remote,
         Entry::Trampoline(ipi_remote_entry),
-        None,
+        false,
     )
     .path("ADRP, LDR, BR"),
     Site::new(
@@ -398,7 +402,7 @@ pub static SITES: [Site; 8] = [
         Role::Strategy,
         ftr,
         Entry::Trampoline(ftr_entry),
-        None,
+        false,
     )
     .per_core(&FTR)
     .path("MRS, LDR, BR"),
@@ -407,7 +411,7 @@ pub static SITES: [Site; 8] = [
         Role::Strategy,
         ftr_multi,
         Entry::Trampoline(ftr_multi_entry),
-        None,
+        false,
     )
     .per_core(&FTR_MULTI)
     .path("MRS, LDR, BR"),
@@ -416,7 +420,7 @@ pub static SITES: [Site; 8] = [
         Role::Strategy,
         seq,
         Entry::Trampoline(seq_entry),
-        Some(seq_enter),
+        true,
     )
     .path("entry check in Rust, then ADRP, LDR, BR"),
     Site::new(
@@ -424,7 +428,7 @@ pub static SITES: [Site; 8] = [
         Role::Strategy,
         in_place,
         Entry::Fixed(Fixed::IN_PLACE),
-        None,
+        false,
     )
     .path("code patched in place: a direct call"),
     Site::new(
@@ -432,7 +436,7 @@ pub static SITES: [Site; 8] = [
         Role::Live,
         live,
         Entry::Trampoline(live_entry),
-        None,
+        false,
     )
     .named("indirect")
     .path("ADRP, LDR, BR"),
@@ -545,19 +549,12 @@ pub fn site(name: &str) -> Result<&'static Site, PatchError> {
         .ok_or(PatchError::UnknownSite)
 }
 
-/// Points the per-core sites at their stub (the arena's fixed page is written).
-pub(super) fn set_stub(stub: u64) {
-    for s in [&FTR, &FTR_MULTI] {
-        s.stub.store(stub, Ordering::Release);
-    }
-}
-
 impl Site {
     /// Points a per-core site at `stub` instead of the flush stub: only for the negative
     /// control that runs the stub without its `ISB`.
     pub(super) fn use_stub(&self, stub: u64) -> Result<(), PatchError> {
         let cells = self.per_core.ok_or(PatchError::UnknownSite)?;
-        cells.stub.store(stub, Ordering::Release);
+        cells.stub_override.store(stub, Ordering::Release);
         Ok(())
     }
 }
@@ -573,9 +570,11 @@ impl Site {
 
     /// The consumer-side entry check of `core` (the sequence check's; nothing elsewhere):
     /// whether it had to synchronize.
+    ///
+    /// Inline, not through a function pointer: the check is on every call's path.
     #[inline]
     pub fn enter(&self, core: CoreId) -> bool {
-        self.enter.is_some_and(|f| f(core))
+        self.seq_checked && seq_enter(core)
     }
 
     /// Only cores `first..end` consume this site (per-core sites; others ignore it). By

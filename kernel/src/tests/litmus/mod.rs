@@ -218,7 +218,7 @@ pub fn run(m: &Mirror, ctx: &Ctx) -> TestResult {
             core: CONSUMER as u8,
         });
         // Nothing runs the template before the barrier below.
-        Scratch::get().write_words(0, template.words());
+        Scratch::set_up().write_words(0, template.words());
         // Warm-up: the consumer runs the rewritten words once, so the sanitizer knows their
         // old value (a word never run before counts as outside the CMODX set).
         FLAG.store(after, Ordering::Relaxed);
