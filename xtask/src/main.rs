@@ -10,6 +10,7 @@ mod bench;
 mod flash;
 mod image;
 mod lint;
+mod litmus_run;
 mod patch;
 mod qemu;
 mod test;
@@ -44,6 +45,8 @@ enum Command {
     Flash(flash::FlashArgs),
     /// Send a patch to a running kernel's `live` test over its serial port.
     Patch(patch::PatchArgs),
+    /// Run herd7 AArch64 litmus tests as bare-metal programs under QEMU (litmus7-style output).
+    Litmus(litmus_run::LitmusArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Image(args) => image::command(&args),
         Command::Flash(args) => flash::command(&args),
         Command::Patch(args) => patch::command(&args),
+        Command::Litmus(args) => litmus_run::command(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
