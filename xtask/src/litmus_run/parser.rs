@@ -226,13 +226,6 @@ pub struct Litmus {
     pub vars: Vec<String>,
 }
 
-impl Litmus {
-    /// Whether faults end the thread (`Variant=fatal`).
-    pub fn fatal(&self) -> bool {
-        self.variants.iter().any(|v| v == "fatal")
-    }
-}
-
 /// Removes `(* ... *)` comments (nesting), keeping newlines so line numbers stay right.
 fn strip_comments(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -381,8 +381,10 @@ impl<'a> State<'a> {
         let mut s = String::new();
         for l in program::observed(self.t) {
             let v = self.loc(&l).unwrap_or(0);
-            let shown = match self.syms.label_at(v) {
-                Some(label) if v != 0 => label,
+            let instr = self.syms.instrs.iter().find(|(_, w)| u64::from(*w) == v);
+            let shown = match (self.syms.label_at(v), instr) {
+                (Some(label), _) if v != 0 => label,
+                (_, Some((i, _))) => format!("instr:\"{}\"", program::insn_text(0, i)),
                 _ => (v as i64).to_string(),
             };
             s.push_str(&format!("{l}={shown}; "));
