@@ -401,3 +401,40 @@ impl<'a> State<'a> {
         s.trim_end().to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(words: &[u64]) -> Vec<u8> {
+        words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn results_header_and_records() {
+        let r = parse_results(&file(&[
+            program::MAGIC,
+            0,
+            0x41,
+            0x84,
+            2,
+            0,
+            0,
+            16,
+            1,
+            2,
+            3,
+            4,
+        ]))
+        .unwrap();
+        assert_eq!(
+            (r.midr, r.ctr, r.ending.clone()),
+            (0x41, 0x84, Ending::Complete)
+        );
+        assert_eq!(r.records, vec![vec![1, 2], vec![3, 4]]);
+        let t = parse_results(&file(&[program::MAGIC, 1, 0, 0, 0, 2, 5, 16])).unwrap();
+        assert_eq!(t.ending, Ending::Timeout { core: 2, iter: 5 });
+        assert!(parse_results(&file(&[program::MAGIC, 0, 0, 0, 3, 0, 0, 16, 1, 2])).is_err());
+        assert!(parse_results(&file(&[7; 8])).is_err());
+    }
+}

@@ -452,3 +452,41 @@ pub fn one(path: &Path, ctx: &Context, tally: &mut Tally) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_atoms_leave_out_what_was_fetched() {
+        let t = parser::parse(
+            "AArch64 T\n{ 0:X3=z; 1:X3=z; }\n P0 | P1 ;\n STR W2,[X3] | LDR W2,[X3] ;\n \
+             | MOV W9,#1 ;\nexists (1:X2=1 /\\ 1:X9=0 /\\ z=1)\n",
+        )
+        .unwrap();
+        let d = data_part(&t).unwrap();
+        let Prop::And(v) = d else { panic!() };
+        assert_eq!(
+            v.len(),
+            2,
+            "1:X2 (a load) and z stay, 1:X9 (a MOV) goes: {v:?}"
+        );
+        let forall = parser::parse("AArch64 T\n{ }\n P0 ;\n NOP ;\nforall (0:X1=0)\n").unwrap();
+        assert!(data_part(&forall).is_none());
+    }
+
+    #[test]
+    fn reports_are_filed_by_iteration_and_harness_ones_kept_apart() {
+        let text = "graft-sanitizer: stale kind=stale core=1 va=0x1004 pa=0x1004 iter=7 missing=clean\n\
+            graft-sanitizer: hazard kind=unpredictable core=1 va=0x9000 pa=0x9000 iter=7 missing=clean\n\
+            graft-sanitizer: outcome core=1 iter=3 value=1\n\
+            graft-sanitizer: stale kind=stale core=2 va=0x1008 pa=0x1008 iter=- missing=clean\n";
+        let (per, harness) = stale_reports(text, (0x1000, 0x2000));
+        assert_eq!(per.keys().copied().collect::<Vec<_>>(), [7]);
+        assert_eq!(
+            harness.len(),
+            2,
+            "outside the code, or with no iteration: {harness:?}"
+        );
+    }
+}
