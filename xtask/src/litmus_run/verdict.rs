@@ -421,6 +421,7 @@ pub fn one(path: &Path, ctx: &Context, tally: &mut Tally) {
             None => Err("no catalogue verdict".into()),
             Some(Kind::Required) => Err("Required tests are not judged".into()),
             Some(Kind::Allowed) if reported > 0 => Ok(true),
+            Some(Kind::Allowed) if qualifying == 0 => Err("no iteration met the data atoms".into()),
             Some(Kind::Allowed) => Ok(false),
             Some(Kind::Forbidden) if reported > 0 => Ok(false),
             Some(Kind::Forbidden) if qualifying >= FORBIDDEN_MIN => Ok(true),
