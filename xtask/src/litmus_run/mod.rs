@@ -7,6 +7,7 @@
 //! and each test gets a verdict against the catalogue's ([`verdict`]). What the runner cannot run
 //! it names (`UNSUPPORTED: file:line: why`) and never runs.
 
+pub mod judge;
 pub mod parser;
 pub mod program;
 pub mod run;

@@ -90,6 +90,15 @@ impl Symbols {
         Ok(Self { by_name, instrs })
     }
 
+    /// A symbol table from (name, address) pairs (for tests).
+    #[cfg(test)]
+    pub fn from_pairs(pairs: &[(&str, u64)]) -> Self {
+        Self {
+            by_name: pairs.iter().map(|(n, a)| (n.to_string(), *a)).collect(),
+            instrs: vec![],
+        }
+    }
+
     /// The address of a symbol.
     pub fn addr(&self, name: &str) -> Option<u64> {
         self.by_name.get(name).copied()

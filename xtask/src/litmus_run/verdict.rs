@@ -3,17 +3,16 @@
 //!
 //! Comparing with the catalogue (DESIGN section 5): QEMU keeps fetch coherent, so the stale
 //! outcome itself never shows in a run; the sanitizer's `stale`/`unpredictable` reports stand for
-//! it. A verdict speaks of the executions that meet the condition's *other* atoms: those on data
-//! (memory, and registers only loads write). Atoms on what was fetched (registers some other
-//! instruction writes, faults) are what the report stands for. An Allowed test agrees when some
-//! iteration meeting the data atoms had a report; a Forbidden one when at least
-//! [`FORBIDDEN_MIN`] such iterations ran and none had one.
+//! it, iteration by iteration ([`super::judge`]). An Allowed test agrees when some iteration
+//! that met the condition's data atoms showed the outcome through its reports; a Forbidden one
+//! when at least [`FORBIDDEN_MIN`] iterations met them and none showed it.
 
-use super::parser::{self, Atom, Insn, Litmus, Loc, Operand, Prop, Quant, Stmt};
+use super::judge::Judge;
+use super::parser::{self, Litmus, Quant};
 use super::program::{self, GenOptions};
 use super::run::{self, Ending, QemuRun, State, Symbols};
 use super::{Kind, LitmusArgs};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -112,62 +111,13 @@ fn expected(t: &Litmus, path: &Path, ctx: &Context) -> Option<Kind> {
     })
 }
 
-/// Registers that something other than a load writes, per thread (what was fetched shows there).
-fn fetch_registers(t: &Litmus) -> BTreeSet<(usize, u8)> {
-    let mut out = BTreeSet::new();
-    for (p, th) in t.threads.iter().enumerate() {
-        for s in th.code.iter().chain(th.handler.iter().flatten()) {
-            if let Stmt::Insn(i, _) = s
-                && let Some(r) = written_by_non_load(i)
-            {
-                out.insert((p, r));
-            }
-        }
-    }
-    out
-}
+/// A report: its core, address and line.
+type Reported = (u64, u64, String);
 
-fn written_by_non_load(i: &Insn) -> Option<u8> {
-    match i.mnemonic.as_str() {
-        "BL" | "BLR" => Some(30),
-        "MOV" | "ADD" | "SUB" | "EOR" | "AND" | "ORR" | "CSET" | "CSEL" | "ADR" => {
-            match i.operands.first() {
-                Some(Operand::Reg(r)) if r.n != 31 => Some(r.n),
-                _ => None,
-            }
-        }
-        _ => None,
-    }
-}
-
-/// The condition's data atoms, when the condition is a conjunction (`None` otherwise).
-fn data_part(t: &Litmus) -> Option<Prop> {
-    let (q, p) = t.cond.as_ref()?;
-    if *q != Quant::Exists {
-        return None;
-    }
-    let atoms: Vec<&Prop> = match p {
-        Prop::And(v) => v.iter().collect(),
-        a @ Prop::Atom(_) => vec![a],
-        _ => return None,
-    };
-    let fetch = fetch_registers(t);
-    let mut keep = vec![];
-    for a in atoms {
-        match a {
-            Prop::Atom(Atom::Eq(Loc::Reg(p, r), _)) if fetch.contains(&(*p, *r)) => {}
-            Prop::Atom(Atom::Fault { .. }) => {}
-            Prop::Atom(_) => keep.push(a.clone()),
-            _ => return None,
-        }
-    }
-    Some(Prop::And(keep))
-}
-
-/// Per-iteration stale reports of a sanitizer output: iteration -> report lines, and the lines
+/// Per-iteration stale reports of a sanitizer output: iteration -> reports, and the lines
 /// outside any test code (the harness's own).
-fn stale_reports(text: &str, code: (u64, u64)) -> (BTreeMap<u64, Vec<String>>, Vec<String>) {
-    let mut per = BTreeMap::<u64, Vec<String>>::new();
+fn stale_reports(text: &str, code: (u64, u64)) -> (BTreeMap<u64, Vec<Reported>>, Vec<String>) {
+    let mut per = BTreeMap::<u64, Vec<Reported>>::new();
     let mut harness = vec![];
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("graft-sanitizer: ") else {
@@ -184,9 +134,12 @@ fn stale_reports(text: &str, code: (u64, u64)) -> (BTreeMap<u64, Vec<String>>, V
             .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
             .unwrap_or(0);
         let iter = field("iter").and_then(|v| v.parse::<u64>().ok());
+        let core = field("core")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(u64::MAX);
         match iter {
             Some(i) if (code.0..code.1).contains(&va) => {
-                per.entry(i).or_default().push(rest.into())
+                per.entry(i).or_default().push((core, va, rest.into()))
             }
             _ => harness.push(rest.to_string()),
         }
@@ -394,19 +347,20 @@ pub fn one(path: &Path, ctx: &Context, tally: &mut Tally) {
     for h in harness.iter().take(3) {
         println!("HARNESS REPORT: {shown}: {h}");
     }
-    let data = data_part(&t);
+    let judge = Judge::new(&t, &syms);
     let mut qualifying = 0u64;
     let mut reported = 0u64;
     let mut first = None;
-    if let Some(d) = &data {
+    if let Ok(j) = &judge {
         for (k, rec) in r.records.iter().enumerate() {
             let st = State::new(&t, &prog, &syms, rec);
-            if st.eval(d) == Some(true) {
-                qualifying += 1;
-                if let Some(lines) = per.get(&(k as u64 + 1)) {
-                    reported += 1;
-                    first.get_or_insert((k + 1, lines[0].clone()));
-                }
+            let reports = per.get(&(k as u64 + 1)).map_or(&[][..], Vec::as_slice);
+            let at: Vec<(u64, u64)> = reports.iter().map(|(c, va, _)| (*c, *va)).collect();
+            let a = j.assess(&st, &at);
+            qualifying += u64::from(a.meets_data);
+            if a.shows_outcome {
+                reported += 1;
+                first.get_or_insert((k + 1, reports[0].2.clone()));
             }
         }
     }
@@ -414,8 +368,8 @@ pub fn one(path: &Path, ctx: &Context, tally: &mut Tally) {
         Err(format!("{} reports in the harness", harness.len()))
     } else if r.ending != Ending::Complete {
         Err("the run did not complete".into())
-    } else if data.is_none() {
-        Err("the condition is not an exists over a conjunction".into())
+    } else if let Err(why) = &judge {
+        Err(why.clone())
     } else {
         match expect {
             None => Err("no catalogue verdict".into()),
@@ -431,7 +385,7 @@ pub fn one(path: &Path, ctx: &Context, tally: &mut Tally) {
         }
     };
     let detail = format!(
-        "{qualifying} iterations met the data atoms, {reported} of them reported stale{}",
+        "{qualifying} iterations met the data atoms, {reported} of them showed the outcome through reports{}",
         first
             .map(|(k, l)| format!(" (first: iteration {k}: {l})"))
             .unwrap_or_default()
@@ -457,24 +411,6 @@ pub fn one(path: &Path, ctx: &Context, tally: &mut Tally) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn data_atoms_leave_out_what_was_fetched() {
-        let t = parser::parse(
-            "AArch64 T\n{ 0:X3=z; 1:X3=z; }\n P0 | P1 ;\n STR W2,[X3] | LDR W2,[X3] ;\n \
-             | MOV W9,#1 ;\nexists (1:X2=1 /\\ 1:X9=0 /\\ z=1)\n",
-        )
-        .unwrap();
-        let d = data_part(&t).unwrap();
-        let Prop::And(v) = d else { panic!() };
-        assert_eq!(
-            v.len(),
-            2,
-            "1:X2 (a load) and z stay, 1:X9 (a MOV) goes: {v:?}"
-        );
-        let forall = parser::parse("AArch64 T\n{ }\n P0 ;\n NOP ;\nforall (0:X1=0)\n").unwrap();
-        assert!(data_part(&forall).is_none());
-    }
 
     #[test]
     fn reports_are_filed_by_iteration_and_harness_ones_kept_apart() {

@@ -1,0 +1,317 @@
+//! Which iterations a sanitizer report speaks for.
+//!
+//! QEMU fetches coherently, so the atoms of a condition that say what a core fetched (a register
+//! some `MOV`, `ADD`, `CSET`, `BL`... writes, a fault) show the fresh outcome; a `stale` report on
+//! the word that decides such an atom stands for the stale one. An iteration *meets the data
+//! atoms* when every other atom (memory, registers only loads write) holds. It *shows the
+//! outcome* when, in addition, every fetch atom either holds or has a report, on its core, at a
+//! word it depends on, and at least one report is among those words. A word decides an atom
+//! when the atom's writer is reachable from it in the test's code without passing another word
+//! the test writes (a label given as a value is a word the test may write).
+
+use super::parser::{Atom, Init, Insn, Litmus, Loc, Operand, Prop, Quant, Stmt, Value};
+use super::program;
+use super::run::{State, Symbols};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A fetch atom and the words that decide it.
+#[derive(Debug)]
+struct Fetch {
+    atom: Prop,
+    core: u64,
+    words: BTreeSet<u64>,
+}
+
+/// The split of a test's condition.
+#[derive(Debug)]
+pub struct Judge {
+    data: Vec<Prop>,
+    fetch: Vec<Fetch>,
+}
+
+/// What one iteration says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Assessed {
+    /// Every data atom held.
+    pub meets_data: bool,
+    /// The reports make the condition's outcome possible in this iteration.
+    pub shows_outcome: bool,
+}
+
+struct Code<'a> {
+    /// Address -> (thread, instruction).
+    at: BTreeMap<u64, (usize, &'a Insn)>,
+    labels: BTreeMap<(usize, String), u64>,
+}
+
+fn code<'a>(t: &'a Litmus, syms: &Symbols) -> Result<Code<'a>, String> {
+    let mut at = BTreeMap::new();
+    let mut labels = BTreeMap::new();
+    for (p, th) in t.threads.iter().enumerate() {
+        let blocks = [
+            (format!("litmus_start_P{p}"), Some(&th.code)),
+            (format!("litmus_handler_P{p}"), th.handler.as_ref()),
+        ];
+        for (sym, stmts) in blocks {
+            let Some(stmts) = stmts else { continue };
+            let mut a = syms.addr(&sym).ok_or(format!("no symbol {sym}"))?;
+            for s in stmts {
+                match s {
+                    Stmt::Label(l) => {
+                        labels.insert((p, l.clone()), a);
+                    }
+                    Stmt::Insn(i, _) => {
+                        at.insert(a, (p, i));
+                        a += 4;
+                    }
+                }
+            }
+        }
+    }
+    Ok(Code { at, labels })
+}
+
+/// The register a non-load instruction writes, if any.
+pub fn written_by_non_load(i: &Insn) -> Option<u8> {
+    match i.mnemonic.as_str() {
+        "BL" | "BLR" => Some(30),
+        "MOV" | "ADD" | "SUB" | "EOR" | "AND" | "ORR" | "CSET" | "CSEL" | "ADR" => {
+            match i.operands.first() {
+                Some(Operand::Reg(r)) if r.n != 31 => Some(r.n),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+impl Code<'_> {
+    fn successors(&self, a: u64) -> Vec<u64> {
+        let Some(&(p, i)) = self.at.get(&a) else {
+            return vec![];
+        };
+        let mut out: Vec<u64> = self.target(p, i).into_iter().collect();
+        if !matches!(i.mnemonic.as_str(), "B" | "BR" | "RET" | "ERET")
+            && self.at.contains_key(&(a + 4))
+        {
+            out.push(a + 4);
+        }
+        out
+    }
+
+    fn target(&self, p: usize, i: &Insn) -> Option<u64> {
+        i.operands.iter().find_map(|o| match o {
+            Operand::Label(l) => self.labels.get(&(p, l.clone())).copied(),
+            _ => None,
+        })
+    }
+
+    /// Addresses of non-load writers reachable from `from` before a written word.
+    fn reach(&self, from: u64, written: &BTreeSet<u64>) -> BTreeSet<u64> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![from];
+        let mut out = BTreeSet::new();
+        while let Some(a) = todo.pop() {
+            if !seen.insert(a) || written.contains(&a) {
+                continue;
+            }
+            if self
+                .at
+                .get(&a)
+                .and_then(|(_, i)| written_by_non_load(i))
+                .is_some()
+            {
+                out.insert(a);
+            }
+            todo.extend(self.successors(a));
+        }
+        out
+    }
+
+    /// Registers whose writing depends on which version of `w` runs: the word's own write, and
+    /// writers reached from some but not all of its possible next instructions (falling through,
+    /// its branch target, the targets of the instruction values the test stores).
+    fn decided_by(&self, w: u64, written: &BTreeSet<u64>, here: &[i64]) -> BTreeSet<u8> {
+        let reg = |a: &u64| self.at.get(a).and_then(|(_, i)| written_by_non_load(i));
+        let mut regs: BTreeSet<u8> = reg(&w).into_iter().collect();
+        let Some(&(p, i)) = self.at.get(&w) else {
+            return regs;
+        };
+        let mut next: BTreeSet<u64> = self.target(p, i).into_iter().collect();
+        next.insert(w + 4);
+        next.extend(here.iter().map(|off| w.wrapping_add_signed(*off)));
+        let paths: Vec<BTreeSet<u64>> = next.iter().map(|&n| self.reach(n, written)).collect();
+        let all: BTreeSet<u64> = paths.iter().flatten().copied().collect();
+        for a in &all {
+            if !paths.iter().all(|p| p.contains(a)) {
+                regs.extend(reg(a));
+            }
+        }
+        regs
+    }
+}
+
+fn register_writers(t: &Litmus) -> BTreeSet<(usize, u8)> {
+    let mut out = BTreeSet::new();
+    for (p, th) in t.threads.iter().enumerate() {
+        for s in th.code.iter().chain(th.handler.iter().flatten()) {
+            if let Stmt::Insn(i, _) = s
+                && let Some(r) = written_by_non_load(i)
+            {
+                out.insert((p, r));
+            }
+        }
+    }
+    out
+}
+
+impl Judge {
+    /// Splits `t`'s condition, with addresses from its program's symbols.
+    pub fn new(t: &Litmus, syms: &Symbols) -> Result<Self, String> {
+        let Some((q, p)) = &t.cond else {
+            return Err("no condition".into());
+        };
+        if *q != Quant::Exists {
+            return Err(format!("a {q} condition is not judged"));
+        }
+        let atoms: Vec<&Prop> = match p {
+            Prop::And(v) => v.iter().collect(),
+            a @ Prop::Atom(_) => vec![a],
+            _ => return Err("the condition is not a conjunction".into()),
+        };
+        let code = code(t, syms)?;
+        let mut written = BTreeSet::new();
+        for i in &t.init {
+            if let Init::Reg(_, _, Value::Label { thread, name })
+            | Init::Mem(_, Value::Label { thread, name }) = i
+                && let Some(a) = code.labels.get(&(*thread, name.clone()))
+            {
+                written.insert(*a);
+            }
+        }
+        let mut here = vec![];
+        for i in &t.init {
+            if let Init::Reg(_, _, Value::Instr(insn)) | Init::Mem(_, Value::Instr(insn)) = i {
+                here.extend(insn.operands.iter().filter_map(|o| match o {
+                    Operand::Here(off) => Some(*off),
+                    _ => None,
+                }));
+            }
+        }
+        let decides: BTreeMap<u64, BTreeSet<u8>> = written
+            .iter()
+            .map(|&w| (w, code.decided_by(w, &written, &here)))
+            .collect();
+        // Any thread's code may run on any core (a BR into another thread's code), but a
+        // register is a fetch register only if some instruction other than a load writes it.
+        let writers: BTreeSet<u8> = register_writers(t).into_iter().map(|(_, r)| r).collect();
+        let mut judge = Judge {
+            data: vec![],
+            fetch: vec![],
+        };
+        for a in atoms {
+            match a {
+                Prop::Atom(Atom::Eq(Loc::Reg(p, r), _)) if writers.contains(r) => {
+                    let words = decides
+                        .iter()
+                        .filter(|(_, regs)| regs.contains(r))
+                        .map(|(w, _)| *w)
+                        .collect();
+                    judge.fetch.push(Fetch {
+                        atom: a.clone(),
+                        core: *p as u64,
+                        words,
+                    });
+                }
+                Prop::Atom(Atom::Fault { thread, label, .. }) => {
+                    let words = match label {
+                        Some(l) => syms
+                            .addr(&program::label_symbol(*thread, l))
+                            .into_iter()
+                            .collect(),
+                        None => written.clone(),
+                    };
+                    judge.fetch.push(Fetch {
+                        atom: a.clone(),
+                        core: *thread as u64,
+                        words,
+                    });
+                }
+                Prop::Atom(_) => judge.data.push(a.clone()),
+                _ => return Err("the condition is not a conjunction of atoms".into()),
+            }
+        }
+        Ok(judge)
+    }
+
+    /// Judges one iteration from its final state and its reports (core, address).
+    pub fn assess(&self, st: &State, reports: &[(u64, u64)]) -> Assessed {
+        let meets_data = self.data.iter().all(|d| st.eval(d) == Some(true));
+        if !meets_data {
+            return Assessed {
+                meets_data,
+                shows_outcome: false,
+            };
+        }
+        let reported = |f: &Fetch| {
+            reports
+                .iter()
+                .any(|&(c, va)| c == f.core && f.words.contains(&va))
+        };
+        let shows_outcome = if self.fetch.is_empty() {
+            !reports.is_empty()
+        } else {
+            self.fetch
+                .iter()
+                .all(|f| st.eval(&f.atom) == Some(true) || reported(f))
+                && self.fetch.iter().any(reported)
+        };
+        Assessed {
+            meets_data,
+            shows_outcome,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::litmus_run::parser;
+
+    fn judge(text: &str) -> Judge {
+        let t = parser::parse(text).unwrap();
+        let syms = Symbols::from_pairs(&[("litmus_start_P0", 0x1000), ("litmus_start_P1", 0x1100)]);
+        Judge::new(&t, &syms).unwrap()
+    }
+
+    fn fetch(j: &Judge) -> Vec<(u64, Vec<u64>)> {
+        j.fetch
+            .iter()
+            .map(|f| (f.core, f.words.iter().copied().collect()))
+            .collect()
+    }
+
+    #[test]
+    fn a_skipped_mov_is_decided_by_the_word_before_it() {
+        // MP.FF+dc-dsb+ic-dsb-isb: X10 says what ran at Lself01, X11 what ran at Lself00.
+        let j = judge(
+            "AArch64 T\n{ 0:X0=NOP; 0:X1=P1:Lself00; 0:X2=P1:Lself01; 1:X1=P1:Lself00; }\n\
+             P0 | P1 ;\n STR W0,[X1] | Lself01: ;\n DC CVAU,X1 | B L00 ;\n DSB SY | MOV W10,#1 ;\n\
+             STR W0,[X2] | L00: ;\n | IC IVAU,X1 ;\n | DSB SY ;\n | ISB ;\n | Lself00: ;\n\
+             | B L01 ;\n | MOV W11,#1 ;\n | L01: ;\nexists (1:X10=1 /\\ 1:X11=0)\n",
+        );
+        assert!(j.data.is_empty());
+        assert_eq!(fetch(&j), [(1, vec![0x1100]), (1, vec![0x1114])]);
+    }
+
+    #[test]
+    fn a_register_both_versions_reach_is_not_decided() {
+        // 2SM.B+cachesync-isb: CSET W3 runs whichever version of L0 ran: only X9 is decided.
+        let j = judge(
+            "AArch64 T\n{ 0:X0=NOP; 0:X1=P1:L0; 1:X0=NOP; 1:X1=P1:L0; }\n P0 | P1 ;\n\
+             STR W0,[X1] | LDR W2,[X1] ;\n | ISB ;\n | L0: B L1 ;\n | MOV W9,#1 ;\n | L1: ;\n\
+             | CMP W2,W0 ;\n | CSET W3,EQ ;\nexists 1:X3=1 /\\ 1:X9=0\n",
+        );
+        assert_eq!(fetch(&j), [(1, vec![]), (1, vec![0x1108])]);
+    }
+}
