@@ -198,10 +198,35 @@ impl Judge {
                 }));
             }
         }
-        let decides: BTreeMap<u64, BTreeSet<u8>> = written
+        let mut decides: BTreeMap<u64, BTreeSet<u8>> = written
             .iter()
             .map(|&w| (w, code.decided_by(w, &written, &here)))
             .collect();
+        // A register copied from a decided one is decided by the same words (coFF: X1 and X2
+        // are copies of X9 after each call of the rewritten function).
+        let copies: Vec<(u8, u8)> = code
+            .at
+            .values()
+            .filter_map(|(_, i)| match (i.mnemonic.as_str(), &i.operands[..]) {
+                ("MOV", [Operand::Reg(d), Operand::Reg(s)]) if d.n != 31 && s.n != 31 => {
+                    Some((d.n, s.n))
+                }
+                _ => None,
+            })
+            .collect();
+        for regs in decides.values_mut() {
+            loop {
+                let add: Vec<u8> = copies
+                    .iter()
+                    .filter(|(d, s)| regs.contains(s) && !regs.contains(d))
+                    .map(|(d, _)| *d)
+                    .collect();
+                if add.is_empty() {
+                    break;
+                }
+                regs.extend(add);
+            }
+        }
         // Any thread's code may run on any core (a BR into another thread's code), but a
         // register is a fetch register only if some instruction other than a load writes it.
         let writers: BTreeSet<u8> = register_writers(t).into_iter().map(|(_, r)| r).collect();
@@ -313,5 +338,17 @@ mod tests {
              | CMP W2,W0 ;\n | CSET W3,EQ ;\nexists 1:X3=1 /\\ 1:X9=0\n",
         );
         assert_eq!(fetch(&j), [(1, vec![]), (1, vec![0x1108])]);
+    }
+
+    #[test]
+    fn a_copy_of_a_decided_register_is_decided() {
+        // coFF: X1 and X2 copy X9, which the rewritten word at L0 decides.
+        let j = judge(
+            "AArch64 T\n{ 0:X0=NOP; 0:X1=P1:L0; }\n P0 | P1 ;\n STR W0,[X1] | BL L0 ;\n\
+             | MOV W1,W9 ;\n | BL L0 ;\n | MOV W2,W9 ;\n | B END ;\n | L0: ;\n | B L1 ;\n\
+             | MOV W9,#1 ;\n | RET ;\n | L1: ;\n | MOV W9,#0 ;\n | RET ;\n | END: ;\n\
+             exists (1:X1=1 /\\ 1:X2=0)\n",
+        );
+        assert_eq!(fetch(&j), [(1, vec![0x1114]), (1, vec![0x1114])]);
     }
 }
