@@ -293,7 +293,12 @@ pub fn parse(text: &str) -> Res<Litmus> {
             for w in v.split([',', ' ']).filter(|w| !w.is_empty()) {
                 match w {
                     "IDC" => t.idc = true,
-                    "DIC" => t.dic = true,
+                    // The catalogue files `CacheType=DIC` tests under `DIC1-IDC1`: a DIC
+                    // test's cores need no clean either.
+                    "DIC" => {
+                        t.dic = true;
+                        t.idc = true;
+                    }
                     other => return unsupported(i + 1, format!("unknown CacheType {other}")),
                 }
             }
