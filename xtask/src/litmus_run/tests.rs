@@ -24,7 +24,9 @@ fn parses_a_message_passing_shape() {
 fn catalogue() -> Option<std::path::PathBuf> {
     let p = std::env::var_os("GRAFT_LITMUS_CATALOGUE")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| crate::runner::build::root().join("../shared/litmus/aarch64-ifetch/tests"));
+        .unwrap_or_else(|| {
+            crate::runner::build::root().join("../shared/litmus/aarch64-ifetch/tests")
+        });
     p.is_dir().then_some(p)
 }
 
