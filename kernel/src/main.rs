@@ -2,8 +2,15 @@
 //!
 //! Design rules, in order of importance:
 //! - every cross-core wait has a bound, and its error names the cores that did not answer;
-//! - unsafe code and assembly live in `arch/` (and the few mailbox casts in `ipi`/`smp`), each
-//!   block with the reason it is sound;
+//! - every `unsafe` block carries the reason it is sound. Where they live, and why there:
+//!   - `arch/`: assembly, system registers, the MMU, exception vectors and semihosting (the
+//!     hardware itself);
+//!   - `patch/`: the only writes to the code arena (through its writable view) and the sites'
+//!     constructors whose contract is a mapping;
+//!   - `ipi`/`smp`/`log`: the mailbox and per-core cells handed between cores;
+//!   - `demo/` and `tests/`: calls into code the arena holds (a payload or a control law through a
+//!     site's entry, whose signature the caller vouches for), the catalogue mirrors' own
+//!     assembly, and faults a test provokes on purpose;
 //! - the kernel knows its board only as `boards::Current`, and no address;
 //! - a run ends through semihosting with an exit status the host checks: never a hang.
 //!
