@@ -20,7 +20,8 @@
 //! - the flip word and the in-place range live in the arena's fixed page ([`super::Fixed`]).
 //!
 //! Adding a strategy: its type in `patcher/src/strategy/`, one entry in [`SITES`] (and its
-//! storage beside it), its litmus file in `tests/litmus/`.
+//! storage and stress test beside it), its litmus file in `tests/litmus/`, and its name as a
+//! `protocol::Strategy` variant (the records the host checks name it).
 
 use super::payload::Answer;
 use super::{Fixed, PatchError, service};

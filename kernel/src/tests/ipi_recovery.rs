@@ -1,6 +1,6 @@
 //! `ipi-recovery`: a core that was deaf for a while must not wedge the IPI layer for the others.
 //!
-//! The last core masks its IRQs. Core 0 publishes twice through the named-site service while it
+//! The last core masks its IRQs. Core 0 publishes twice through the `indirect` site while it
 //! is deaf: both publications must fail, naming exactly that core, and leave the site leading to
 //! the code it led to before. Then the core unmasks, and core 0 publishes 1,000 versions: every
 //! one must succeed, and the cores in between (which never stopped answering) call the site
