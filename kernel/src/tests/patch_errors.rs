@@ -4,9 +4,10 @@
 //! than a slot; a block whose length is not a multiple of 4; a block with a branch leaving it; a
 //! publication while another producer holds the site; and a publication that core 1 (IRQs
 //! masked) never acknowledges, which must time out naming core 1. After each refusal the site
-//! must still lead to the last good version, and core 1 must still run it. Can catch: a check that writes before
-//! refusing, a pointer moved before the acknowledgements, a timeout that hangs or blames the
-//! wrong core. Cannot catch: cache-maintenance mistakes (the sanitized stress tests do).
+//! must still lead to the last good version, and core 1 must still run it. Can catch: a check
+//! that writes before refusing, a pointer moved before the acknowledgements, a timeout that hangs
+//! or blames the wrong core. Cannot catch: cache-maintenance mistakes (the sanitized stress tests
+//! do).
 
 use super::{Ctx, Failed, TestResult, check, kernel_test};
 use crate::arch::cpu;
