@@ -9,7 +9,7 @@ extern crate std;
 use crate::arena::{Arena, CodeBlock, Region};
 use crate::cache::fake::FakeCache;
 use crate::cache::{CodeSync, SyncPolicy};
-use crate::check::{Externals, check_block};
+use crate::check::{Externals, Policy, check_block};
 use crate::insn;
 use crate::platform::fake::FakePlatform;
 use crate::record::Recorder;
@@ -63,8 +63,14 @@ impl ExampleWorld {
                 .into_boxed_slice(),
         );
         let mut slot = arena.alloc().expect("a free slot");
-        let checked =
-            check_block(code, slot.exec_addr(), 128, &Externals::NONE).expect("a valid block");
+        let checked = check_block(
+            code,
+            slot.exec_addr(),
+            128,
+            &Externals::NONE,
+            &Policy::DEFAULT,
+        )
+        .expect("a valid block");
         slot.write(&checked).expect("write");
         let block = slot.publish().expect("publish");
         recorder.clear();

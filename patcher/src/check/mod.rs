@@ -8,6 +8,15 @@
 //! a [`Checked`] value, the only thing the arena accepts, so "checked before written" is a type
 //! rule rather than a convention.
 //!
+//! Then [`verify`] proves, by a small abstract interpretation of every path from the first word,
+//! the rules that need the registers: an allow-list of instructions (no exception-generating,
+//! system-register, PSTATE, wait or global maintenance instruction), memory accesses only inside
+//! the stack budget, the site's declared argument objects or the block (and allowed data), `SP`
+//! only moved by balanced adjustments, `RET` only through the link register the block was entered
+//! with (and with `X19`-`X29` and `SP` as they were), and every path no longer than the
+//! instruction budget. [`Policy`] states those budgets and exceptions; `verify`'s documentation
+//! says exactly what is tracked.
+//!
 //! Literal pools are supported: words read by an in-block `LDR (literal)` are data, exempt from
 //! decoding, but then no direct branch may target them and no instruction may fall into them.
 //! Register branches (`BR`, `BLR`, `RET`) cannot be followed; `ADRP` is checked to page
@@ -15,8 +24,18 @@
 
 #![forbid(unsafe_code)]
 
+mod classify;
+mod display;
+mod policy;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_corpus;
+#[cfg(test)]
+mod tests_verify;
+pub mod verify;
+
+pub use policy::{ArgBound, Policy, PstateField, SysReg};
 
 use core::ops::Range;
 
@@ -98,6 +117,163 @@ pub enum CheckError {
         /// The last instruction.
         word: u32,
     },
+    /// An exception-generating or debug instruction: `SVC`, `HVC`, `SMC`, `BRK`, `HLT`, `UDF`,
+    /// `DCPS1-3`, `ERET`, `ERETAA/AB`, `DRPS`.
+    Exception {
+        /// Byte offset of the instruction.
+        offset: usize,
+        /// The instruction.
+        word: u32,
+    },
+    /// An unallocated encoding, or one not on the verifier's allow-list.
+    Unlisted {
+        /// Byte offset of the instruction.
+        offset: usize,
+        /// The instruction.
+        word: u32,
+    },
+    /// A system-register write (`MSR <reg>, Xt`, `SYS`, `SYSL`) the policy does not list.
+    SysRegWrite {
+        /// Byte offset of the instruction.
+        offset: usize,
+        /// The instruction.
+        word: u32,
+    },
+    /// A write to a PSTATE field (`MSR DAIFSet, #imm`, `SPSel`, `PAN`, ...) the policy does
+    /// not list.
+    PstateWrite {
+        /// Byte offset of the instruction.
+        offset: usize,
+        /// The instruction.
+        word: u32,
+    },
+    /// A system-register read outside [`SysReg::SAFE_READS`] and the policy's list.
+    SysRegRead {
+        /// Byte offset of the instruction.
+        offset: usize,
+        /// The instruction.
+        word: u32,
+    },
+    /// `WFI`, `WFE`, `WFIT`, `WFET`, `SEV` or `SEVL`.
+    Wait {
+        /// Byte offset of the instruction.
+        offset: usize,
+        /// The instruction.
+        word: u32,
+    },
+    /// Cache maintenance other than `DC CVAU/CVAC/CIVAC` and `IC IVAU` by address, `TLBI`, `AT`.
+    Maintenance {
+        /// Byte offset of the instruction.
+        offset: usize,
+        /// The instruction.
+        word: u32,
+    },
+    /// A branch through a register (`BR`, `BLR`, `BRAA`, `RETAA`, ...).
+    IndirectBranch {
+        /// Byte offset of the instruction.
+        offset: usize,
+        /// The instruction.
+        word: u32,
+    },
+    /// A return (or a tail branch out of the block) that would not return to the caller as
+    /// it was entered.
+    BadReturn {
+        /// Byte offset of the instruction.
+        offset: usize,
+        /// The instruction.
+        word: u32,
+        /// What is wrong.
+        why: ReturnFault,
+    },
+    /// A write to `SP` other than an adjustment by a constant that keeps it 16-byte aligned
+    /// and within the stack budget.
+    SpWrite {
+        /// Byte offset of the instruction.
+        offset: usize,
+        /// The instruction.
+        word: u32,
+    },
+    /// A load, store, atomic or cache operation by address that the verifier cannot prove
+    /// inside the stack frame, an argument object, the block or allowed data.
+    UnprovenAccess {
+        /// Byte offset of the instruction.
+        offset: usize,
+        /// The instruction.
+        word: u32,
+        /// Why not.
+        why: AccessFault,
+    },
+    /// A path runs more instructions than the policy's budget: a loop the verifier cannot bound
+    /// (or a block too long). The instruction is the last backward branch on that path, or the
+    /// one past the budget when there was none.
+    OverBudget {
+        /// Byte offset of the instruction.
+        offset: usize,
+        /// The instruction.
+        word: u32,
+        /// The budget, in instructions.
+        budget: u32,
+    },
+    /// The block has more distinct paths or states than the verifier explores; refused rather
+    /// than guessed.
+    TooComplex {
+        /// Byte offset of the instruction where the analysis gave up.
+        offset: usize,
+        /// The instruction.
+        word: u32,
+    },
+}
+
+/// Why a return was refused ([`CheckError::BadReturn`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReturnFault {
+    /// `RET` through a register other than `X30`.
+    NotX30,
+    /// `X30` no longer holds the return address the block was entered with (overwritten, by
+    /// `BL` or otherwise, and not restored from the stack).
+    LinkClobbered,
+    /// This callee-saved register (`X19`-`X29`) does not hold its entry value.
+    CalleeSaved(u8),
+    /// `SP` is not back where it was on entry: this many bytes below.
+    Unbalanced(u32),
+}
+
+/// Why a memory access was refused ([`CheckError::UnprovenAccess`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessFault {
+    /// The base register does not hold an address the verifier knows.
+    UnknownBase,
+    /// The address is known but the access leaves the object (the frame below the current
+    /// `SP` and above the entry `SP`, an argument's bounds, the block, allowed data).
+    OutOfBounds,
+    /// A write to something readable only (the block, allowed data, a read-only argument).
+    ReadOnly,
+    /// An exclusive, ordered or atomic access that is not naturally aligned (argument objects
+    /// are taken to be 8-byte aligned, the entry `SP` 16-byte aligned).
+    Misaligned,
+}
+
+impl CheckError {
+    /// The offset and word of the instruction refused, for errors that name one.
+    pub const fn instruction(&self) -> Option<(usize, u32)> {
+        match *self {
+            Self::Escapes { offset, word, .. }
+            | Self::Exception { offset, word }
+            | Self::Unlisted { offset, word }
+            | Self::SysRegWrite { offset, word }
+            | Self::PstateWrite { offset, word }
+            | Self::SysRegRead { offset, word }
+            | Self::Wait { offset, word }
+            | Self::Maintenance { offset, word }
+            | Self::IndirectBranch { offset, word }
+            | Self::BadReturn { offset, word, .. }
+            | Self::SpWrite { offset, word }
+            | Self::UnprovenAccess { offset, word, .. }
+            | Self::OverBudget { offset, word, .. }
+            | Self::TooComplex { offset, word } => Some((offset, word)),
+            _ => None,
+        }
+    }
 }
 
 /// A block that passed [`check_block`], for the execution address it was checked at.
@@ -105,6 +281,7 @@ pub enum CheckError {
 pub struct Checked<'a> {
     code: &'a [u8],
     exec_addr: u64,
+    insns: u32,
 }
 
 impl<'a> Checked<'a> {
@@ -118,6 +295,12 @@ impl<'a> Checked<'a> {
         self.exec_addr
     }
 
+    /// The most instructions any path through the block runs (a call to an exported helper
+    /// counts as one).
+    pub const fn worst_case_insns(&self) -> u32 {
+        self.insns
+    }
+
     /// Length in bytes.
     pub const fn len(&self) -> usize {
         self.code.len()
@@ -129,19 +312,21 @@ impl<'a> Checked<'a> {
     }
 }
 
-/// One bit per word of the block.
-struct WordSet([u64; MAX_WORDS / 64]);
+/// The words of a block that are literal-pool data (one bit per word), from [`check_shape`].
+pub struct DataWords([u64; MAX_WORDS / 64]);
 
-impl WordSet {
+impl DataWords {
     fn insert(&mut self, i: usize) {
         self.0[i / 64] |= 1 << (i % 64);
     }
-    fn contains(&self, i: usize) -> bool {
+
+    /// Whether word `i` is data.
+    pub fn contains(&self, i: usize) -> bool {
         self.0[i / 64] & (1 << (i % 64)) != 0
     }
 }
 
-fn word_at(code: &[u8], i: usize) -> u32 {
+pub(crate) fn word_at(code: &[u8], i: usize) -> u32 {
     let b = &code[i * 4..i * 4 + 4];
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
@@ -178,13 +363,32 @@ fn overlaps(ranges: &[Range<u64>], start: u64, len: u64) -> bool {
 }
 
 /// Checks `code`, to be run at `exec_addr` from a slot of `max_len` bytes, against the rules in
-/// the module documentation.
+/// the module documentation: its shape ([`check_shape`]), then [`verify::verify`] with `policy`.
 pub fn check_block<'a>(
     code: &'a [u8],
     exec_addr: u64,
     max_len: usize,
     ext: &Externals<'_>,
+    policy: &Policy<'_>,
 ) -> Result<Checked<'a>, CheckError> {
+    let data = check_shape(code, exec_addr, max_len, ext)?;
+    let insns = verify::verify(code, exec_addr, &data, ext, policy)?;
+    Ok(Checked {
+        code,
+        exec_addr,
+        insns,
+    })
+}
+
+/// The shape rules alone (size, alignment, falling off the end, PC-relative references), for
+/// fixed code that is not a patch (the flush stub) and for the first half of [`check_block`].
+/// Returns the block's literal-pool words.
+pub fn check_shape(
+    code: &[u8],
+    exec_addr: u64,
+    max_len: usize,
+    ext: &Externals<'_>,
+) -> Result<DataWords, CheckError> {
     let len = code.len();
     if len == 0 {
         return Err(CheckError::Empty);
@@ -214,7 +418,7 @@ pub fn check_block<'a>(
     };
 
     // Pass 1: literal-pool words, read by in-block literal loads.
-    let mut data = WordSet([0; MAX_WORDS / 64]);
+    let mut data = DataWords([0; MAX_WORDS / 64]);
     for i in 0..words {
         let insn = decode(word_at(code, i));
         if let (Insn::LdrLiteral { .. }, Some(r)) = (insn, insn.pc_ref())
@@ -300,5 +504,5 @@ pub fn check_block<'a>(
     {
         return Err(CheckError::FallsThrough { word });
     }
-    Ok(Checked { code, exec_addr })
+    Ok(data)
 }

@@ -1,8 +1,11 @@
-//! Host tests of block validation: each rule accepted at its edge and refused just past it.
+//! Host tests of the shape rules: each accepted at its edge and refused just past it.
+//!
+//! (These blocks need not pass the register-level rules; `tests_verify` and `tests_corpus` test
+//! those.)
 
 use std::vec::Vec;
 
-use super::{CheckError, Externals, MAX_BLOCK_BYTES, check_block};
+use super::{CheckError, Externals, MAX_BLOCK_BYTES, Policy, check_block, check_shape};
 use crate::insn::{self, Barrier, Cond, PcRefKind, Reg, Width};
 
 const AT: u64 = 0x4000_1000;
@@ -17,7 +20,7 @@ fn check(words: &[u32]) -> Result<(), CheckError> {
 }
 
 fn check_ext(words: &[u32], ext: &Externals<'_>) -> Result<(), CheckError> {
-    check_block(&bytes(words), AT, SLOT, ext).map(|_| ())
+    check_shape(&bytes(words), AT, SLOT, ext).map(|_| ())
 }
 
 fn movz1() -> u32 {
@@ -31,7 +34,7 @@ fn ret() -> u32 {
 #[test]
 fn accepts_simple_block() {
     let code = bytes(&[movz1(), ret()]);
-    let c = check_block(&code, AT, SLOT, &Externals::NONE).unwrap();
+    let c = check_block(&code, AT, SLOT, &Externals::NONE, &Policy::DEFAULT).unwrap();
     assert_eq!(c.exec_addr(), AT);
     assert_eq!(c.len(), 8);
     assert_eq!(c.code(), &code[..]);
@@ -40,16 +43,19 @@ fn accepts_simple_block() {
 #[test]
 fn shape_errors() {
     let ext = Externals::NONE;
-    assert_eq!(check_block(&[], AT, SLOT, &ext), Err(CheckError::Empty));
+    assert_eq!(
+        check_block(&[], AT, SLOT, &ext, &Policy::DEFAULT),
+        Err(CheckError::Empty)
+    );
     let big = bytes(&[ret(); SLOT / 4 + 1]);
     assert_eq!(
-        check_block(&big, AT, SLOT, &ext),
+        check_block(&big, AT, SLOT, &ext, &Policy::DEFAULT),
         Err(CheckError::TooLarge { len: 260, max: 256 })
     );
-    assert!(check_block(&big[..SLOT], AT, SLOT, &ext).is_ok());
+    assert!(check_block(&big[..SLOT], AT, SLOT, &ext, &Policy::DEFAULT).is_ok());
     let huge = std::vec![0u8; MAX_BLOCK_BYTES + 4];
     assert_eq!(
-        check_block(&huge, AT, usize::MAX, &ext),
+        check_block(&huge, AT, usize::MAX, &ext, &Policy::DEFAULT),
         Err(CheckError::TooLarge {
             len: MAX_BLOCK_BYTES + 4,
             max: MAX_BLOCK_BYTES
@@ -57,22 +63,28 @@ fn shape_errors() {
     );
     let code = bytes(&[ret()]);
     assert_eq!(
-        check_block(&code, AT + 2, SLOT, &ext),
+        check_block(&code, AT + 2, SLOT, &ext, &Policy::DEFAULT),
         Err(CheckError::MisalignedAddress { addr: AT + 2 })
     );
     assert_eq!(
-        check_block(&code[..3], AT, SLOT, &ext),
+        check_block(&code[..3], AT, SLOT, &ext, &Policy::DEFAULT),
         Err(CheckError::MisalignedLength { len: 3 })
     );
     // Length is refused before the escaping branch inside is even decoded.
     let mut odd = bytes(&[insn::b(-4).unwrap(), ret()]);
     odd.push(0);
     assert_eq!(
-        check_block(&odd, AT, SLOT, &ext),
+        check_block(&odd, AT, SLOT, &ext, &Policy::DEFAULT),
         Err(CheckError::MisalignedLength { len: 9 })
     );
     assert_eq!(
-        check_block(&bytes(&[ret(), ret()]), u64::MAX - 3, SLOT, &ext),
+        check_block(
+            &bytes(&[ret(), ret()]),
+            u64::MAX - 3,
+            SLOT,
+            &ext,
+            &Policy::DEFAULT
+        ),
         Err(CheckError::AddressOverflow)
     );
 }
