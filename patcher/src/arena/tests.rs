@@ -5,7 +5,7 @@ use std::vec::Vec;
 use super::{Arena, ArenaError, Region, SlotId, SlotState};
 use crate::cache::fake::FakeCache;
 use crate::cache::{CodeSync, Op, SyncPolicy};
-use crate::check::{Externals, check_block};
+use crate::check::{Externals, Policy, check_block};
 use crate::grace::Epoch;
 use crate::insn;
 use crate::record::Recorder;
@@ -111,7 +111,14 @@ fn full_arena_is_an_error_and_live_slots_are_kept() {
         let mut w = arena.alloc().unwrap();
         assert_eq!(w.slot(), SlotId(i as usize));
         let code = ret_block(i);
-        let c = check_block(&code, w.exec_addr(), SLOT, &Externals::NONE).unwrap();
+        let c = check_block(
+            &code,
+            w.exec_addr(),
+            SLOT,
+            &Externals::NONE,
+            &Policy::DEFAULT,
+        )
+        .unwrap();
         w.write(&c).unwrap();
         let b = w.publish().unwrap();
         b.sync(&sync);
@@ -151,7 +158,14 @@ fn write_copies_checked_words_and_sync_covers_both_aliases() {
     let mut w = arena.alloc().unwrap();
     assert_eq!(w.exec_addr(), (EXEC + SLOT) as u64);
     let code = ret_block(7);
-    let c = check_block(&code, w.exec_addr(), SLOT, &Externals::NONE).unwrap();
+    let c = check_block(
+        &code,
+        w.exec_addr(),
+        SLOT,
+        &Externals::NONE,
+        &Policy::DEFAULT,
+    )
+    .unwrap();
     w.write(&c).unwrap();
     assert_eq!(w.len(), 8);
     let b = w.publish().unwrap();
@@ -197,8 +211,14 @@ fn write_refuses_blocks_checked_elsewhere() {
     let arena: Arena<2> = mem.arena(2);
     let mut w = arena.alloc().unwrap();
     let code = ret_block(1);
-    let elsewhere =
-        check_block(&code, w.exec_addr() + SLOT as u64, SLOT, &Externals::NONE).unwrap();
+    let elsewhere = check_block(
+        &code,
+        w.exec_addr() + SLOT as u64,
+        SLOT,
+        &Externals::NONE,
+        &Policy::DEFAULT,
+    )
+    .unwrap();
     assert_eq!(
         w.write(&elsewhere),
         Err(ArenaError::WrongAddress {
@@ -207,7 +227,14 @@ fn write_refuses_blocks_checked_elsewhere() {
         })
     );
     let big = block(&[insn::ret(insn::Reg::LR).unwrap(); SLOT / 4 + 1]);
-    let c = check_block(&big, w.exec_addr(), 4096, &Externals::NONE).unwrap();
+    let c = check_block(
+        &big,
+        w.exec_addr(),
+        4096,
+        &Externals::NONE,
+        &Policy::DEFAULT,
+    )
+    .unwrap();
     assert_eq!(
         w.write(&c),
         Err(ArenaError::TooLarge {
@@ -231,8 +258,17 @@ fn publish_needs_a_write_and_drop_frees() {
     assert_eq!(arena.state(SlotId(0)), Ok(SlotState::Free));
     let mut w = arena.alloc().unwrap();
     let code = ret_block(1);
-    w.write(&check_block(&code, w.exec_addr(), SLOT, &Externals::NONE).unwrap())
-        .unwrap();
+    w.write(
+        &check_block(
+            &code,
+            w.exec_addr(),
+            SLOT,
+            &Externals::NONE,
+            &Policy::DEFAULT,
+        )
+        .unwrap(),
+    )
+    .unwrap();
     assert_eq!(w.publish().map(|b| b.slot()), Ok(SlotId(0)));
     assert_eq!(arena.state(SlotId(0)), Ok(SlotState::Live));
     assert_eq!(arena.alloc().err(), Some(ArenaError::ArenaFull));
@@ -255,8 +291,17 @@ fn retire_and_reclaim_transitions_are_checked() {
     for _ in 0..3 {
         let mut w = arena.alloc().unwrap();
         let code = ret_block(0);
-        w.write(&check_block(&code, w.exec_addr(), SLOT, &Externals::NONE).unwrap())
-            .unwrap();
+        w.write(
+            &check_block(
+                &code,
+                w.exec_addr(),
+                SLOT,
+                &Externals::NONE,
+                &Policy::DEFAULT,
+            )
+            .unwrap(),
+        )
+        .unwrap();
         let b = w.publish().unwrap();
         b.sync(&sync);
         live.push(b.slot());
@@ -333,7 +378,14 @@ fn threads_never_share_a_slot() {
                     };
                     let tag = t * 1000 + (done % 1000) as u16;
                     let code = ret_block(tag);
-                    let c = check_block(&code, w.exec_addr(), SLOT, &Externals::NONE).unwrap();
+                    let c = check_block(
+                        &code,
+                        w.exec_addr(),
+                        SLOT,
+                        &Externals::NONE,
+                        &Policy::DEFAULT,
+                    )
+                    .unwrap();
                     w.write(&c).unwrap();
                     std::thread::yield_now();
                     let addr = write_base + w.slot().0 * SLOT;

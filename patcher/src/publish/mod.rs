@@ -29,7 +29,7 @@ use core::time::Duration;
 
 use crate::arena::{Arena, ArenaError, CodeBlock, SlotId};
 use crate::cache::Maintenance;
-use crate::check::{self, CheckError, Externals};
+use crate::check::{self, CheckError, Externals, Policy};
 use crate::grace::Qsbr;
 use crate::platform::{CoreSet, Platform};
 use crate::strategy::{Env, PublishError, Strategy};
@@ -174,7 +174,7 @@ impl<const S: usize, const N: usize> Publisher<S, N> {
     }
 
     /// Takes a free slot (reclaiming slots whose grace period has ended, and waiting at most
-    /// `timeout` for one), checks `code` against it with `externals`, and writes it: the block
+    /// `timeout` for one), checks `code` against it with `externals` and `policy`, and writes it: the block
     /// is then ready for [`publish`](Self::publish). `vet` sees the slot's executable address
     /// before anything is written and may refuse it.
     pub fn place<P: Platform + ?Sized>(
@@ -183,6 +183,7 @@ impl<const S: usize, const N: usize> Publisher<S, N> {
         timeout: Duration,
         code: &[u8],
         externals: &Externals<'_>,
+        policy: &Policy<'_>,
         vet: impl FnOnce(u64) -> bool,
     ) -> Result<CodeBlock<'static>, PlaceError> {
         let mut slot = None;
@@ -214,8 +215,8 @@ impl<const S: usize, const N: usize> Publisher<S, N> {
             return Err(PlaceError::Vetoed { exec });
         }
         let slot_size = self.arena.region().slot_size;
-        let checked =
-            check::check_block(code, exec, slot_size, externals).map_err(PlaceError::Check)?;
+        let checked = check::check_block(code, exec, slot_size, externals, policy)
+            .map_err(PlaceError::Check)?;
         slot.write(&checked).map_err(PlaceError::Arena)?;
         slot.publish().map_err(PlaceError::Arena)
     }

@@ -11,6 +11,7 @@ use super::*;
 use crate::arena::{Region, SlotState};
 use crate::cache::fake::FakeCache;
 use crate::cache::{CodeSync, SyncPolicy};
+use crate::check::Policy;
 use crate::insn;
 use crate::platform::CoreId;
 use crate::platform::fake::FakePlatform;
@@ -84,6 +85,7 @@ impl Rig {
                 Duration::from_millis(1),
                 &code(version),
                 &Externals::NONE,
+                &Policy::DEFAULT,
                 |_| true,
             )
             .unwrap()
@@ -175,9 +177,14 @@ fn a_refused_block_writes_nothing_and_frees_its_slot() {
     let bad = [0u8; 6];
     let e = r
         .publisher
-        .place(&p, Duration::from_millis(1), &bad, &Externals::NONE, |_| {
-            true
-        })
+        .place(
+            &p,
+            Duration::from_millis(1),
+            &bad,
+            &Externals::NONE,
+            &Policy::DEFAULT,
+            |_| true,
+        )
         .unwrap_err();
     assert_eq!(
         e,
@@ -191,6 +198,7 @@ fn a_refused_block_writes_nothing_and_frees_its_slot() {
             Duration::from_millis(1),
             &code(1),
             &Externals::NONE,
+            &Policy::DEFAULT,
             |_| false,
         )
         .unwrap_err();
@@ -219,6 +227,7 @@ fn a_full_arena_names_the_cores_that_hold_it() {
             Duration::from_millis(1),
             &code(9),
             &Externals::NONE,
+            &Policy::DEFAULT,
             |_| true
         ),
         Err(PlaceError::ArenaFull {

@@ -24,16 +24,16 @@
 //! A test-only naive publication (the pointer stored with no maintenance and no
 //! synchronization) is the negative control that the tests' ordering oracle must reject.
 
-mod branch_flip;
-mod flush_redirect;
-mod ipi_sync;
-mod seq_check;
-mod stop_world;
+// Every file in this directory is a strategy's public module, declared by `build.rs` without a
+// list, so that a new strategy is one new file (its host tests go inline or under `tests/`).
+include!(concat!(env!("OUT_DIR"), "/strategies.rs"));
 #[cfg(test)]
 mod tests;
 
 pub use branch_flip::{BranchFlip, FlipSite};
-pub use flush_redirect::{ConsumerCell, FLUSH_STUB, FLUSH_STUB_WORDS, FlushThenRedirect};
+pub use flush_redirect::{
+    ConsumerCell, ConsumerCells, FLUSH_STUB, FLUSH_STUB_WORDS, FlushThenRedirect, Publication,
+};
 pub use ipi_sync::{IpiSync, IpiSyncRemote, RemoteInvalidate};
 pub use seq_check::SeqCheck;
 pub use stop_world::{InPlace, InPlaceSite, Rendezvous, StopTheWorld};
@@ -103,8 +103,8 @@ pub enum PublishError {
         /// The address.
         addr: usize,
     },
-    /// These consumers (by position) have not yet acknowledged the previous publication to
-    /// their cells; nothing was written.
+    /// These consumers (by their index in the site's cells) have not yet acknowledged the
+    /// previous publication to their cells; nothing was written.
     Pending {
         /// The consumers still on the flush stub.
         consumers: CoreSet,
@@ -122,7 +122,8 @@ pub enum PublishError {
     Busy,
     /// The site already leads to the new block, but these cores did not confirm their
     /// synchronization in time (the second IPI of a branch flip; flush-then-redirect consumers,
-    /// by position, that have not yet taken the block): they may still run the previous block.
+    /// by index in the site's cells, that have not yet taken the block): they may still run the
+    /// previous block.
     Unsynchronized {
         /// The cores (or consumers) that did not confirm.
         missing: CoreSet,

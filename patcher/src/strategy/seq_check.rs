@@ -8,6 +8,15 @@
 //! pointer only once every online core has caught up, so no consumer can reach the block
 //! before it is fresh for it. No interrupt reaches a consumer; the cost is one load and
 //! compare per entry.
+//!
+//! The kernel's consumers run the check in assembly, in their site's own trampoline
+//! (`seq_check_site!` in `kernel/src/patch/sites.rs`, herd7: `tests/litmus/seq-check.litmus`):
+//! load-acquire the site's pointer, load the sequence and this core's record
+//! ([`seen_addr`](SeqCheck::seen_addr)), compare, and only when they differ `ISB` and
+//! store-release the sequence into the record; then branch through the pointer.
+//! [`enter`](SeqCheck::enter) is the same check in Rust: the publisher's own, and what the host
+//! tests' consumers run. The contract both keep: a record holds a sequence only after an `ISB`
+//! that a compare and branch on that loaded sequence ordered after its load.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -40,7 +49,10 @@ const _: () = assert!(core::mem::size_of::<Seq>() == 128);
 /// assert_eq!(site.target(), 0);
 /// ```
 ///
-/// Sequence-check state for up to `N` cores.
+/// Sequence-check state for up to `N` cores. `repr(C)`: the kernel's trampoline reads the
+/// sequence at [`SEQUENCE_OFFSET`](Self::SEQUENCE_OFFSET) and each core's record through
+/// [`seen_addr`](Self::seen_addr).
+#[repr(C)]
 pub struct SeqCheck<const N: usize> {
     seq: Seq,
     seen: [Seq; N],
@@ -63,6 +75,19 @@ impl<const N: usize> SeqCheck<N> {
             seq: Seq(AtomicU64::new(0)),
             seen: [const { Seq(AtomicU64::new(0)) }; N],
         }
+    }
+
+    /// Where the global sequence (a `u64`) lies, from the start of the state.
+    pub const SEQUENCE_OFFSET: usize = core::mem::offset_of!(Self, seq);
+
+    /// The address of `core`'s record (a `u64` alone on its cache line pair): what its entry
+    /// check compares with the sequence and, after its `ISB`, store-releases the sequence into.
+    ///
+    /// # Panics
+    ///
+    /// When `core` is not below `N`.
+    pub fn seen_addr(&self, core: CoreId) -> usize {
+        &self.seen[core.index()].0 as *const AtomicU64 as usize
     }
 
     /// The entry check, run by `core` before it enters patchable code. Returns whether it had

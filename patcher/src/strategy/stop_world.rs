@@ -21,7 +21,7 @@ use crate::code_write;
 use crate::platform::{CoreId, CoreSet, IpiWork, MAX_CORES, Platform};
 
 #[cfg(test)]
-#[path = "stop_world_tests.rs"]
+#[path = "tests/stop_world.rs"]
 mod tests;
 
 #[repr(C, align(128))]

@@ -9,7 +9,7 @@ use super::*;
 use crate::arena::{Arena, CodeBlock, Region};
 use crate::cache::fake::FakeCache;
 use crate::cache::{CodeSync, Op, SyncPolicy};
-use crate::check::{Externals, check_block};
+use crate::check::{Externals, Policy, check_block};
 use crate::insn;
 use crate::platform::fake::FakePlatform;
 use crate::platform::{CoreId, CoreSet, IpiError};
@@ -57,8 +57,17 @@ fn world() -> World {
             .collect::<Vec<u8>>()
             .into_boxed_slice(),
     );
-    w.write(&check_block(code, w.exec_addr(), SLOT, &Externals::NONE).unwrap())
-        .unwrap();
+    w.write(
+        &check_block(
+            code,
+            w.exec_addr(),
+            SLOT,
+            &Externals::NONE,
+            &Policy::DEFAULT,
+        )
+        .unwrap(),
+    )
+    .unwrap();
     let block = w.publish().unwrap();
     rec.clear();
     World { rec, sync, block }
@@ -313,9 +322,10 @@ fn flush_then_redirect_per_consumer() {
     let w = world();
     let p = FakePlatform::new(w.rec, 3).with_poll_budget(3);
     const STUB: u64 = 0x9000_0000;
-    let cells = [ConsumerCell::new(0x1000), ConsumerCell::new(0x1000)];
+    let site = ConsumerCells::<[_; 2]>::new(0x1000);
+    let cells = site.cells();
     let ftr = FlushThenRedirect::new(STUB);
-    ftr.redirect(&w.env(&p), &cells, &w.block).unwrap();
+    ftr.redirect(&w.env(&p), &site, &w.block).unwrap();
     let cell = |i: usize| &cells[i] as *const ConsumerCell as usize;
     assert_eq!(
         w.events(),
@@ -332,20 +342,23 @@ fn flush_then_redirect_per_consumer() {
             },
         ]
     );
-    for c in &cells {
-        let get = |a: &core::sync::atomic::AtomicU64| a.load(core::sync::atomic::Ordering::Relaxed);
-        assert_eq!(
-            [
-                get(&c.pending),
-                get(&c.inval_start),
-                get(&c.inval_end),
-                get(&c.stride)
-            ],
-            [EXEC as u64, EXEC as u64, EXEC as u64 + 8, 64]
-        );
+    let get = |a: &core::sync::atomic::AtomicU64| a.load(core::sync::atomic::Ordering::Relaxed);
+    // One record for every consumer; each cell only says where it is.
+    let r = site.publication();
+    assert_eq!(
+        [
+            get(&r.block),
+            get(&r.inval_start),
+            get(&r.inval_end),
+            get(&r.stride)
+        ],
+        [EXEC as u64, EXEC as u64, EXEC as u64 + 8, 64]
+    );
+    for c in cells {
+        assert_eq!(get(&c.publication), r as *const Publication as u64);
     }
     assert_eq!(
-        ftr.wait_acknowledged(&w.env(&p), &cells, &w.block),
+        ftr.wait_acknowledged(&w.env(&p), &site, &w.block),
         Err(PublishError::Unsynchronized {
             missing: cores(&[0, 1])
         })
@@ -354,7 +367,7 @@ fn flush_then_redirect_per_consumer() {
     // the stub would otherwise read one publication's range and another's block).
     w.rec.clear();
     assert_eq!(
-        ftr.redirect(&w.env(&p), &cells, &w.block),
+        ftr.redirect(&w.env(&p), &site, &w.block),
         Err(PublishError::Pending {
             consumers: cores(&[0, 1])
         })
@@ -377,14 +390,68 @@ fn flush_then_redirect_per_consumer() {
         ]
     );
     assert_eq!(
-        ftr.wait_acknowledged(&w.env(&p), &cells, &w.block),
+        ftr.wait_acknowledged(&w.env(&p), &site, &w.block),
         Err(PublishError::Unsynchronized {
             missing: cores(&[0])
         })
     );
+    // The record is shared: a consumer that no longer consumes, but was sent to the stub and
+    // has not run it, still holds the next publication back.
+    site.set_consumers(1, 2);
+    assert_eq!(
+        ftr.redirect(&w.env(&p), &site, &w.block),
+        Err(PublishError::Pending {
+            consumers: cores(&[0])
+        })
+    );
     // SAFETY: as above.
     unsafe { FlushThenRedirect::stub_model(&cells[0], w.sync.backend()) };
-    assert_eq!(ftr.wait_acknowledged(&w.env(&p), &cells, &w.block), Ok(()));
+    site.set_consumers(0, 2);
+    assert_eq!(ftr.wait_acknowledged(&w.env(&p), &site, &w.block), Ok(()));
+}
+
+/// After a publication that saw every acknowledgement, the next one writes the record once and
+/// two words per consumer, looking at no cell first; after one that did not, it looks at the
+/// cells the last one sent to the stub, and refuses while one is still there.
+#[test]
+fn flush_then_redirect_remembers_a_complete_publication() {
+    let w = world();
+    const STUB: u64 = 0x9000;
+    let site: &'static ConsumerCells<[ConsumerCell; 3]> =
+        Box::leak(Box::new(ConsumerCells::new(0x1000)));
+    let sync = w.sync;
+    // Every poll, each consumer on the stub runs it.
+    let tick: &'static (dyn Fn() + core::marker::Sync) = Box::leak(Box::new(move || {
+        for c in site.cells() {
+            if c.target.load(core::sync::atomic::Ordering::Acquire) == STUB {
+                // SAFETY: the pending range is the world's block, seen only by the fake.
+                unsafe { FlushThenRedirect::stub_model(c, sync.backend()) };
+            }
+        }
+    }));
+    let p = FakePlatform::new(w.rec, 4).with_on_poll(tick);
+    let ftr = FlushThenRedirect::new(STUB);
+    ftr.publish(&w.env(&p), site, &w.block).unwrap();
+    // A consumer that would still be on the stub, if anyone looked, is not looked at: only the
+    // producer sends cells to the stub, and it saw each leave. (Put there behind its back.)
+    site.cells()[1]
+        .target
+        .store(STUB, core::sync::atomic::Ordering::Relaxed);
+    assert_eq!(ftr.redirect(&w.env(&p), site, &w.block), Ok(()));
+    // That redirect was not followed by a complete wait: the next one looks, and refuses.
+    assert_eq!(
+        ftr.redirect(&w.env(&p), site, &w.block),
+        Err(PublishError::Pending {
+            consumers: cores(&[0, 1, 2])
+        })
+    );
+    // A publication waits for them first (the poll runs their stubs), then completes.
+    assert_eq!(ftr.publish(&w.env(&p), site, &w.block), Ok(()));
+    assert!(
+        site.cells()
+            .iter()
+            .all(|c| c.target.load(core::sync::atomic::Ordering::Relaxed) == EXEC as u64)
+    );
 }
 
 #[test]
@@ -494,14 +561,14 @@ fn a_second_producer_is_busy_and_nothing_is_written() {
     IpiSync.publish(&w.env(&p), &site, &w.block).unwrap();
     assert_eq!(site.target(), EXEC as u64);
 
-    // Flush-then-redirect: a slice of cells held by another producer (its first cell's claim)
-    // refuses the whole publication.
-    let cells = [ConsumerCell::new(0x1000), ConsumerCell::new(0x1000)];
+    // Flush-then-redirect: a site held by another producer refuses the whole publication.
+    let site = ConsumerCells::<[_; 2]>::new(0x1000);
+    let cells = site.cells();
     let ftr = FlushThenRedirect::new(0x9000);
     w.rec.clear();
-    let held = Claim::take(&cells[0].producer).unwrap();
+    let held = site.claim().unwrap();
     assert_eq!(
-        ftr.redirect(&w.env(&p), &cells, &w.block),
+        ftr.redirect(&w.env(&p), &site, &w.block),
         Err(PublishError::Busy)
     );
     assert_eq!(w.events(), []);
@@ -511,7 +578,7 @@ fn a_second_producer_is_busy_and_nothing_is_written() {
             .all(|c| c.target.load(core::sync::atomic::Ordering::Relaxed) == 0x1000)
     );
     drop(held);
-    ftr.redirect(&w.env(&p), &cells, &w.block).unwrap();
+    ftr.redirect(&w.env(&p), &site, &w.block).unwrap();
     assert!(
         cells
             .iter()
@@ -550,11 +617,9 @@ fn a_flip_whose_ipi_times_out_says_the_new_branch_is_reachable() {
 #[test]
 fn flush_then_redirect_publish_waits_for_every_consumer() {
     let w = world();
-    let cells: &'static [ConsumerCell; 3] = Box::leak(Box::new([
-        ConsumerCell::new(0x1000),
-        ConsumerCell::new(0x1000),
-        ConsumerCell::new(0x1000),
-    ]));
+    let site: &'static ConsumerCells<[ConsumerCell; 3]> =
+        Box::leak(Box::new(ConsumerCells::new(0x1000)));
+    let cells = site.cells();
     const STUB: u64 = 0x9000;
     let sync = w.sync;
     let rec = w.rec;
@@ -576,7 +641,7 @@ fn flush_then_redirect_publish_waits_for_every_consumer() {
         .with_on_poll(tick)
         .with_poll_budget(3);
     let one = FlushThenRedirect::one_at_a_time(STUB);
-    one.publish(&w.env(&p), cells, &w.block).unwrap();
+    one.publish(&w.env(&p), site, &w.block).unwrap();
     let marks: Vec<Event> = w
         .events()
         .into_iter()
@@ -594,13 +659,13 @@ fn flush_then_redirect_publish_waits_for_every_consumer() {
     assert_eq!(marks, want);
     stuck.store(true, core::sync::atomic::Ordering::Relaxed);
     assert_eq!(
-        one.publish(&w.env(&p), cells, &w.block),
+        one.publish(&w.env(&p), site, &w.block),
         Err(PublishError::Unsynchronized {
             missing: cores(&[2])
         })
     );
     assert_eq!(
-        FlushThenRedirect::new(STUB).publish(&w.env(&p), cells, &w.block),
+        FlushThenRedirect::new(STUB).publish(&w.env(&p), site, &w.block),
         Err(PublishError::Pending {
             consumers: cores(&[2])
         })
