@@ -17,6 +17,8 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-T{script}");
         // defmt's build script puts defmt.x on the search path; it adds the .defmt info section.
         println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
+        // A build id the kernel announces and the host compares with the ELF it decodes.
+        println!("cargo:rustc-link-arg-bins=--build-id=sha1");
     }
     println!("cargo:rerun-if-changed=../linker");
 }

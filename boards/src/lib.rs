@@ -133,4 +133,8 @@ pub trait Board {
     ///
     /// Callers order their mailbox stores before this with `DSB ISHST`.
     fn send_ipi(targets: CoreMask);
+
+    /// Turns the machine off, if the board can (PSCI `SYSTEM_OFF`); returns when it cannot. A
+    /// run without semihosting ends this way, so QEMU exits (a Pi halts instead).
+    fn power_off() {}
 }

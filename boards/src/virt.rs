@@ -150,4 +150,13 @@ impl Board for Virt {
     fn send_ipi(targets: CoreMask) {
         gic::send_ipi(targets, Self::mpidr_of);
     }
+
+    fn power_off() {
+        // Through the conduit PSCI uses here; on failure the caller halts.
+        let _ = if ENTERED_AT_EL2.load(Ordering::Relaxed) {
+            psci::system_off::<Smc>()
+        } else {
+            psci::system_off::<Hvc>()
+        };
+    }
 }

@@ -48,6 +48,9 @@ fn primary_main(level: BootLevel) -> ! {
     Current::console_init();
     // SAFETY: first thing on the primary, MMU off, no other core running.
     unsafe { mmu::init_primary() };
+    report::emit(&protocol::Record::Image {
+        build_id: arch::build_id::get(),
+    });
     defmt::info!(
         "Graft on {=str}: entered at EL{=u8}, running at EL{=u64}, MMU on",
         Current::NAME,

@@ -2,7 +2,7 @@
 //!
 //! Every byte or name that crosses from one side to another is defined here, once: the
 //! live-patch frames, the loader's framing, their CRC-32, the kernel-test records in the ELF,
-//! exit codes, command-line keys, exception class names, strategy and board names, and the typed
+//! exit codes, command-line keys, exception class names, board names, and the typed
 //! [`record::Record`]s through which the kernel reports every result the host checks. The crate
 //! knows no board and no kernel internals, builds `no_std` for the target and unit-tests on the
 //! host; a rename here is a compile error on every side.
@@ -22,5 +22,5 @@ pub mod names;
 pub mod record;
 pub mod testinfo;
 
-pub use names::{Board, Strategy};
+pub use names::Board;
 pub use record::{DecodeError, Record};

@@ -2,12 +2,14 @@
 //! UART. One definition for both ends, so that they cannot disagree.
 //!
 //! ```text
-//! host:   patch frame = "GPAT" | name length u8 | site name | block length u16 | block
-//!                       | crc32 of everything before it
+//! host:   patch frame = "GPAT" | build id (20 bytes) | name length u8 | site name
+//!                       | block length u16 | block | crc32 of everything before it
+//! host:   who frame   = "GWHO"                   (the kernel answers with Record::Image)
 //! host:   end frame   = "GEND"                   (the session ends; the kernel exits 0)
 //! kernel: one record per frame (crate::record), beside a log line for people:
 //!         LiveApplied { site, bytes, slot }
-//!         LiveRefused { site, reason: Refusal }  (nothing was written)
+//!         LiveRefused { site, reason: Refusal }  (nothing was written; WrongImage when the
+//!                                                 frame's build id is not the kernel's)
 //!         LiveBadFrame { error: FrameError }     (nothing was attempted)
 //! ```
 //!
@@ -20,13 +22,19 @@ use crate::crc32::crc32;
 pub const MAGIC: [u8; 4] = *b"GPAT";
 /// The whole of an end-of-session frame.
 pub const END: [u8; 4] = *b"GEND";
+/// The whole of a frame asking the kernel which image it runs (it answers `Record::Image`).
+pub const WHO: [u8; 4] = *b"GWHO";
+/// Bytes of the build id a patch frame is bound to (`record::BUILD_ID_BYTES`).
+pub const IMAGE_BYTES: usize = crate::record::BUILD_ID_BYTES;
 /// The longest site name.
 pub const MAX_NAME: usize = 32;
 /// The longest block a frame carries (larger than any arena slot, so that the patcher, not the
 /// wire, refuses blocks that do not fit).
 pub const MAX_BLOCK: usize = 1024;
 /// The longest frame.
-pub const MAX_FRAME: usize = 4 + 1 + MAX_NAME + 2 + MAX_BLOCK + 4;
+pub const MAX_FRAME: usize = 4 + IMAGE_BYTES + 1 + MAX_NAME + 2 + MAX_BLOCK + 4;
+/// Where a patch frame's name length is.
+const NAME_AT: usize = 4 + IMAGE_BYTES;
 
 /// Why a frame was not accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,6 +172,17 @@ pub enum Refusal {
     },
     /// The publication failed for another reason (the kernel's log line says which).
     PublishFailed,
+    /// The frame was built for another image (its build id is not the running kernel's).
+    WrongImage,
+    /// The verifier refused an instruction (`patcher::check`: an exception-generating, system,
+    /// wait or maintenance instruction, an access it cannot prove in bounds, an unbounded loop,
+    /// ...); the kernel's log line says which rule, the host can decode the word.
+    Unsafe {
+        /// Byte offset of the instruction.
+        offset: u32,
+        /// The instruction.
+        word: u32,
+    },
     /// The arena refused a state change (a bookkeeping error).
     Arena,
 }
@@ -192,6 +211,8 @@ impl Refusal {
             Self::Unsynchronized { missing } => (17, missing, 0),
             Self::InsideSite { core } => (18, core.into(), 0),
             Self::PositionUnknown { core } => (19, core.into(), 0),
+            Self::Unsafe { offset, word } => (20, offset.into(), word.into()),
+            Self::WrongImage => (21, 0, 0),
         }
     }
 
@@ -228,6 +249,11 @@ impl Refusal {
             },
             19 => Self::PositionUnknown {
                 core: u8::try_from(a).ok()?,
+            },
+            21 => Self::WrongImage,
+            20 => Self::Unsafe {
+                offset: small(a)?,
+                word: small(b)?,
             },
             _ => return None,
         })
@@ -286,13 +312,26 @@ impl core::fmt::Display for Refusal {
                 write!(f, "where core {core} was stopped is unknown")
             }
             Self::PublishFailed => f.write_str("the publication failed"),
+            Self::WrongImage => f.write_str(
+                "the frame was built for another image (its build id is not this kernel's)",
+            ),
             Self::Arena => f.write_str("arena bookkeeping error"),
+            Self::Unsafe { offset, word } => write!(
+                f,
+                "the verifier refused the instruction {word:#010x} at +{offset:#x}"
+            ),
         }
     }
 }
 
-/// Writes a patch frame for `block` at site `name` into `out`; returns its length.
-pub fn encode(name: &str, block: &[u8], out: &mut [u8; MAX_FRAME]) -> Result<usize, FrameError> {
+/// Writes a patch frame for `block` at site `name`, for the image with build id `image`, into
+/// `out`; returns its length.
+pub fn encode(
+    image: &[u8; IMAGE_BYTES],
+    name: &str,
+    block: &[u8],
+    out: &mut [u8; MAX_FRAME],
+) -> Result<usize, FrameError> {
     if name.len() > MAX_NAME {
         return Err(FrameError::NameTooLong(name.len()));
     }
@@ -302,6 +341,7 @@ pub fn encode(name: &str, block: &[u8], out: &mut [u8; MAX_FRAME]) -> Result<usi
     let mut n = 0;
     for part in [
         &MAGIC[..],
+        &image[..],
         &[name.len() as u8],
         name.as_bytes(),
         &(block.len() as u16).to_le_bytes(),
@@ -320,6 +360,8 @@ pub fn encode(name: &str, block: &[u8], out: &mut [u8; MAX_FRAME]) -> Result<usi
 pub enum Event<'a> {
     /// A whole, checked patch frame.
     Patch {
+        /// The build id of the image it was built for.
+        image: &'a [u8; IMAGE_BYTES],
         /// The site it names.
         site: &'a str,
         /// The block, not yet checked as code.
@@ -327,6 +369,8 @@ pub enum Event<'a> {
     },
     /// The host ended the session.
     End,
+    /// The host asks which image runs.
+    Who,
     /// A frame was refused; the receiver looks for the next one.
     Bad(FrameError),
 }
@@ -366,16 +410,23 @@ impl Receiver {
                 self.len = 0;
                 return Some(Event::End);
             }
+            if self.len == 4 && self.buf[..4] == WHO {
+                self.len = 0;
+                return Some(Event::Who);
+            }
             return None;
         }
         self.buf[self.len] = byte;
         self.len += 1;
-        let name_len = self.buf[4] as usize;
-        if self.len == 5 && name_len > MAX_NAME {
+        if self.len <= NAME_AT {
+            return None;
+        }
+        let name_len = self.buf[NAME_AT] as usize;
+        if self.len == NAME_AT + 1 && name_len > MAX_NAME {
             self.len = 0;
             return Some(Event::Bad(FrameError::NameTooLong(name_len)));
         }
-        let head = 5 + name_len + 2;
+        let head = NAME_AT + 1 + name_len + 2;
         if self.len < head {
             return None;
         }
@@ -394,10 +445,15 @@ impl Receiver {
         if sent != computed {
             return Some(Event::Bad(FrameError::Checksum { sent, computed }));
         }
-        match core::str::from_utf8(&self.buf[5..5 + name_len]) {
+        let (magic_and_image, rest) = self.buf.split_at(NAME_AT);
+        let image = magic_and_image[4..]
+            .try_into()
+            .expect("the frame's build id is IMAGE_BYTES long");
+        match core::str::from_utf8(&rest[1..1 + name_len]) {
             Ok(site) => Some(Event::Patch {
+                image,
                 site,
-                block: &self.buf[head..end],
+                block: &rest[head - NAME_AT..end - NAME_AT],
             }),
             Err(_) => Some(Event::Bad(FrameError::NameNotUtf8)),
         }
@@ -406,7 +462,7 @@ impl Receiver {
 
 /// True if `bytes` (at most 4) could be the start of a magic word.
 fn starts_magic(bytes: &[u8]) -> bool {
-    [MAGIC, END].iter().any(|m| m.starts_with(bytes))
+    [MAGIC, END, WHO].iter().any(|m| m.starts_with(bytes))
 }
 
 #[cfg(test)]
@@ -423,9 +479,11 @@ mod tests {
         out
     }
 
+    const IMAGE: [u8; IMAGE_BYTES] = [0x5a; IMAGE_BYTES];
+
     fn frame(name: &str, block: &[u8]) -> Vec<u8> {
         let mut out = [0u8; MAX_FRAME];
-        let n = encode(name, block, &mut out).unwrap();
+        let n = encode(&IMAGE, name, block, &mut out).unwrap();
         out[..n].to_vec()
     }
 
@@ -434,6 +492,7 @@ mod tests {
         let mut r = Receiver::new();
         let mut bytes = b"GGPxGEN\0noise".to_vec();
         bytes.extend(frame("indirect", &[1, 2, 3, 4]));
+        bytes.extend(WHO);
         bytes.extend(END);
         let got = feed(&mut r, &bytes);
         assert_eq!(
@@ -442,10 +501,12 @@ mod tests {
                 format!(
                     "{:?}",
                     Event::Patch {
+                        image: &IMAGE,
                         site: "indirect",
                         block: &[1, 2, 3, 4]
                     }
                 ),
+                "Who".to_string(),
                 "End".to_string()
             ]
         );
@@ -466,6 +527,7 @@ mod tests {
             format!(
                 "{:?}",
                 Event::Patch {
+                    image: &IMAGE,
                     site: "other",
                     block: &[]
                 }
@@ -477,24 +539,25 @@ mod tests {
     fn oversize_fields_are_refused_early() {
         let mut out = [0u8; MAX_FRAME];
         assert_eq!(
-            encode(&"x".repeat(MAX_NAME + 1), &[], &mut out),
+            encode(&IMAGE, &"x".repeat(MAX_NAME + 1), &[], &mut out),
             Err(FrameError::NameTooLong(MAX_NAME + 1))
         );
         assert_eq!(
-            encode("s", &[0; MAX_BLOCK + 1], &mut out),
+            encode(&IMAGE, "s", &[0; MAX_BLOCK + 1], &mut out),
             Err(FrameError::BlockTooLong(MAX_BLOCK + 1))
         );
         let mut r = Receiver::new();
-        let got = feed(&mut r, &[b'G', b'P', b'A', b'T', 200]);
+        let head = |rest: &[u8]| [&MAGIC[..], &IMAGE[..], rest].concat();
+        let got = feed(&mut r, &head(&[200]));
         assert_eq!(got, vec!["Bad(NameTooLong(200))".to_string()]);
-        let got = feed(&mut r, &[b'G', b'P', b'A', b'T', 1, b's', 0xff, 0xff]);
+        let got = feed(&mut r, &head(&[1, b's', 0xff, 0xff]));
         assert_eq!(got, vec!["Bad(BlockTooLong(65535))".to_string()]);
     }
 
     #[test]
     fn a_name_that_is_not_utf8_is_refused() {
         let mut bytes = frame("ab", &[]);
-        bytes[5] = 0xff;
+        bytes[NAME_AT + 1] = 0xff;
         let n = bytes.len();
         let crc = crc32(&bytes[..n - 4]);
         bytes[n - 4..].copy_from_slice(&crc.to_le_bytes());

@@ -13,21 +13,39 @@
 //! naming what was expected, never a silent skip.
 
 use crate::live::{FrameError, Refusal};
-use crate::names::Strategy;
 use core::fmt;
 
 /// The format string of the kernel's one record call site (`kernel/src/report.rs`).
 pub const DEFMT_FORMAT: &str = "record {=[u8]}";
 /// The literal text before the argument in [`DEFMT_FORMAT`].
 pub const DEFMT_PREFIX: &str = "record ";
-/// Bytes in a name field (site and test names), NUL padded.
+/// Bytes in a name field (site, test and strategy names), NUL padded.
 pub const NAME_BYTES: usize = 32;
+/// Bytes of a kernel's build id (the linker's `--build-id=sha1`).
+pub const BUILD_ID_BYTES: usize = 20;
+/// The build id in an ELF note `namesz | descsz | type | name (padded to 4) | desc`, if the note
+/// is GNU's build id (type 3, name `GNU\0`) of [`BUILD_ID_BYTES`] bytes: what the kernel reads
+/// from its own image to announce in [`Record::Image`].
+pub fn build_id_from_note(note: &[u8]) -> Option<[u8; BUILD_ID_BYTES]> {
+    let word = |i: usize| -> Option<usize> {
+        let b = note.get(i * 4..i * 4 + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let (namesz, descsz, kind) = (word(0)?, word(1)?, word(2)?);
+    let name = note.get(12..12 + namesz)?;
+    if kind != 3 || name != b"GNU\0" || descsz != BUILD_ID_BYTES {
+        return None;
+    }
+    let desc = 12 + namesz.next_multiple_of(4);
+    note.get(desc..desc + BUILD_ID_BYTES)?.try_into().ok()
+}
+
 /// Bytes of the checksum at the end of every record.
 const CRC_BYTES: usize = 4;
 /// The longest encoded record: an [`encode`](Record::encode) buffer of this size always fits.
-pub const MAX_LEN: usize = 1 + 64 + CRC_BYTES;
+pub const MAX_LEN: usize = 1 + 96 + CRC_BYTES;
 
-/// A short name (a site or a test), at most [`NAME_BYTES`] bytes of UTF-8.
+/// A short name (a site, a test or a strategy), at most [`NAME_BYTES`] bytes of UTF-8.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Name {
     bytes: [u8; NAME_BYTES],
@@ -36,7 +54,8 @@ pub struct Name {
 
 impl Name {
     /// `text`, cut at the last character boundary within [`NAME_BYTES`] bytes (site names are at
-    /// most `live::MAX_NAME` and test names `testinfo::NAME_LEN` bytes, so both fit whole).
+    /// most `live::MAX_NAME` and test names `testinfo::NAME_LEN` bytes, so both fit whole; the
+    /// kernel checks its strategy names fit).
     pub const fn new(text: &str) -> Self {
         let src = text.as_bytes();
         let mut len = if src.len() < NAME_BYTES {
@@ -129,6 +148,25 @@ pub enum Record {
         /// The exit status it would have reported.
         status: u32,
     },
+    /// The running kernel's build id, sent first at boot: the host checks it is the ELF it
+    /// decodes the run with.
+    Image {
+        /// The linker's build id (its `.note.gnu.build-id` descriptor).
+        build_id: [u8; BUILD_ID_BYTES],
+    },
+    /// One of the kernel's publication strategies: number `index` of `count`, in report order.
+    ///
+    /// The kernel announces all of them before any record that names one (the demo's and the
+    /// bench's), so the host expects a result for each strategy this kernel has, and a new
+    /// strategy needs no change here or in xtask.
+    Strategy {
+        /// Its place in report order, from 0.
+        index: u8,
+        /// How many strategies the kernel has.
+        count: u8,
+        /// Its name (`ipi-sync`, ...), as records that report on it name it.
+        name: Name,
+    },
     /// `bench-entry`: instructions of a direct call (`BLR; RET`), the baseline.
     BenchDirect {
         /// Retired instructions per call.
@@ -137,14 +175,14 @@ pub enum Record {
     /// `bench-entry`: instructions per call through one strategy's site.
     BenchEntry {
         /// The strategy.
-        strategy: Strategy,
+        strategy: Name,
         /// Retired instructions per call.
         insns: u64,
     },
     /// `bench-strategy`: one strategy's effect on the running consumers (virtual nanoseconds).
     BenchResult {
         /// The strategy.
-        strategy: Strategy,
+        strategy: Name,
         /// Cores in the run (one producer, the rest consumers).
         cores: u32,
         /// The largest extra time one publication added to one consumer iteration.
@@ -159,7 +197,7 @@ pub enum Record {
     /// `bench-strategy`: the producer's own instructions for one publication to every consumer.
     BenchPublish {
         /// The strategy.
-        strategy: Strategy,
+        strategy: Name,
         /// Consumers published to.
         consumers: u32,
         /// Retired instructions.
@@ -168,7 +206,7 @@ pub enum Record {
     /// The demo's figures for one strategy.
     DemoResult {
         /// The strategy.
-        strategy: Strategy,
+        strategy: Name,
         /// Versions published.
         patches: u64,
         /// Loop iterations over every loop.
@@ -268,8 +306,6 @@ pub enum DecodeError {
         /// The checksum of what arrived.
         computed: u32,
     },
-    /// A strategy field holds no strategy's number.
-    UnknownStrategy(u8),
     /// A name field is not NUL-padded UTF-8.
     BadName,
     /// A flag field is neither 0 nor 1.
@@ -301,7 +337,6 @@ impl fmt::Display for DecodeError {
                 f,
                 "record CRC mismatch: it carried {sent:#010x}, its bytes give {computed:#010x}"
             ),
-            Self::UnknownStrategy(n) => write!(f, "unknown strategy number {n} in a record"),
             Self::BadName => f.write_str("a record's name field is not NUL-padded UTF-8"),
             Self::BadFlag(v) => write!(f, "a record's flag is {v}, expected 0 or 1"),
             Self::UnknownRefusal(n) => write!(f, "unknown refusal reason {n} in a record"),

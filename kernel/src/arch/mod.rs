@@ -2,6 +2,7 @@
 //! semihosting. The rest of the kernel reaches the hardware only through these modules.
 
 pub mod boot;
+pub mod build_id;
 pub mod cache;
 pub mod cpu;
 pub mod exceptions;

@@ -56,7 +56,8 @@ pub fn cmdline(buf: &mut [u8]) -> &str {
     core::str::from_utf8(text).unwrap_or("")
 }
 
-/// Ends the QEMU run with `code` as its exit status; without semihosting, logs it and halts.
+/// Ends the QEMU run with `code` as its exit status; without semihosting, logs it, reports it
+/// (`RunEnded`) and turns the machine off where the board can (QEMU `virt`: PSCI), else halts.
 pub fn exit(code: u32) -> ! {
     use qemu_exit::QEMUExit;
     if PRESENT.load(Ordering::Relaxed) != 2 {
@@ -68,6 +69,13 @@ pub fn exit(code: u32) -> ! {
     );
     crate::report::emit(&protocol::Record::RunEnded { status: code });
     cpu::irq_save();
+    // The host reads the record from QEMU's pty, which closes with the machine: give it a moment
+    // (counter time) before turning off.
+    let until = cpu::ticks() + cpu::tick_hz() / 5;
+    while cpu::ticks() < until {
+        core::hint::spin_loop();
+    }
+    <boards::Current as boards::Board>::power_off();
     loop {
         cpu::wfi();
     }

@@ -56,11 +56,12 @@ static STATES: States = States(UnsafeCell::new(
     }; MAX_CORES],
 ));
 
-/// The site's entry check (the sequence check's), then the call; returns the output and
-/// whether the check had to synchronize.
+/// The call through the site; returns the output and whether the site's entry check (the
+/// sequence check's, in its trampoline) had to synchronize.
 pub(crate) fn step(site: &Site, core: usize, measured: f32, setpoint: f32) -> (f32, bool) {
-    let synced = site.enter(CoreId(core as u8));
-    (call(site, core, measured, setpoint), synced)
+    let before = site.synced_to(CoreId(core as u8));
+    let out = call(site, core, measured, setpoint);
+    (out, site.synced_to(CoreId(core as u8)) != before)
 }
 
 /// The version of the law `core` ran last.

@@ -104,6 +104,7 @@ fn ns(ticks: u64) -> u64 {
 /// Merges every loop's figures and logs the table.
 pub fn summarize(patches: &[u64; STRATEGIES], cores: usize) -> Summary {
     let mut s = Summary::default();
+    crate::patch::sites::announce();
     defmt::info!(
         "demo summary (virtual time, -icount shift=0: 1 instruction = 1 ns); {=usize} loops at {=u64} Hz, patches at {=u64} Hz",
         cores - 1,
@@ -131,7 +132,7 @@ pub fn summarize(patches: &[u64; STRATEGIES], cores: usize) -> Summary {
             all.error_max
         );
         crate::report::emit(&protocol::Record::DemoResult {
-            strategy: site.strategy(),
+            strategy: protocol::record::Name::new(site.strategy()),
             patches: patches[phase],
             iterations: all.iterations,
             misses: all.misses,

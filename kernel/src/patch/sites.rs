@@ -8,20 +8,23 @@
 //! - [`Site::publish`] checks, places and publishes a block with the site's strategy
 //!   (acknowledgements included) and retires what it replaced (`patcher::publish`); the error
 //!   says what is reachable ([`PatchError`]);
-//! - [`Site::running`] says what runs there now; [`Site::entry`] is where consumers call, after
-//!   [`Site::enter`] (the sequence check's entry check; nothing for the others).
+//! - [`Site::running`] says what runs there now; [`Site::entry`] is where consumers call.
 //!
 //! Consumers reach a site through its entry sequence (`extern "C"`, the payload's signature):
 //! - indirect sites: `ADRP X16; LDR X16; BR X16` through one target cell (three instructions, no
 //!   barrier);
+//! - the sequence-checked site: its entry check, then the branch through its cell, all in its
+//!   trampoline (`seq_check_site!`: eight instructions when nothing was published);
 //! - per-core sites: `MRS X16, TPIDR_EL0` (or `TPIDRRO_EL0`); `LDR X17, [X16]; BR X17`, through
 //!   the calling core's own [`ConsumerCell`], leaving its address in `X16` as the flush stub
 //!   expects (no EL0 code runs here, so both registers are free);
 //! - the flip word and the in-place range live in the arena's fixed page ([`super::Fixed`]).
 //!
-//! Adding a strategy: its type in `patcher/src/strategy/`, one entry in [`SITES`] (and its
-//! storage and stress test beside it), its litmus file in `tests/litmus/`, and its name as a
-//! `protocol::Strategy` variant (the records the host checks name it).
+//! Adding a strategy touches three files: its type in a new file in `patcher/src/strategy/`
+//! (the directory's modules are declared by listing it), one entry in [`SITES`] with its name
+//! in [`names`] (its storage, consumer path and stress test beside it, all in this file), and
+//! its litmus file in `tests/litmus/`. The host learns the strategies from the kernel
+//! ([`announce`]), so neither the protocol crate nor xtask lists them.
 
 use super::payload::Answer;
 use super::{Fixed, PatchError, service};
@@ -33,10 +36,11 @@ use patcher::cache::hw::Hw;
 use patcher::platform::CoreId;
 use patcher::publish::{Bound, Publish, Slots};
 use patcher::strategy::{
-    BranchFlip, ConsumerCell, Env, FlipSite, FlushThenRedirect, InPlace, InPlaceSite, IndirectSite,
-    IpiSync, IpiSyncRemote, PublishError, RemoteInvalidate, Rendezvous, SeqCheck, Strategy as _,
+    BranchFlip, ConsumerCell, ConsumerCells, Env, FlipSite, FlushThenRedirect, InPlace,
+    InPlaceSite, IndirectSite, IpiSync, IpiSyncRemote, PublishError, RemoteInvalidate, Rendezvous,
+    SeqCheck, Strategy as _,
 };
-use protocol::Strategy;
+use protocol::record::{NAME_BYTES, Name, Record};
 
 use super::platform::KernelPlatform;
 
@@ -77,7 +81,7 @@ macro_rules! indirect_site {
 macro_rules! per_core_site {
     ($(#[$doc:meta])* $cells:ident, $entry:ident, $reg:literal, $symbol:literal) => {
         $(#[$doc])*
-        static $cells: [ConsumerCell; MAX_CORES] = [const { ConsumerCell::new(0) }; MAX_CORES];
+        static $cells: ConsumerCells<[ConsumerCell; MAX_CORES]> = ConsumerCells::new(0);
 
         core::arch::global_asm!(
             ".section .text.graft_sites, \"ax\"",
@@ -87,6 +91,73 @@ macro_rules! per_core_site {
             concat!("    mrs  x16, ", $reg),
             "    ldr  x17, [x16]",
             "    br   x17",
+        );
+
+        fn $entry() -> usize {
+            unsafe extern "C" {
+                #[link_name = $symbol]
+                fn trampoline();
+            }
+            trampoline as *const () as usize
+        }
+    };
+}
+
+/// A sequence-checked site's target cell and sequence state, on one page so that its
+/// trampoline reaches both from one `ADRP` (page aligned: the cell is at the page's start,
+/// where `LDAR`, which takes no offset, can load it).
+#[repr(C, align(4096))]
+struct SeqState {
+    cell: IndirectSite,
+    check: SeqCheck<MAX_CORES>,
+}
+
+const _: () = assert!(core::mem::offset_of!(SeqState, cell) == 0);
+const _: () = assert!(core::mem::offset_of!(SeqState, check) % 8 == 0);
+
+/// Declares a sequence-checked entry point: its [`SeqState`] `$state` and its trampoline, named
+/// `$symbol` in the ELF, which runs the entry check itself (herd7:
+/// `tests/litmus/seq-check.litmus`), 8 instructions when nothing was published:
+///
+/// ```text
+/// ADRP X17, state; LDAR X16, [X17]      the cell first, with acquire
+/// LDR X9, [X17, #seq]                   the global sequence
+/// MRS X10, SP_EL0; LDR X11, [X10]       this core's record (see init_core)
+/// CMP X9, X11; B.NE 1f; BR X16
+/// 1: ISB; STLR X9, [X10]; BR X16        behind: synchronize, then record the sequence
+/// ```
+///
+/// The `ISB` sits under the `B.NE` on the loaded sequence, so it is ordered after the
+/// producer's maintenance that the sequence's store-release follows; only then does the
+/// record (which the producer waits for before it stores the cell) say so. It clobbers only
+/// `X9`-`X11`, `X16` and `X17`, and passes every argument register through to the block.
+macro_rules! seq_check_site {
+    ($(#[$doc:meta])* $state:ident, $entry:ident, $symbol:literal) => {
+        $(#[$doc])*
+        static $state: SeqState = SeqState {
+            cell: IndirectSite::new(0),
+            check: SeqCheck::new(),
+        };
+
+        core::arch::global_asm!(
+            ".section .text.graft_sites, \"ax\"",
+            ".balign 64",
+            concat!(".global ", $symbol),
+            concat!($symbol, ":"),
+            "    adrp x17, {state}",
+            "    ldar x16, [x17]",
+            "    ldr  x9, [x17, #{seq}]",
+            "    mrs  x10, sp_el0",
+            "    ldr  x11, [x10]",
+            "    cmp  x9, x11",
+            "    b.ne 1f",
+            "    br   x16",
+            "1:  isb",
+            "    stlr x9, [x10]",
+            "    br   x16",
+            state = sym $state,
+            seq = const core::mem::offset_of!(SeqState, check)
+                + SeqCheck::<MAX_CORES>::SEQUENCE_OFFSET,
         );
 
         fn $entry() -> usize {
@@ -111,9 +182,9 @@ indirect_site!(
     ipi_remote_entry,
     "graft_site_ipi_sync_remote"
 );
-indirect_site!(
-    /// The `seq-check` site's target.
-    SEQ_CELL,
+seq_check_site!(
+    /// The `seq-check` site: its target and its sequences.
+    SEQ,
     seq_entry,
     "graft_site_seq_check"
 );
@@ -134,20 +205,33 @@ per_core_site!(
 
 const _: () = assert!(core::mem::size_of::<ConsumerCell>() == 128);
 
-/// Points this core's per-core sites at its own cells: call once on every core at bring-up.
+/// Points this core's per-core sites at its own cells, and `SP_EL0` at its sequence-check
+/// record: call once on every core at bring-up.
+///
+/// `SP_EL0` is free: the kernel runs on `SP_EL1` (`EL1h`) and runs nothing at EL0, so the
+/// register serves as a third per-core pointer beside `TPIDR_EL0` and `TPIDRRO_EL0`
+/// (`TPIDR_EL1` holds the core's index).
 pub fn init_core(core: usize) {
-    use aarch64_cpu::registers::{TPIDR_EL0, TPIDRRO_EL0, Writeable as _};
-    TPIDR_EL0.set(&FTR_CELLS[core] as *const ConsumerCell as u64);
-    TPIDRRO_EL0.set(&FTR_MULTI_CELLS[core] as *const ConsumerCell as u64);
+    use aarch64_cpu::registers::{
+        Readable as _, SP_EL0, SPSel, TPIDR_EL0, TPIDRRO_EL0, Writeable as _,
+    };
+    assert_eq!(
+        SPSel.get(),
+        1,
+        "the kernel must run on SP_EL1: SP_EL0 is a site's pointer"
+    );
+    let cell = |site: &ConsumerCells| &site.cells()[core] as *const ConsumerCell as u64;
+    TPIDR_EL0.set(cell(&FTR_CELLS));
+    TPIDRRO_EL0.set(cell(&FTR_MULTI_CELLS));
+    SP_EL0.set(SEQ.check.seen_addr(CoreId(core as u8)) as u64);
 }
 
 static IPI_SYNC: Bound<IpiSync, IndirectSite> = Bound::new(&IpiSync, &IPI_SYNC_CELL);
-static SEQ: SeqCheck<MAX_CORES> = SeqCheck::new();
-static SEQ_SITE: Bound<SeqCheck<MAX_CORES>, IndirectSite> = Bound::new(&SEQ, &SEQ_CELL);
+static SEQ_SITE: Bound<SeqCheck<MAX_CORES>, IndirectSite> = Bound::new(&SEQ.check, &SEQ.cell);
 
 /// A per-core site: flush-then-redirect over the cells of the cores that consume it.
 struct PerCore {
-    cells: &'static [ConsumerCell; MAX_CORES],
+    cells: &'static ConsumerCells,
     one_at_a_time: bool,
     /// The stub consumers are redirected to instead of the flush stub (0: the flush stub).
     stub_override: AtomicU64,
@@ -157,7 +241,7 @@ struct PerCore {
 }
 
 impl PerCore {
-    const fn new(cells: &'static [ConsumerCell; MAX_CORES], one_at_a_time: bool) -> Self {
+    const fn new(cells: &'static ConsumerCells, one_at_a_time: bool) -> Self {
         Self {
             cells,
             one_at_a_time,
@@ -179,14 +263,16 @@ impl PerCore {
         }
     }
 
-    fn consumers(&self) -> &'static [ConsumerCell] {
+    /// The site, its consumers set to cores `first..end` (`end` 0: up to the last online
+    /// core, counted now).
+    fn consumers(&self) -> &'static ConsumerCells {
         let end = match self.end.load(Ordering::Acquire) {
             0 => crate::smp::online().len(),
             n => n,
-        }
-        .min(MAX_CORES);
-        let first = self.first.load(Ordering::Acquire).min(end);
-        &self.cells[first..end]
+        };
+        self.cells
+            .set_consumers(self.first.load(Ordering::Acquire), end);
+        self.cells
     }
 }
 
@@ -271,14 +357,14 @@ pub enum Role {
 pub struct Site {
     /// Its name (for publication strategies, the strategy's name).
     pub name: &'static str,
-    /// The strategy it publishes with, as both sides name it.
-    strategy: Strategy,
+    /// The strategy it publishes with, as reports name it (one of [`names`]).
+    strategy: &'static str,
     /// What it is for.
     pub role: Role,
     publisher: fn() -> &'static Publisher,
     entry: Entry,
-    /// Whether consumers run the sequence check's entry check before the call.
-    seq_checked: bool,
+    /// The sequences its trampoline checks (sequence-checked sites only).
+    seq: Option<&'static SeqCheck<MAX_CORES>>,
     per_core: Option<&'static PerCore>,
     /// The consumer's path through the site, for people (the bench prints it).
     pub path: &'static str,
@@ -295,9 +381,15 @@ impl Site {
         self
     }
 
-    /// The strategy it publishes with.
-    pub const fn strategy(&self) -> Strategy {
+    /// The strategy it publishes with (one of [`names`]).
+    pub const fn strategy(&self) -> &'static str {
         self.strategy
+    }
+
+    /// The same site, whose trampoline checks `seq`'s sequences.
+    const fn seq_checked(mut self, seq: &'static SeqCheck<MAX_CORES>) -> Self {
+        self.seq = Some(seq);
+        self
     }
 
     /// The same site, with `path` describing the consumer's path through it.
@@ -313,19 +405,18 @@ impl Site {
     }
 
     const fn new(
-        strategy: Strategy,
+        strategy: &'static str,
         role: Role,
         publisher: fn() -> &'static Publisher,
         entry: Entry,
-        seq_checked: bool,
     ) -> Self {
         Self {
-            name: strategy.name(),
+            name: strategy,
             strategy,
             role,
             publisher,
             entry,
-            seq_checked,
+            seq: None,
             per_core: None,
             path: "",
             slots: spin::Mutex::new(Slots::new()),
@@ -355,11 +446,6 @@ fn seq() -> &'static Publisher {
 fn in_place() -> &'static Publisher {
     &fixed().in_place
 }
-/// The sequence check's entry check on `core` (what `seq-check` consumers run before the call).
-#[inline]
-pub fn seq_enter(core: CoreId) -> bool {
-    SEQ.enter(core, &Hw)
-}
 
 indirect_site!(
     /// The `live` site's target: what the host patches.
@@ -372,72 +458,86 @@ fn live() -> &'static Publisher {
     &LIVE
 }
 
-/// Every site, publication strategies in the order the demo and the bench run them.
-pub static SITES: [Site; 8] = [
+/// The strategies' names, as reports and the host spell them (at most `NAME_BYTES` bytes).
+pub mod names {
+    /// [`patcher::strategy::BranchFlip`].
+    pub const BRANCH_FLIP: &str = "branch-flip";
+    /// [`patcher::strategy::IpiSync`].
+    pub const IPI_SYNC: &str = "ipi-sync";
+    /// [`patcher::strategy::IpiSyncRemote`].
+    pub const IPI_SYNC_REMOTE: &str = "ipi-sync-remote";
+    /// [`patcher::strategy::FlushThenRedirect`], one consumer's cell at a time.
+    pub const FLUSH_THEN_REDIRECT: &str = "flush-then-redirect";
+    /// [`patcher::strategy::FlushThenRedirect`], one publication for every consumer's cell.
+    pub const FTR_MULTI: &str = "ftr-multi";
+    /// [`patcher::strategy::SeqCheck`].
+    pub const SEQ_CHECK: &str = "seq-check";
+    /// [`patcher::strategy::StopTheWorld`], through [`patcher::strategy::InPlace`].
+    pub const STOP_THE_WORLD: &str = "stop-the-world";
+}
+
+/// How many sites are publication strategies: the first entries of [`SITES`].
+pub const STRATEGIES: usize = 7;
+
+/// Every site, publication strategies first, in the order the demo and the bench run them.
+pub static SITES: [Site; STRATEGIES + 1] = [
     Site::new(
-        Strategy::BranchFlip,
+        names::BRANCH_FLIP,
         Role::Strategy,
         flip,
         Entry::Fixed(Fixed::FLIP),
-        false,
     )
     .path("BL site; B block"),
     Site::new(
-        Strategy::IpiSync,
+        names::IPI_SYNC,
         Role::Strategy,
         ipi_sync,
         Entry::Trampoline(ipi_sync_entry),
-        false,
     )
     .path("ADRP, LDR, BR"),
     Site::new(
-        Strategy::IpiSyncRemote,
+        names::IPI_SYNC_REMOTE,
         Role::Strategy,
         ipi_remote,
         Entry::Trampoline(ipi_remote_entry),
-        false,
     )
     .path("ADRP, LDR, BR"),
     Site::new(
-        Strategy::FlushThenRedirect,
+        names::FLUSH_THEN_REDIRECT,
         Role::Strategy,
         ftr,
         Entry::Trampoline(ftr_entry),
-        false,
     )
     .per_core(&FTR)
     .path("MRS, LDR, BR"),
     Site::new(
-        Strategy::FtrMulti,
+        names::FTR_MULTI,
         Role::Strategy,
         ftr_multi,
         Entry::Trampoline(ftr_multi_entry),
-        false,
     )
     .per_core(&FTR_MULTI)
     .path("MRS, LDR, BR"),
     Site::new(
-        Strategy::SeqCheck,
+        names::SEQ_CHECK,
         Role::Strategy,
         seq,
         Entry::Trampoline(seq_entry),
-        true,
     )
-    .path("entry check in Rust, then ADRP, LDR, BR"),
+    .seq_checked(&SEQ.check)
+    .path("ADRP, LDAR, LDR, MRS, LDR, CMP, B.NE, BR"),
     Site::new(
-        Strategy::StopTheWorld,
+        names::STOP_THE_WORLD,
         Role::Strategy,
         in_place,
         Entry::Fixed(Fixed::IN_PLACE),
-        false,
     )
     .path("code patched in place: a direct call"),
     Site::new(
-        Strategy::IpiSync,
+        names::IPI_SYNC,
         Role::Live,
         live,
         Entry::Trampoline(live_entry),
-        false,
     )
     .named("indirect")
     .path("ADRP, LDR, BR"),
@@ -451,21 +551,21 @@ use crate::tests::patch::{How, stress_test};
 stress_test!(
     PATCH_BRANCH,
     "patch-branch",
-    Strategy::BranchFlip.name(),
+    names::BRANCH_FLIP,
     How::PLAIN,
     [Clean, Hazard]
 );
 stress_test!(
     PATCH_IPI,
     "patch-ipi",
-    Strategy::IpiSync.name(),
+    names::IPI_SYNC,
     How::PLAIN,
     [Clean, Hazard]
 );
 stress_test!(
     PATCH_IPI_REMOTE,
     "patch-ipi-remote",
-    Strategy::IpiSyncRemote.name(),
+    names::IPI_SYNC_REMOTE,
     How::PLAIN,
     [Clean, Clean]
 );
@@ -473,7 +573,7 @@ stress_test!(
 stress_test!(
     PATCH_FTR,
     "patch-ftr",
-    Strategy::FlushThenRedirect.name(),
+    names::FLUSH_THEN_REDIRECT,
     How {
         end: 2,
         ..How::PLAIN
@@ -483,14 +583,14 @@ stress_test!(
 stress_test!(
     PATCH_FTR_MULTI,
     "patch-ftr-multi",
-    Strategy::FtrMulti.name(),
+    names::FTR_MULTI,
     How::PLAIN,
     [Clean, Clean]
 );
 stress_test!(
     PATCH_SEQ,
     "patch-seq",
-    Strategy::SeqCheck.name(),
+    names::SEQ_CHECK,
     How::PLAIN,
     [Clean, No]
 );
@@ -498,7 +598,7 @@ stress_test!(
 stress_test!(
     PATCH_STW,
     "patch-stw",
-    Strategy::StopTheWorld.name(),
+    names::STOP_THE_WORLD,
     How {
         irqs_masked: true,
         ..How::PLAIN
@@ -511,10 +611,8 @@ pub fn in_place_postponed() -> u64 {
     fixed().in_place.postponed()
 }
 
-/// How many sites are publication strategies: one per strategy both sides name.
-pub const STRATEGIES: usize = Strategy::ALL.len();
-
-/// Checks the table's shape once (the strategies come first, names are unique).
+/// Checks the table's shape once (the strategies come first, names are unique and fit a
+/// record's name field).
 pub(super) fn check_table() {
     for (i, site) in SITES.iter().enumerate() {
         assert_eq!(
@@ -522,18 +620,28 @@ pub(super) fn check_table() {
             i < STRATEGIES,
             "the strategies come first in SITES"
         );
-        if i < STRATEGIES {
-            assert_eq!(
-                site.strategy,
-                Strategy::ALL[i],
-                "SITES lists the strategies in protocol's report order"
-            );
-        }
+        assert!(
+            site.name.len() <= NAME_BYTES && site.strategy.len() <= NAME_BYTES,
+            "site {} has a name longer than a record's name field",
+            site.name
+        );
         assert!(
             SITES[..i].iter().all(|s| s.name != site.name),
             "two sites are called {}",
             site.name
         );
+    }
+}
+
+/// Announces the strategies to the host, in report order: a [`Record::Strategy`] each, sent
+/// before any record that names one, so the host expects a result for each.
+pub fn announce() {
+    for (i, site) in strategies().iter().enumerate() {
+        crate::report::emit(&Record::Strategy {
+            index: i as u8,
+            count: STRATEGIES as u8,
+            name: Name::new(site.strategy),
+        });
     }
 }
 
@@ -561,7 +669,7 @@ impl Site {
 }
 
 impl Site {
-    /// Where consumers call (with the payload's own signature), after [`enter`](Self::enter).
+    /// Where consumers call (with the payload's own signature).
     pub fn entry(&self) -> usize {
         match self.entry {
             Entry::Trampoline(f) => f(),
@@ -569,13 +677,10 @@ impl Site {
         }
     }
 
-    /// The consumer-side entry check of `core` (the sequence check's; nothing elsewhere):
-    /// whether it had to synchronize.
-    ///
-    /// Inline, not through a function pointer: the check is on every call's path.
-    #[inline]
-    pub fn enter(&self, core: CoreId) -> bool {
-        self.seq_checked && seq_enter(core)
+    /// The sequence `core` last synchronized to in this site's entry check (sequence-checked
+    /// sites; `None` elsewhere): a change across a call says the call had to synchronize.
+    pub fn synced_to(&self, core: CoreId) -> Option<u64> {
+        self.seq.map(|seq| seq.seen(core))
     }
 
     /// Only cores `first..end` consume this site (per-core sites; others ignore it). By
@@ -653,6 +758,7 @@ impl Site {
                 timeout,
                 code,
                 &patcher::check::Externals::NONE,
+                &patcher::check::Policy::KERNEL_SITES,
                 vet,
             )
             .map_err(PatchError::Place)?;
@@ -703,7 +809,7 @@ impl Site {
 /// # Safety
 ///
 /// `entry` must be a site's entry whose code is a payload (`patch::payload`), and `inside` a
-/// valid, writable cell.
+/// valid, writable cell of 16 bytes (what `patcher::check::Policy::KERNEL_SITES` lets it write).
 pub unsafe fn call_payload(entry: usize, inside: *mut u64) -> Answer {
     // SAFETY: the caller's contract; every trampoline passes x0 through to the payload.
     unsafe {

@@ -20,8 +20,8 @@ use crate::sync::Barrier;
 use boards::MAX_CORES;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
-use patcher::platform::CoreId;
 use protocol::Record;
+use protocol::record::Name;
 
 kernel_test!(
     BENCH_ENTRY,
@@ -105,20 +105,11 @@ fn ret() -> Result<[u8; 4], Failed> {
     Ok(ret.to_le_bytes())
 }
 
-/// The sequence check's entry, for [`seq_checked_call`] (looked up once, before measuring).
-static SEQ_ENTRY: AtomicUsize = AtomicUsize::new(0);
-
-extern "C" fn seq_checked_call() {
-    sites::seq_enter(CoreId(cpu::core_id() as u8));
-    // SAFETY: the site leads to the `ret` block (installed in `entry`, which stored its entry
-    // before measuring).
-    unsafe { core::mem::transmute::<usize, extern "C" fn()>(SEQ_ENTRY.load(Ordering::Relaxed))() }
-}
-
 fn entry(ctx: &Ctx) -> TestResult {
     if ctx.core != 0 {
         return Ok(());
     }
+    sites::announce();
     pmu::start_instructions();
     let ret = ret()?;
     // Every site leads to a `ret` block; core 0 (the only one measuring) is the per-core sites'
@@ -130,18 +121,12 @@ fn entry(ctx: &Ctx) -> TestResult {
             Failed
         })?;
     }
-    let seq = sites::site(protocol::Strategy::SeqCheck.name()).map_err(|_| Failed)?;
-    SEQ_ENTRY.store(seq.entry(), Ordering::Relaxed);
     let direct = per_call(graft_bench_ret as *const () as usize);
     defmt::info!("bench-direct insns={=u64}", direct);
     report::emit(&Record::BenchDirect { insns: direct });
     for site in sites::strategies() {
-        let target = if site.strategy() == protocol::Strategy::SeqCheck {
-            seq_checked_call as *const () as usize
-        } else {
-            site.entry()
-        };
-        let n = per_call(target);
+        // Every site's entry checks (the sequence check's) run in its trampoline.
+        let n = per_call(site.entry());
         defmt::info!(
             "bench-entry strategy={=str} insns={=u64} extra={=u64} site=\"{=str}\"",
             site.name,
@@ -150,7 +135,7 @@ fn entry(ctx: &Ctx) -> TestResult {
             site.path
         );
         report::emit(&Record::BenchEntry {
-            strategy: site.strategy(),
+            strategy: Name::new(site.strategy()),
             insns: n,
         });
     }
@@ -257,6 +242,7 @@ fn all_ran(version: u64, cores: usize) -> bool {
 }
 
 fn producer(ctx: &Ctx) -> TestResult {
+    sites::announce();
     pmu::start_instructions();
     let mut version = 0;
     for (phase, site) in sites::strategies().iter().enumerate() {
@@ -300,7 +286,7 @@ fn producer(ctx: &Ctx) -> TestResult {
             sum += d.extra_sum.load(Ordering::Relaxed);
             n += d.disturbed.load(Ordering::Relaxed);
         }
-        if site.strategy() == protocol::Strategy::FtrMulti {
+        if site.strategy() == sites::names::FTR_MULTI {
             version += 1;
             publish_cost(ctx, site, version)?;
         }
@@ -322,7 +308,7 @@ fn producer(ctx: &Ctx) -> TestResult {
             per_s
         );
         report::emit(&Record::BenchResult {
-            strategy: site.strategy(),
+            strategy: Name::new(site.strategy()),
             cores: ctx.cores as u32,
             disturb_max_ns: max,
             disturb_mean_ns: sum / n.max(1),
@@ -356,7 +342,7 @@ fn publish_cost(ctx: &Ctx, site: &sites::Site, version: u64) -> TestResult {
         spent
     );
     report::emit(&Record::BenchPublish {
-        strategy: site.strategy(),
+        strategy: Name::new(site.strategy()),
         consumers: (ctx.cores - 1) as u32,
         insns: spent,
     });

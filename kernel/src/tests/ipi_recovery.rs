@@ -50,7 +50,10 @@ static RELEASE: AtomicBool = AtomicBool::new(false);
 static STOP: AtomicBool = AtomicBool::new(false);
 /// The newest version whose publication returned.
 static DONE: AtomicU64 = AtomicU64::new(0);
-static INSIDE: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+/// Each core's `inside` cell, with the spare word that makes it the 16 bytes a patch may write
+/// (`patcher::check::Policy::KERNEL_SITES`).
+static INSIDE: [[AtomicU64; 2]; MAX_CORES] =
+    [const { [AtomicU64::new(0), AtomicU64::new(0)] }; MAX_CORES];
 
 fn run(ctx: &Ctx) -> TestResult {
     let deaf = ctx.cores - 1;
@@ -165,7 +168,7 @@ fn consumer(core: usize) -> TestResult {
         let floor = DONE.load(Ordering::Acquire);
         // SAFETY: the site leads to a published payload (version 0 before START) and the cell
         // is this core's own.
-        let a: Answer = unsafe { sites::call_payload(entry, INSIDE[core].as_ptr()) };
+        let a: Answer = unsafe { sites::call_payload(entry, INSIDE[core][0].as_ptr()) };
         qsbr.quiescent(me);
         if a.checksum != payload::expected_checksum(a.version) || a.version < floor.max(last) {
             defmt::error!(

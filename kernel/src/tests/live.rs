@@ -47,7 +47,10 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static READY: AtomicBool = AtomicBool::new(false);
-static INSIDE: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+/// Each core's `inside` cell, with the spare word that makes it the 16 bytes a host patch may
+/// write (`patcher::check::Policy::KERNEL_SITES`).
+static INSIDE: [[AtomicU64; 2]; MAX_CORES] =
+    [const { [AtomicU64::new(0), AtomicU64::new(0)] }; MAX_CORES];
 
 fn run(ctx: &Ctx) -> TestResult {
     if ctx.core == 0 {
@@ -89,12 +92,26 @@ fn serve() -> TestResult {
         match rx.push(byte) {
             None => {}
             Some(Event::End) => break,
+            Some(Event::Who) => report::emit(&Record::Image {
+                build_id: crate::arch::build_id::get(),
+            }),
+            Some(Event::Patch { image, site, .. }) if *image != crate::arch::build_id::get() => {
+                refused += 1;
+                defmt::warn!(
+                    "live-patch refused site={=str}: the frame was built for another image",
+                    site
+                );
+                report::emit(&Record::LiveRefused {
+                    site: Name::new(site),
+                    reason: Refusal::WrongImage,
+                });
+            }
             Some(Event::Bad(e)) => {
                 refused += 1;
                 defmt::warn!("live-patch bad frame: {}", e);
                 report::emit(&Record::LiveBadFrame { error: e });
             }
-            Some(Event::Patch { site, block }) => {
+            Some(Event::Patch { site, block, .. }) => {
                 let result = sites::site(site).and_then(|s| {
                     s.publish(block, TIMEOUT)?;
                     Ok(s.running().0)
@@ -164,6 +181,14 @@ fn refusal(e: &PatchError) -> Refusal {
                 offset: small(offset),
             },
             CheckError::FallsThrough { word } => Refusal::FallsThrough { word },
+            // The verifier's refusals: the host decodes the word and says why.
+            other => match other.instruction() {
+                Some((offset, word)) => Refusal::Unsafe {
+                    offset: small(offset),
+                    word,
+                },
+                None => Refusal::PublishFailed,
+            },
         },
         PatchError::Place(PlaceError::Vetoed { .. }) => Refusal::Vetoed,
         PatchError::Place(PlaceError::Arena(_)) | PatchError::Arena(_) => Refusal::Arena,
@@ -219,7 +244,7 @@ fn consume(core: usize) -> TestResult {
     while !STOP.load(Ordering::Acquire) {
         // SAFETY: the site leads to a published payload (version 0 before READY) and the cell is
         // this core's own.
-        let a: Answer = unsafe { sites::call_payload(entry, INSIDE[core].as_ptr()) };
+        let a: Answer = unsafe { sites::call_payload(entry, INSIDE[core][0].as_ptr()) };
         qsbr.quiescent(me);
         if a.version != last {
             let ok = a.checksum == payload::expected_checksum(a.version);

@@ -36,13 +36,14 @@ static RELEASED: AtomicU64 = AtomicU64::new(0);
 const T: Duration = Duration::from_millis(20);
 
 fn call() -> Answer {
-    let mut inside = 0u64;
+    // 16 bytes: what the sites' policy lets a patch write (`Policy::KERNEL_SITES`).
+    let mut inside = [0u64; 2];
     let entry = sites::site("indirect")
         .expect("the indirect site is in the table")
         .entry();
     // SAFETY: the indirect site leads to a published payload (version 1 is published before any
     // core calls it), and `inside` is a local cell.
-    unsafe { sites::call_payload(entry, &mut inside) }
+    unsafe { sites::call_payload(entry, inside.as_mut_ptr()) }
 }
 
 fn unchanged(target: u64, what: &str) -> TestResult {

@@ -1,9 +1,8 @@
 //! The binary form of a record: a tag byte, fixed little-endian fields, a CRC-32.
 
-use super::{CRC_BYTES, DecodeError, MAX_LEN, NAME_BYTES, Name, Record};
+use super::{BUILD_ID_BYTES, CRC_BYTES, DecodeError, MAX_LEN, NAME_BYTES, Name, Record};
 use crate::crc32::crc32;
 use crate::live::{FrameError, Refusal};
-use crate::names::Strategy;
 
 /// Tags, in one place: the byte each record starts with.
 mod tag {
@@ -11,6 +10,8 @@ mod tag {
     pub const EXPECT_FAULT: u8 = 2;
     pub const EXCEPTION: u8 = 3;
     pub const RUN_ENDED: u8 = 4;
+    pub const STRATEGY: u8 = 5;
+    pub const IMAGE: u8 = 6;
     pub const BENCH_DIRECT: u8 = 10;
     pub const BENCH_ENTRY: u8 = 11;
     pub const BENCH_RESULT: u8 = 12;
@@ -32,11 +33,13 @@ pub(super) const fn body_len(t: u8) -> Option<usize> {
         tag::EXPECT_FAULT => 1 + 8,
         tag::EXCEPTION => 1 + 1 + 8 * 3,
         tag::RUN_ENDED => 4,
+        tag::STRATEGY => 1 + 1 + NAME_BYTES,
+        tag::IMAGE => BUILD_ID_BYTES,
         tag::BENCH_DIRECT => 8,
-        tag::BENCH_ENTRY => 1 + 8,
-        tag::BENCH_RESULT => 1 + 4 + 8 * 4,
-        tag::BENCH_PUBLISH => 1 + 4 + 8,
-        tag::DEMO_RESULT => 1 + 8 * 5 + 4 * 2,
+        tag::BENCH_ENTRY => NAME_BYTES + 8,
+        tag::BENCH_RESULT => NAME_BYTES + 4 + 8 * 4,
+        tag::BENCH_PUBLISH => NAME_BYTES + 4 + 8,
+        tag::DEMO_RESULT => NAME_BYTES + 8 * 5 + 4 * 2,
         tag::LIVE_READY => NAME_BYTES,
         tag::LIVE_APPLIED => NAME_BYTES + 4 + 8,
         tag::LIVE_REFUSED => NAME_BYTES + 1 + 8 + 8,
@@ -122,10 +125,6 @@ impl<'a> Reader<'a> {
             v => Err(DecodeError::BadFlag(v)),
         }
     }
-    fn strategy(&mut self) -> Result<Strategy, DecodeError> {
-        let n = self.u8();
-        Strategy::from_u8(n).ok_or(DecodeError::UnknownStrategy(n))
-    }
     fn name(&mut self) -> Result<Name, DecodeError> {
         Name::decode(&self.take::<NAME_BYTES>())
     }
@@ -169,6 +168,8 @@ impl Record {
             Self::ExpectFault { .. } => tag::EXPECT_FAULT,
             Self::Exception { .. } => tag::EXCEPTION,
             Self::RunEnded { .. } => tag::RUN_ENDED,
+            Self::Strategy { .. } => tag::STRATEGY,
+            Self::Image { .. } => tag::IMAGE,
             Self::BenchDirect { .. } => tag::BENCH_DIRECT,
             Self::BenchEntry { .. } => tag::BENCH_ENTRY,
             Self::BenchResult { .. } => tag::BENCH_RESULT,
@@ -228,9 +229,15 @@ impl Record {
                 w.u64(far);
             }
             Self::RunEnded { status } => w.u32(status),
+            Self::Image { build_id } => w.bytes(&build_id),
+            Self::Strategy { index, count, name } => {
+                w.u8(index);
+                w.u8(count);
+                w.name(&name);
+            }
             Self::BenchDirect { insns } => w.u64(insns),
             Self::BenchEntry { strategy, insns } => {
-                w.u8(strategy as u8);
+                w.name(&strategy);
                 w.u64(insns);
             }
             Self::BenchResult {
@@ -241,7 +248,7 @@ impl Record {
                 latency_ns,
                 throughput_per_s,
             } => {
-                w.u8(strategy as u8);
+                w.name(&strategy);
                 w.u32(cores);
                 w.u64(disturb_max_ns);
                 w.u64(disturb_mean_ns);
@@ -253,7 +260,7 @@ impl Record {
                 consumers,
                 insns,
             } => {
-                w.u8(strategy as u8);
+                w.name(&strategy);
                 w.u32(consumers);
                 w.u64(insns);
             }
@@ -267,7 +274,7 @@ impl Record {
                 mean_abs_error_c,
                 max_abs_error_c,
             } => {
-                w.u8(strategy as u8);
+                w.name(&strategy);
                 for v in [patches, iterations, misses, extra_max_ns, extra_mean_ns] {
                     w.u64(v);
                 }
@@ -364,13 +371,19 @@ impl Record {
                 far: r.u64(),
             },
             tag::RUN_ENDED => Self::RunEnded { status: r.u32() },
+            tag::IMAGE => Self::Image { build_id: r.take() },
+            tag::STRATEGY => Self::Strategy {
+                index: r.u8(),
+                count: r.u8(),
+                name: r.name()?,
+            },
             tag::BENCH_DIRECT => Self::BenchDirect { insns: r.u64() },
             tag::BENCH_ENTRY => Self::BenchEntry {
-                strategy: r.strategy()?,
+                strategy: r.name()?,
                 insns: r.u64(),
             },
             tag::BENCH_RESULT => Self::BenchResult {
-                strategy: r.strategy()?,
+                strategy: r.name()?,
                 cores: r.u32(),
                 disturb_max_ns: r.u64(),
                 disturb_mean_ns: r.u64(),
@@ -378,12 +391,12 @@ impl Record {
                 throughput_per_s: r.u64(),
             },
             tag::BENCH_PUBLISH => Self::BenchPublish {
-                strategy: r.strategy()?,
+                strategy: r.name()?,
                 consumers: r.u32(),
                 insns: r.u64(),
             },
             tag::DEMO_RESULT => Self::DemoResult {
-                strategy: r.strategy()?,
+                strategy: r.name()?,
                 patches: r.u64(),
                 iterations: r.u64(),
                 misses: r.u64(),

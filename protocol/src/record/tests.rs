@@ -28,13 +28,21 @@ fn every() -> Vec<Record> {
             far: 0x4060_0000,
         },
         Record::RunEnded { status: 3 },
+        Record::Image {
+            build_id: core::array::from_fn(|i| i as u8 * 7),
+        },
+        Record::Strategy {
+            index: 3,
+            count: 7,
+            name: Name::new("flush-then-redirect"),
+        },
         Record::BenchDirect { insns: 1 },
         Record::BenchEntry {
-            strategy: Strategy::SeqCheck,
+            strategy: Name::new("seq-check"),
             insns: 18,
         },
         Record::BenchResult {
-            strategy: Strategy::StopTheWorld,
+            strategy: Name::new("stop-the-world"),
             cores: 32,
             disturb_max_ns: 4118,
             disturb_mean_ns: 2579,
@@ -42,12 +50,12 @@ fn every() -> Vec<Record> {
             throughput_per_s: 133_818,
         },
         Record::BenchPublish {
-            strategy: Strategy::FtrMulti,
+            strategy: Name::new("ftr-multi"),
             consumers: 3,
             insns: 412,
         },
         Record::DemoResult {
-            strategy: Strategy::BranchFlip,
+            strategy: Name::new("branch-flip"),
             patches: 1000,
             iterations: 30_000,
             misses: 0,
@@ -194,15 +202,13 @@ fn reseal(mut b: Vec<u8>) -> Vec<u8> {
 #[test]
 fn bad_fields_behind_a_good_checksum_are_named() {
     let entry = bytes(&Record::BenchEntry {
-        strategy: Strategy::IpiSync,
+        strategy: Name::new("ipi-sync"),
         insns: 4,
     });
+    // A strategy name is a name field: bytes after its NUL must be NUL.
     let mut b = entry.clone();
-    b[1] = 9;
-    assert_eq!(
-        Record::decode(&reseal(b)),
-        Err(DecodeError::UnknownStrategy(9))
-    );
+    b[1 + 10] = b'x';
+    assert_eq!(Record::decode(&reseal(b)), Err(DecodeError::BadName));
     let runs = bytes(&Record::LiveRuns {
         core: 1,
         version: 1,
@@ -258,11 +264,16 @@ fn every_refusal_round_trips() {
         Refusal::BranchIntoData { offset: 8 },
         Refusal::FallsIntoData { offset: 12 },
         Refusal::FallsThrough { word: 0xd503_201f },
+        Refusal::Unsafe {
+            offset: 4,
+            word: 0xd503_43df,
+        },
         Refusal::ArenaFull { lagging: 0b1110 },
         Refusal::Vetoed,
         Refusal::Timeout { missing: 0b10 },
         Refusal::Offline { cores: 0b1000 },
         Refusal::PublishFailed,
+        Refusal::WrongImage,
         Refusal::Arena,
         Refusal::Unsynchronized { missing: 0b110 },
         Refusal::InsideSite { core: 2 },
@@ -304,4 +315,24 @@ fn text_forms_read_as_the_log_lines_did() {
         .to_string(),
         "test demo: PASS"
     );
+}
+
+#[test]
+fn the_build_id_is_read_from_its_note_and_nothing_else() {
+    let id: [u8; BUILD_ID_BYTES] = core::array::from_fn(|i| 0xa0 + i as u8);
+    let mut note = Vec::new();
+    for w in [4u32, 20, 3] {
+        note.extend_from_slice(&w.to_le_bytes());
+    }
+    note.extend_from_slice(b"GNU\0");
+    note.extend_from_slice(&id);
+    assert_eq!(build_id_from_note(&note), Some(id));
+    let mut other_type = note.clone();
+    other_type[8] = 1;
+    assert_eq!(build_id_from_note(&other_type), None);
+    let mut other_name = note.clone();
+    other_name[12] = b'X';
+    assert_eq!(build_id_from_note(&other_name), None);
+    assert_eq!(build_id_from_note(&note[..note.len() - 1]), None);
+    assert_eq!(build_id_from_note(&[]), None);
 }

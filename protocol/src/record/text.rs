@@ -22,9 +22,19 @@ impl fmt::Display for Record {
                 crate::esr::class_name(ec)
             ),
             Self::RunEnded { status } => write!(f, "run ended with status {status}"),
+            Self::Image { build_id } => {
+                f.write_str("image build id ")?;
+                for b in build_id {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+            Self::Strategy { index, count, name } => {
+                write!(f, "strategy {} of {count}: {name}", u32::from(index) + 1)
+            }
             Self::BenchDirect { insns } => write!(f, "bench-direct insns={insns}"),
             Self::BenchEntry { strategy, insns } => {
-                write!(f, "bench-entry strategy={} insns={insns}", strategy.name())
+                write!(f, "bench-entry strategy={} insns={insns}", strategy)
             }
             Self::BenchResult {
                 strategy,
@@ -36,7 +46,7 @@ impl fmt::Display for Record {
             } => write!(
                 f,
                 "bench-result strategy={} cores={cores} disturb_max_ns={disturb_max_ns} disturb_mean_ns={disturb_mean_ns} latency_ns={latency_ns} throughput_per_s={throughput_per_s}",
-                strategy.name()
+                strategy
             ),
             Self::BenchPublish {
                 strategy,
@@ -45,7 +55,7 @@ impl fmt::Display for Record {
             } => write!(
                 f,
                 "bench-publish strategy={} consumers={consumers} insns={insns}",
-                strategy.name()
+                strategy
             ),
             Self::DemoResult {
                 strategy,
@@ -59,7 +69,7 @@ impl fmt::Display for Record {
             } => write!(
                 f,
                 "demo-result strategy={} patches={patches} iterations={iterations} misses={misses} extra_max_ns={extra_max_ns} extra_mean_ns={extra_mean_ns} mean_abs_error_c={mean_abs_error_c:.2} max_abs_error_c={max_abs_error_c:.2}",
-                strategy.name()
+                strategy
             ),
             Self::LiveReady { site } => write!(f, "live-patch ready; site {site}"),
             Self::LiveApplied { site, bytes, slot } => {
