@@ -1,24 +1,33 @@
 //! `cargo xtask test`: host unit tests, then every kernel test on every board configuration.
 //!
+//! Every board's kernel is built once, then every QEMU run is planned as a [`Job`] and the jobs
+//! run side by side as far as the host's cores allow: a round-robin or `-icount` run takes one
+//! host thread, a multi-threaded TCG run takes all of them, and each run's lines are printed
+//! together when it ends, as `[k/N] PASS name (time; elapsed, ETA)`.
+//!
 //! Ends with exactly one line `N passed, N failed` and fails when anything failed. A kernel test
 //! that hangs is killed at its time limit and fails by name; the others still run.
 
 use crate::runner::board::{self, BoardInfo};
-use crate::runner::build::{self, Built, build_for, find_test, prerequisites};
+use crate::runner::build::{self, Built, build_for, prerequisites};
 use crate::runner::elf::KernelTest;
 use crate::runner::logs::{self, Symbols};
 use crate::runner::qemu::Run;
 use crate::runner::verdict::{
     demo_verdict, describe_expectation, expected_sanitized, sanitized_verdict,
 };
-use crate::runner::{lint, live, loader_e2e, sanitize};
-use anyhow::{Context, Result};
+use crate::runner::{herd7, lint, live, loader_e2e, prereq, sanitize};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use protocol::Record;
 use protocol::cmdline::keys;
-use protocol::testinfo::{DEMO, EXIT_PASS, Sanitized};
+use protocol::testinfo::{DEMO, EXIT_PASS, Sanitized, Tcg};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 // Declared here rather than in main.rs: the catalogue mirrors' judgement is part of the test run.
 #[path = "litmus.rs"]
@@ -30,16 +39,23 @@ pub struct TestArgs {
     /// Only these board configurations (default: all).
     #[arg(long = "board", value_enum)]
     pub boards: Vec<BoardInfo>,
-    /// Only kernel tests with these names (default: all).
+    /// Only kernel tests whose names contain this, or match it as a glob (`*`, `?`); repeatable
+    /// (default: all).
     #[arg(long = "test")]
     pub tests: Vec<String>,
+    /// Leave out kernel tests whose names contain this, or match it as a glob; repeatable.
+    #[arg(long)]
+    pub skip: Vec<String>,
+    /// QEMU runs at once (default: the host's cores). A multi-threaded TCG run takes them all.
+    #[arg(long)]
+    pub jobs: Option<usize>,
     /// Skip the lints and host unit tests.
     #[arg(long)]
     pub no_host: bool,
     /// Skip the runs under the coherence sanitizer.
     #[arg(long)]
     pub no_sanitize: bool,
-    /// List the kernel tests and exit.
+    /// List the kernel tests the filters select and exit (builds the kernel; needs no QEMU).
     #[arg(long)]
     pub list: bool,
 }
@@ -93,22 +109,26 @@ fn host_tests(tally: &mut Tally) -> Result<()> {
     for c in HOST_CRATES {
         cmd.args(["--package", c]);
     }
-    let out = cmd
+    // Streamed as it comes: cargo's own progress (stderr) and each test's line (stdout).
+    let mut child = cmd
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
         .context("running cargo test")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    print!("{stdout}");
+    let stdout = child.stdout.take().context("cargo test's output")?;
     let (mut passed, mut failed) = (0, 0);
-    for line in stdout.lines() {
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test's output")?;
+        println!("{line}");
         if let Some(rest) = line.strip_prefix("test result: ") {
             passed += count(rest, " passed");
             failed += count(rest, " failed");
         }
     }
-    if !out.status.success() && failed == 0 {
-        // It did not even build: show why and count it as one failure.
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    let status = child.wait().context("waiting for cargo test")?;
+    if !status.success() && failed == 0 {
+        // It did not even build (cargo said why above): count it as one failure.
         failed = 1;
         tally
             .failures
@@ -118,6 +138,108 @@ fn host_tests(tally: &mut Tally) -> Result<()> {
     }
     tally.passed += passed;
     tally.failed += failed;
+    Ok(())
+}
+
+/// Cases per target of the fuzz step (`cargo xtask fuzz` runs a million by default).
+const FUZZ_CASES: u64 = 20_000;
+
+/// The parsers of outside bytes under seeded random and mutated input (`crate::fuzz`).
+fn fuzz(tally: &mut Tally) {
+    println!("== fuzz: {FUZZ_CASES} cases per target (cargo xtask fuzz runs more)");
+    for target in crate::fuzz::ALL {
+        let seed = 0x6772_6166_7400_0001;
+        let o = crate::fuzz::run(target, FUZZ_CASES, seed);
+        let what = format!("fuzz {target:?}");
+        match o.failure {
+            None => {
+                println!("PASS {what}: {} cases ({:.0} cases/s)", o.cases, o.rate);
+                tally.passed += 1;
+            }
+            Some((case, why)) => {
+                println!("FAIL {what}: case {case} of seed {seed:#x}: {why}");
+                tally.failed += 1;
+                tally.failures.push(what);
+            }
+        }
+    }
+}
+
+/// herd7's time limit per project litmus file.
+const HERD7_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Every file in `tests/litmus/` gets the verdict its header states (`Expected: ...`) from herd7,
+/// when herd7 is here (two files at a time); without it, the step says so and counts nothing.
+fn litmus_files(tally: &mut Tally) -> Result<()> {
+    let dir = build::root().join("tests/litmus");
+    println!(
+        "== the project's litmus files under herd7 ({})",
+        dir.display()
+    );
+    let Some(herd7) = herd7::find() else {
+        println!(
+            "SKIPPED: herd7 not found (set GRAFT_HERD7 to herd7, or a wrapper passing its model \
+             library such as herdtools7's ../shared/tools/herd7/run); nothing counted"
+        );
+        return Ok(());
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "litmus"))
+        .collect();
+    files.sort();
+    let judge = |file: &PathBuf| -> (String, Result<String, String>) {
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        let what = format!("herd7: tests/litmus/{name}");
+        let start = Instant::now();
+        let result = match std::fs::read_to_string(file) {
+            Err(e) => Err(format!("reading it: {e}")),
+            Ok(text) => match herd7::expected(&text) {
+                None => {
+                    Err("its header states no verdict (`Expected: Forbidden` or `Allowed`)".into())
+                }
+                Some(want) => herd7::run(&herd7, file, HERD7_TIMEOUT).and_then(|got| {
+                    if got == want {
+                        Ok(format!("{got:?} ({:.1} s)", start.elapsed().as_secs_f64()))
+                    } else {
+                        Err(format!("herd7 says {got:?}, the file expects {want:?}"))
+                    }
+                }),
+            },
+        };
+        (what, result)
+    };
+    // Two at a time: herd7 is single-threaded and the bigger shapes take half a minute.
+    let (even, odd): (Vec<&PathBuf>, Vec<&PathBuf>) = {
+        let (e, o): (Vec<_>, Vec<_>) = files.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        (
+            e.into_iter().map(|(_, f)| f).collect(),
+            o.into_iter().map(|(_, f)| f).collect(),
+        )
+    };
+    let judge = &judge;
+    let results: Vec<(String, Result<String, String>)> = std::thread::scope(|scope| {
+        let other = scope.spawn(move || odd.into_iter().map(judge).collect::<Vec<_>>());
+        let mut all: Vec<_> = even.into_iter().map(judge).collect();
+        all.extend(other.join().unwrap_or_default());
+        all
+    });
+    let mut results = results;
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    for (what, result) in results {
+        match result {
+            Ok(got) => {
+                println!("PASS {what}: {got}");
+                tally.passed += 1;
+            }
+            Err(why) => {
+                println!("FAIL {what}: {why}");
+                tally.failed += 1;
+                tally.failures.push(what);
+            }
+        }
+    }
     Ok(())
 }
 
@@ -137,146 +259,200 @@ const NEGATIVE_CONTROL_PUBS: u64 = 2000;
 /// Virtual seconds of the demo in the test run.
 const DEMO_SECS: u64 = 2;
 
-fn kernel_tests(board: &BoardInfo, args: &TestArgs, tally: &mut Tally) -> Result<()> {
-    println!("== kernel tests on {}", board.name);
-    let built = build_for(board)?;
-    let tests = &built.tests;
-    for name in &args.tests {
-        find_test(tests, name)?;
+/// Whether a `--test`/`--skip` pattern selects `name`: a glob (`*` any run, `?` one character)
+/// over the whole name when it holds either, otherwise a substring.
+fn matches(pattern: &str, name: &str) -> bool {
+    if pattern.contains(['*', '?']) {
+        glob(pattern.as_bytes(), name.as_bytes())
+    } else {
+        name.contains(pattern)
     }
-    let symbols = Symbols::new(&built.bytes)?;
-    let selected: Vec<&KernelTest> = tests
+}
+
+fn glob(p: &[u8], n: &[u8]) -> bool {
+    match (p.first(), n.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob(&p[1..], n) || (!n.is_empty() && glob(p, &n[1..])),
+        (Some(b'?'), Some(_)) => glob(&p[1..], &n[1..]),
+        (Some(a), Some(b)) if a == b => glob(&p[1..], &n[1..]),
+        _ => false,
+    }
+}
+
+impl TestArgs {
+    /// Whether the name filters select the kernel test `name`.
+    fn selects(&self, name: &str) -> bool {
+        (self.tests.is_empty() || self.tests.iter().any(|p| matches(p, name)))
+            && !self.skip.iter().any(|p| matches(p, name))
+    }
+
+    /// Whether `--test` narrowed the run (tests left out by default then run when named).
+    fn named(&self) -> bool {
+        !self.tests.is_empty()
+    }
+}
+
+/// One board's kernel, built once for every run on it.
+struct BoardBuild {
+    board: BoardInfo,
+    built: Built,
+    symbols: Symbols,
+}
+
+/// One QEMU run of the suite.
+enum Job {
+    /// A kernel test, plain or under the sanitizer (its switches and what it must show).
+    Kernel {
+        board: usize,
+        test: KernelTest,
+        sanitized: Option<(sanitize::Options, Sanitized)>,
+    },
+    /// The demo without semihosting: the path real boards take.
+    WithoutSemihosting { board: usize },
+}
+
+impl Job {
+    /// Host threads the run keeps busy: one for round-robin and `-icount` TCG, all of them for
+    /// multi-threaded TCG.
+    fn threads(&self, slots: usize) -> usize {
+        match self {
+            Job::Kernel { test, .. } if test.tcg == Tcg::MultiThreaded => slots,
+            _ => 1,
+        }
+    }
+}
+
+/// A finished run: its verdict and what to print under it.
+struct Done {
+    what: String,
+    verdict: Result<(), String>,
+    elapsed: Duration,
+    details: String,
+    /// For a catalogue mirror: whether it agreed with the catalogue.
+    litmus: Option<bool>,
+}
+
+/// Every run on `b`: its tests plainly, the demo without semihosting, and (on the board the
+/// sanitizer models) the sanitized runs.
+fn plan(index: usize, b: &BoardBuild, args: &TestArgs) -> Vec<Job> {
+    let board = &b.board;
+    let selected: Vec<&KernelTest> = b
+        .built
+        .tests
         .iter()
-        .filter(|t| args.tests.is_empty() || args.tests.contains(&t.name))
+        .filter(|t| args.selects(&t.name))
         .collect();
-    for test in &selected {
+    let mut jobs = Vec::new();
+    for &test in &selected {
         // A catalogue mirror exists for its sanitized judgement, made on virt; its plain run
         // elsewhere would only repeat virt's (asked for by name, it runs anyway).
         let mirror = test
             .sanitized
             .iter()
             .any(|s| matches!(s, Sanitized::Allowed | Sanitized::Forbidden));
-        if mirror && !board.sanitizer_modelled && args.tests.is_empty() {
+        if mirror && !board.sanitizer_modelled && !args.named() {
             continue;
         }
         // `live` waits for a host on its UART: its session (`live_tests`) runs it.
         if test.name == live::TEST {
             continue;
         }
-        one(&built, board, test, &symbols, None, tally)?;
+        jobs.push(Job::Kernel {
+            board: index,
+            test: test.clone(),
+            sanitized: None,
+        });
     }
-    if args.tests.is_empty() || args.tests.iter().any(|t| t == DEMO) {
-        without_semihosting(board, tally)?;
+    if args.selects(DEMO) {
+        jobs.push(Job::WithoutSemihosting { board: index });
     }
     // The sanitizer models a Cortex-A72's caches; its runs are made on the board it models.
     if !board.sanitizer_modelled || args.no_sanitize {
-        return Ok(());
+        return jobs;
     }
-    let sanitized: Vec<_> = selected
+    for &test in selected
         .iter()
         .filter(|t| t.sanitized != [Sanitized::No; 2])
-        .collect();
-    if sanitized.is_empty() {
-        return Ok(());
-    }
-    println!(
-        "== kernel tests on {} under the coherence sanitizer (each test's TCG mode; runs that \
-         must be flagged publish pubs={NEGATIVE_CONTROL_PUBS})",
-        board.name
-    );
-    let plugin = sanitize::build_plugin()?;
-    for test in sanitized {
+    {
         for ic_broadcast in [true, false] {
             let want = expected_sanitized(test, ic_broadcast);
-            if want != Sanitized::No {
-                let out = built
-                    .elf
-                    .with_file_name(format!("sanitizer-{}-{ic_broadcast}.txt", test.name));
-                let _ = std::fs::remove_file(&out);
-                let options = sanitize::Options {
-                    ic_broadcast,
-                    out,
-                    idc: test.idc,
-                    dic: test.dic,
-                };
-                one(
-                    &built,
-                    board,
-                    test,
-                    &symbols,
-                    Some((&plugin, options, want)),
-                    tally,
-                )?;
+            if want == Sanitized::No {
+                continue;
             }
+            let out = b
+                .built
+                .elf
+                .with_file_name(format!("sanitizer-{}-{ic_broadcast}.txt", test.name));
+            let options = sanitize::Options {
+                ic_broadcast,
+                out,
+                idc: test.idc,
+                dic: test.dic,
+            };
+            jobs.push(Job::Kernel {
+                board: index,
+                test: test.clone(),
+                sanitized: Some((options, want)),
+            });
         }
     }
-    Ok(())
+    jobs
 }
 
-/// The path a real board takes: no semihosting, so no command line (the demo runs) and no exit
-/// status; the kernel must say so and halt rather than fault.
-fn without_semihosting(board: &BoardInfo, tally: &mut Tally) -> Result<()> {
-    let built = build_for(board)?;
-    let symbols = Symbols::new(&built.bytes)?;
-    let what = format!(
-        "demo on {} without semihosting (the real-board path)",
-        board.name
-    );
-    let run = Run {
-        timeout: Duration::from_secs(120),
-        semihosting: false,
-        stop_when: Some(|r| matches!(r, Record::RunEnded { .. })),
-        ..Run::new(&built.boot, *board, None)
+/// Runs one job to its verdict; an error starting it is its failure.
+fn execute(job: &Job, boards: &[BoardBuild], plugin: Option<&PathBuf>) -> Done {
+    let start = Instant::now();
+    let (what, result) = match job {
+        Job::Kernel {
+            board,
+            test,
+            sanitized,
+        } => {
+            let b = &boards[*board];
+            let what = describe(&b.board, test, sanitized.as_ref());
+            let result = match (sanitized, plugin) {
+                (Some(_), None) => Err(anyhow::anyhow!("the sanitizer plugin was not built")),
+                (Some((o, want)), Some(p)) => one(b, test, Some((p, o.clone(), *want)), &what),
+                (None, _) => one(b, test, None, &what),
+            };
+            (what, result)
+        }
+        Job::WithoutSemihosting { board } => {
+            let b = &boards[*board];
+            let what = format!(
+                "demo on {} without semihosting (the real-board path)",
+                b.board.name
+            );
+            let result = without_semihosting(b, &what);
+            (what, result)
+        }
     };
-    let outcome = run.execute(&symbols)?;
-    let records: Vec<&Record> = outcome.lines.iter().filter_map(|l| l.record()).collect();
-    let demo_passed = records
-        .iter()
-        .any(|r| matches!(r, Record::TestVerdict { test, passed: true } if test.as_str() == DEMO));
-    // `RunEnded` is sent only when semihosting is missing: the kernel found that out and halted.
-    let halted_ok = records
-        .iter()
-        .any(|r| matches!(r, Record::RunEnded { status } if *status == EXIT_PASS));
-    let damaged = logs::first_bad_record(&outcome.lines);
-    if demo_passed && halted_ok && damaged.is_none() {
-        println!("PASS {what} ({:.1} s)", outcome.elapsed.as_secs_f64());
-        tally.passed += 1;
-    } else {
-        println!(
-            "FAIL {what}: no records of the demo passing and the kernel halting with status 0{}",
-            damaged.map(|d| format!(" ({d})")).unwrap_or_default()
-        );
-        for line in outcome.lines.iter().rev().take(25).rev() {
-            println!("    {}", line.text);
+    match result {
+        Ok(mut done) => {
+            done.what = what;
+            done
         }
-        tally.failed += 1;
-        tally.failures.push(what);
+        Err(e) => Done {
+            verdict: Err(format!("{what}: {e:#}")),
+            what,
+            elapsed: start.elapsed(),
+            details: String::new(),
+            litmus: None,
+        },
     }
-    Ok(())
 }
 
-/// Runs one kernel test, plain or sanitized, and counts it.
-fn one(
-    built: &Built,
+/// The run's name in the report.
+fn describe(
     board: &BoardInfo,
     test: &KernelTest,
-    symbols: &Symbols,
-    sanitized: Option<(&std::path::PathBuf, sanitize::Options, Sanitized)>,
-    tally: &mut Tally,
-) -> Result<()> {
-    let cores = board.default_cores;
-    let mut extra = match &sanitized {
-        Some((_, _, Sanitized::Hazard)) => {
-            vec![format!("{}={NEGATIVE_CONTROL_PUBS}", keys::PUBS)]
-        }
-        _ => vec![],
-    };
-    if test.name == DEMO {
-        // The demo's full run is `cargo xtask qemu`; here a shorter one (every strategy still runs).
-        extra.push(format!("{}={DEMO_SECS}", keys::SECS));
-    }
-    let mut what = format!("{} on {} ({cores} cores)", test.name, board.name);
-    if let Some((_, o, want)) = &sanitized {
+    sanitized: Option<&(sanitize::Options, Sanitized)>,
+) -> String {
+    let mut what = format!(
+        "{} on {} ({} cores)",
+        test.name, board.name, board.default_cores
+    );
+    if let Some((o, want)) = sanitized {
         what.push_str(&format!(
             ", sanitized with ic-broadcast={}, expecting {}",
             if o.ic_broadcast { "on" } else { "off" },
@@ -289,6 +465,71 @@ fn one(
                 u8::from(o.dic)
             ));
         }
+    }
+    what
+}
+
+/// The path a real board takes: no semihosting, so no command line (the demo runs) and no exit
+/// status; the kernel must say so and halt rather than fault.
+fn without_semihosting(b: &BoardBuild, what: &str) -> Result<Done> {
+    let run = Run {
+        timeout: Duration::from_secs(120),
+        semihosting: false,
+        stop_when: Some(|r| matches!(r, Record::RunEnded { .. })),
+        ..Run::new(&b.built.boot, b.board, None)
+    };
+    let outcome = run.execute(&b.symbols)?;
+    let records: Vec<&Record> = outcome.lines.iter().filter_map(|l| l.record()).collect();
+    let demo_passed = records
+        .iter()
+        .any(|r| matches!(r, Record::TestVerdict { test, passed: true } if test.as_str() == DEMO));
+    // `RunEnded` is sent only when semihosting is missing: the kernel found that out and halted.
+    let halted_ok = records
+        .iter()
+        .any(|r| matches!(r, Record::RunEnded { status } if *status == EXIT_PASS));
+    let damaged = logs::first_bad_record(&outcome.lines);
+    let mut details = String::new();
+    let verdict = if demo_passed && halted_ok && damaged.is_none() {
+        Ok(())
+    } else {
+        for line in outcome.lines.iter().rev().take(25).rev() {
+            let _ = writeln!(details, "    {}", line.text);
+        }
+        Err(format!(
+            "{what}: no records of the demo passing and the kernel halting with status 0{}",
+            damaged.map(|d| format!(" ({d})")).unwrap_or_default()
+        ))
+    };
+    Ok(Done {
+        what: String::new(),
+        verdict,
+        elapsed: outcome.elapsed,
+        details,
+        litmus: None,
+    })
+}
+
+/// Runs one kernel test, plain or sanitized, to its verdict.
+fn one(
+    b: &BoardBuild,
+    test: &KernelTest,
+    sanitized: Option<(&PathBuf, sanitize::Options, Sanitized)>,
+    what: &str,
+) -> Result<Done> {
+    let (built, board) = (&b.built, &b.board);
+    let cores = board.default_cores;
+    let mut extra = match &sanitized {
+        Some((_, _, Sanitized::Hazard)) => {
+            vec![format!("{}={NEGATIVE_CONTROL_PUBS}", keys::PUBS)]
+        }
+        _ => vec![],
+    };
+    if test.name == DEMO {
+        // The demo's full run is `cargo xtask qemu`; here a shorter one (every strategy still runs).
+        extra.push(format!("{}={DEMO_SECS}", keys::SECS));
+    }
+    if let Some((_, o, _)) = &sanitized {
+        let _ = std::fs::remove_file(&o.out);
     }
     let run = Run {
         elf: &built.boot,
@@ -305,64 +546,198 @@ fn one(
         semihosting: true,
         stop_when: None,
     };
-    let outcome = run.execute(symbols)?;
-    let mut verdict = outcome.verdict(test.expect, &what);
+    let outcome = run.execute(&b.symbols)?;
+    let mut verdict = outcome.verdict(test.expect, what);
     if test.name == DEMO {
-        verdict = verdict.and_then(|()| demo_verdict(&outcome.lines, &what));
+        verdict = verdict.and_then(|()| demo_verdict(&outcome.lines, what));
     }
+    let mut details = String::new();
+    let mut litmus = None;
     let mut hazards = Vec::new();
     if let (Some((_, _, want)), Some(text)) = (&sanitized, &outcome.sanitizer_output) {
         let report = sanitize::parse(text, &sanitize::SymbolMap::new(&built.bytes)?);
-        verdict = verdict.and(sanitized_verdict(&report, *want, &what));
+        verdict = verdict.and(sanitized_verdict(&report, *want, what));
         if matches!(want, Sanitized::Allowed | Sanitized::Forbidden) {
             let records = outcome.lines.iter().filter_map(|l| l.record());
             let judged = litmus::judge_run(records, text, *want);
-            tally.litmus_total += 1;
+            litmus = Some(judged.is_ok());
             match &judged {
                 Ok(counts) => {
-                    tally.litmus_agree += 1;
-                    println!("    litmus: agrees with the catalogue: {counts}");
+                    let _ = writeln!(details, "    litmus: agrees with the catalogue: {counts}");
                 }
-                Err(why) => println!("    litmus: disagrees with the catalogue: {why}"),
+                Err(why) => {
+                    let _ = writeln!(details, "    litmus: disagrees with the catalogue: {why}");
+                }
             }
             verdict = verdict.and(judged.map(drop).map_err(|why| format!("{what}: {why}")));
         }
         if let Some(first) = report.hazards.first() {
-            println!(
+            let _ = writeln!(
+                details,
                 "    sanitizer: {} hazards, e.g. {first}",
                 report.hazards.len()
             );
         }
         hazards = report.hazards;
     }
-    match verdict {
-        Ok(()) => {
-            println!("PASS {what} ({:.1} s)", outcome.elapsed.as_secs_f64());
-            tally.passed += 1;
+    if verdict.is_err() {
+        for line in outcome.lines.iter().rev().take(25).rev() {
+            let _ = writeln!(details, "    {}", line.text);
         }
-        Err(why) => {
-            println!("FAIL {why}");
-            for line in outcome.lines.iter().rev().take(25).rev() {
-                println!("    {}", line.text);
-            }
-            for h in hazards.iter().take(5) {
-                println!("    sanitizer: {h}");
-            }
-            if !outcome.stderr.trim().is_empty() {
-                println!("    qemu: {}", outcome.stderr.trim());
-            }
-            tally.failed += 1;
-            tally.failures.push(what);
+        for h in hazards.iter().take(5) {
+            let _ = writeln!(details, "    sanitizer: {h}");
+        }
+        if !outcome.stderr.trim().is_empty() {
+            let _ = writeln!(details, "    qemu: {}", outcome.stderr.trim());
         }
     }
-    Ok(())
+    Ok(Done {
+        what: String::new(),
+        verdict,
+        elapsed: outcome.elapsed,
+        details,
+        litmus,
+    })
+}
+
+/// Progress: plain lines (CI, a pipe), or the same lines above a bar on a terminal.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total: usize,
+    done: usize,
+    start: Instant,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        let terminal = std::io::stdout().is_terminal() && std::env::var_os("CI").is_none();
+        let bar = terminal.then(|| {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} QEMU runs, {elapsed} elapsed, ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Self {
+            bar,
+            total,
+            done: 0,
+            start: Instant::now(),
+        }
+    }
+
+    fn println(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text.trim_end()),
+            None => println!("{}", text.trim_end()),
+        }
+    }
+
+    /// Reports a finished run: `[k/N] PASS name (its time; elapsed, ETA)` and its details.
+    fn finished(&mut self, done: &Done) {
+        self.done += 1;
+        let elapsed = self.start.elapsed();
+        let left = self.total - self.done;
+        let eta = elapsed.mul_f64(left as f64 / self.done as f64);
+        let status = match &done.verdict {
+            Ok(()) => format!("PASS {}", done.what),
+            Err(why) => format!("FAIL {why}"),
+        };
+        self.println(&format!(
+            "[{}/{}] {status} ({:.1} s; {} elapsed, ETA {})",
+            self.done,
+            self.total,
+            done.elapsed.as_secs_f64(),
+            clock(elapsed),
+            clock(eta)
+        ));
+        if !done.details.is_empty() {
+            self.println(&done.details);
+        }
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// `m:ss`.
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+/// Runs `jobs` with at most `slots` host threads busy, the multi-threaded ones alone, and counts
+/// each as it finishes.
+fn run_jobs(
+    jobs: Vec<Job>,
+    boards: &[BoardBuild],
+    plugin: Option<&PathBuf>,
+    slots: usize,
+    tally: &mut Tally,
+) {
+    let mut queue = jobs;
+    // The runs that need every thread first, alone; then the rest side by side.
+    queue.sort_by_key(|j| std::cmp::Reverse(j.threads(slots)));
+    let mut queue: std::collections::VecDeque<Job> = queue.into();
+    let mut progress = Progress::new(queue.len());
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<(usize, Done)>();
+        let (mut free, mut running) = (slots, 0usize);
+        loop {
+            while let Some(job) = queue.front() {
+                let need = job.threads(slots).min(slots);
+                if need > free {
+                    break;
+                }
+                let job = queue.pop_front().expect("the queue has a front");
+                free -= need;
+                running += 1;
+                let tx = tx.clone();
+                scope.spawn(move || {
+                    let done = execute(&job, boards, plugin);
+                    let _ = tx.send((need, done));
+                });
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((need, done)) = rx.recv() else {
+                break;
+            };
+            free += need;
+            running -= 1;
+            progress.finished(&done);
+            if let Some(agreed) = done.litmus {
+                tally.litmus_total += 1;
+                tally.litmus_agree += u64::from(agreed);
+            }
+            match done.verdict {
+                Ok(()) => tally.passed += 1,
+                Err(_) => {
+                    tally.failed += 1;
+                    tally.failures.push(done.what);
+                }
+            }
+        }
+    });
 }
 
 /// Live patching end to end (see `runner/live.rs`) on virt and, through the real board's path (no
 /// semihosting), on rpi4: run with the kernel tests unless a `--test` filter leaves out `live`,
 /// the kernel test it talks to.
 fn live_tests(selected: &[BoardInfo], args: &TestArgs, tally: &mut Tally) {
-    if !args.tests.is_empty() && !args.tests.iter().any(|t| t == live::TEST) {
+    if !args.selects(live::TEST) {
         return;
     }
     for board in selected.iter().filter(|b| b.takes_live) {
@@ -391,7 +766,7 @@ fn record(results: Vec<(String, Result<(), String>)>, tally: &mut Tally) {
 /// The serial chainloader end to end on each selected Pi (see `runner/loader_e2e.rs`): run with the
 /// kernel tests unless a `--test` filter leaves out `smp`, the test it chainloads.
 fn chainload_tests(selected: &[BoardInfo], args: &TestArgs, tally: &mut Tally) {
-    if !args.tests.is_empty() && !args.tests.iter().any(|t| t == "smp") {
+    if !args.selects("smp") {
         return;
     }
     for board in selected.iter().filter(|b| b.serial_loader) {
@@ -407,30 +782,101 @@ pub fn command(args: &TestArgs) -> Result<bool> {
     } else {
         args.boards.clone()
     };
-    prerequisites()?;
     if args.list {
-        for t in build_for(&selected[0])?.tests {
+        // Building needs the Rust target, not QEMU.
+        prereq::rust_target()?;
+        let built = build_for(&selected[0])?;
+        check_filters(args, &built.tests)?;
+        for t in built.tests.iter().filter(|t| args.selects(&t.name)) {
             println!(
-                "{:<24} expect {:?}, timeout {} s, at least {} cores",
-                t.name, t.expect, t.timeout_s, t.min_cores
+                "{:<24} expect {:?}, timeout {} s, at least {} cores, {:?} TCG",
+                t.name, t.expect, t.timeout_s, t.min_cores, t.tcg
             );
         }
         return Ok(true);
     }
+    prerequisites()?;
     let mut tally = Tally::default();
     if !args.no_host {
         lints(&mut tally)?;
         host_tests(&mut tally)?;
+        fuzz(&mut tally);
+        litmus_files(&mut tally)?;
     }
+    println!("== building the kernel for each board (cargo build --release, once per board)");
+    let mut boards = Vec::new();
     for board in &selected {
-        if let Err(e) = kernel_tests(board, args, &mut tally) {
-            println!("FAIL kernel tests on {}: {e:#}", board.name);
-            tally.failed += 1;
-            tally
-                .failures
-                .push(format!("kernel tests on {}", board.name));
+        let t0 = Instant::now();
+        println!("building the kernel for {} ...", board.name);
+        match build_for(board).and_then(|built| {
+            let symbols = Symbols::new(&built.bytes)?;
+            Ok(BoardBuild {
+                board: *board,
+                built,
+                symbols,
+            })
+        }) {
+            Ok(b) => {
+                println!(
+                    "built the kernel for {} ({:.1} s)",
+                    board.name,
+                    t0.elapsed().as_secs_f64()
+                );
+                boards.push(b);
+            }
+            Err(e) => {
+                println!("FAIL kernel tests on {}: {e:#}", board.name);
+                tally.failed += 1;
+                tally
+                    .failures
+                    .push(format!("kernel tests on {}", board.name));
+            }
         }
     }
+    if let Some(b) = boards.first() {
+        check_filters(args, &b.built.tests)?;
+    }
+    let jobs: Vec<Job> = boards
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| plan(i, b, args))
+        .collect();
+    let needs_plugin = jobs.iter().any(|j| {
+        matches!(
+            j,
+            Job::Kernel {
+                sanitized: Some(_),
+                ..
+            }
+        )
+    });
+    let plugin = if needs_plugin {
+        println!("building the sanitizer plugin (cargo build --release) ...");
+        match sanitize::build_plugin() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                println!("FAIL the sanitizer plugin: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let slots = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    println!(
+        "== {} QEMU runs on {}, up to {slots} at once (a multi-threaded TCG run alone); \
+         sanitized runs that must be flagged publish pubs={NEGATIVE_CONTROL_PUBS}",
+        jobs.len(),
+        boards
+            .iter()
+            .map(|b| b.board.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    run_jobs(jobs, &boards, plugin.as_ref(), slots, &mut tally);
     chainload_tests(&selected, args, &mut tally);
     live_tests(&selected, args, &mut tally);
     if tally.litmus_total > 0 {
@@ -446,9 +892,36 @@ pub fn command(args: &TestArgs) -> Result<bool> {
     Ok(tally.failed == 0)
 }
 
+/// Every `--test` pattern must select a test: a typo is an error listing the tests, not an
+/// empty run that passes.
+fn check_filters(args: &TestArgs, tests: &[KernelTest]) -> Result<()> {
+    for p in &args.tests {
+        if !tests.iter().any(|t| matches(p, &t.name)) {
+            let names: Vec<_> = tests.iter().map(|t| t.name.as_str()).collect();
+            bail!(
+                "no kernel test matches '{p}'; the kernel tests are: {}",
+                names.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::count;
+    use super::{count, matches};
+
+    #[test]
+    fn filters_take_a_substring_or_a_glob() {
+        assert!(matches("ftr", "patch-ftr-multi"));
+        assert!(matches("patch-ftr", "patch-ftr"));
+        assert!(!matches("ftr-x", "patch-ftr-multi"));
+        assert!(matches("patch-*-multi", "patch-ftr-multi"));
+        assert!(!matches("patch-*", "litmus-mp"));
+        assert!(matches("litmus-??", "litmus-mp"));
+        assert!(!matches("litmus-?", "litmus-mp"));
+        assert!(matches("*", "smp"));
+    }
 
     #[test]
     fn reads_cargo_test_result_lines() {

@@ -47,6 +47,8 @@ pub struct BoardInfo {
     pub sanitizer_modelled: bool,
     /// Interrupts go through a GIC (rather than the BCM2836 local controller).
     pub has_gic: bool,
+    /// A run without semihosting ends with PSCI `SYSTEM_OFF`, so QEMU exits (a Pi halts).
+    pub powers_off: bool,
     /// `cargo xtask test` runs the scripted live-patching session here.
     pub takes_live: bool,
     /// The serial chainloader (`loader/`) is built for this board.
@@ -67,6 +69,7 @@ const VIRT: BoardInfo = BoardInfo {
     raw_image: false,
     sanitizer_modelled: true,
     has_gic: true,
+    powers_off: true,
     takes_live: true,
     serial_loader: false,
     pi: None,
@@ -104,6 +107,7 @@ pub const ALL: &[BoardInfo] = &[
         raw_image: true,
         sanitizer_modelled: false,
         has_gic: false,
+        powers_off: false,
         takes_live: false,
         serial_loader: true,
         pi: Some(Pi {
@@ -124,6 +128,7 @@ pub const ALL: &[BoardInfo] = &[
         raw_image: true,
         sanitizer_modelled: false,
         has_gic: true,
+        powers_off: false,
         takes_live: true,
         serial_loader: true,
         // The Pi 4 boots from its SPI EEPROM: no bootcode.bin.

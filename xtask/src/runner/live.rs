@@ -15,7 +15,7 @@ use super::{pty, serial};
 use anyhow::{Context, Result, anyhow, bail};
 use object::{Object, ObjectSection, ObjectSymbol};
 use protocol::Record;
-use protocol::live::{self, END, FrameError, MAX_FRAME, Refusal};
+use protocol::live::{self, END, FrameError, IMAGE_BYTES, MAX_FRAME, Refusal, WHO};
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::path::Path;
@@ -28,12 +28,20 @@ pub const SITE: &str = "indirect";
 
 /// `cargo xtask qemu --serve`: the `live` test under QEMU with its UART on a pty; waits until
 /// QEMU ends (a `GEND` frame, or Ctrl-C).
+///
+/// It runs as a board would, without semihosting: a patch could otherwise reach QEMU's
+/// semihosting calls (`HLT #0xF000`: files, the host's shell) from EL1. The kernel is built to
+/// serve when no command line names a test, and a finished session turns the machine off
+/// (PSCI on `virt`), which ends QEMU.
 pub fn serve(board: &BoardInfo) -> Result<bool> {
-    let built = build::build_for(board)?;
+    let built = build::build_running(board, Some(TEST))?;
     let test = find_test(&built.tests, TEST)?;
-    let (mut qemu, port) = pty::start(&Run::new(&built.boot, *board, Some(test)))?;
+    let (mut qemu, port) = pty::start(&Run {
+        semihosting: false,
+        ..Run::new(&built.boot, *board, Some(test))
+    })?;
     println!(
-        "Graft's `live` test runs on {}; its UART is {}",
+        "Graft's `live` test runs on {} (no semihosting); its UART is {}",
         board.name,
         port.display()
     );
@@ -79,6 +87,8 @@ pub fn template_block(elf: &[u8], version: u64) -> Result<Vec<u8>> {
 /// A serial link to a running kernel, with its log decoded.
 pub struct Link<'a> {
     port: Box<dyn serialport::SerialPort>,
+    /// The build id of the ELF this link decodes with: every patch frame is bound to it.
+    image: [u8; IMAGE_BYTES],
     decoder: Decoder<'a>,
     /// Lines decoded but not yet read.
     backlog: VecDeque<Line>,
@@ -87,29 +97,61 @@ pub struct Link<'a> {
 }
 
 impl<'a> Link<'a> {
+    /// Opens the port of a kernel running the ELF `symbols` was read from.
     pub fn open(path: &Path, symbols: &'a Symbols) -> Result<Self> {
+        let image = symbols
+            .build_id
+            .as_deref()
+            .and_then(|id| id.try_into().ok())
+            .context("the kernel ELF has no build id of 20 bytes")?;
         let mut port = serial::open_port(path)?;
         port.set_timeout(Duration::from_millis(50))?;
         Ok(Self {
             port,
+            image,
             decoder: symbols.decoder(),
             backlog: VecDeque::new(),
             echo: false,
         })
     }
 
+    /// Writes raw bytes to the kernel.
     pub fn send(&mut self, bytes: &[u8]) -> Result<()> {
         self.port.write_all(bytes)?;
         self.port.flush()?;
         Ok(())
     }
 
-    /// Sends one patch frame and returns the kernel's answer to it.
+    /// Sends one patch frame, bound to this link's image, and returns the kernel's answer.
     pub fn patch(&mut self, site: &str, block: &[u8], timeout: Duration) -> Result<Record> {
+        let image = self.image;
+        self.patch_for(&image, site, block, timeout)
+    }
+
+    /// As [`Link::patch`], for the image with build id `image` (a test of the kernel's refusal).
+    pub fn patch_for(
+        &mut self,
+        image: &[u8; IMAGE_BYTES],
+        site: &str,
+        block: &[u8],
+        timeout: Duration,
+    ) -> Result<Record> {
         let mut frame = [0u8; MAX_FRAME];
-        let n = live::encode(site, block, &mut frame).map_err(|e| anyhow!("{e}"))?;
+        let n = live::encode(image, site, block, &mut frame).map_err(|e| anyhow!("{e}"))?;
         self.send(&frame[..n])?;
         self.answer(timeout)
+    }
+
+    /// Asks the kernel which image it runs; its build id.
+    pub fn who(&mut self, timeout: Duration) -> Result<[u8; IMAGE_BYTES]> {
+        self.send(&WHO)?;
+        let lines = self.until("its build id", timeout, |r| {
+            matches!(r, Record::Image { .. })
+        })?;
+        match lines.last().and_then(Line::record) {
+            Some(Record::Image { build_id }) => Ok(*build_id),
+            _ => bail!("the kernel's answer to GWHO was not its build id"),
+        }
     }
 
     /// The next answer to a frame: `LiveApplied`, `LiveRefused` or `LiveBadFrame`.
@@ -156,6 +198,10 @@ impl<'a> Link<'a> {
             let n = match self.port.read(&mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::TimedOut => continue,
+                // The other end closed (QEMU exited): nothing more will come.
+                Err(e) if e.kind() == ErrorKind::BrokenPipe || e.raw_os_error() == Some(5) => {
+                    return Ok((lines, false));
+                }
                 Err(e) => return Err(e).context("reading the serial port"),
             };
             for line in self.decoder.feed(&buf[..n]) {
@@ -233,25 +279,21 @@ fn all_run(link: &mut Link, consumers: u32, version: u64) -> Result<(), String> 
 }
 
 fn session(board: &BoardInfo, results: &mut Vec<(String, Result<(), String>)>) -> Result<()> {
-    // A Pi takes the real board's path: no semihosting, so no command line; the kernel is built
+    // As `--serve` runs it, and a board: no semihosting, so no command line; the kernel is built
     // to serve when none names a test (as `cargo xtask flash --serve` builds it).
-    let semihosting = !board.raw_image;
-    let built = if semihosting {
-        build::build_for(board)?
-    } else {
-        build::build_running(board, Some(TEST))?
-    };
+    let built = build::build_running(board, Some(TEST))?;
     let test = find_test(&built.tests, TEST)?;
     let symbols = Symbols::new(&built.bytes)?;
     let consumers = board.default_cores - 1;
     let (mut qemu, port) = pty::start(&Run {
-        semihosting,
+        semihosting: false,
         ..Run::new(&built.boot, *board, Some(test))
     })?;
     let mut link = Link::open(&port, &symbols)?;
-    link.until("its ready record", ANSWER, |r| {
+    let boot = link.until("its ready record", ANSWER, |r| {
         matches!(r, Record::LiveReady { .. })
     })?;
+    symbols.same_image(&boot).map_err(|e| anyhow!(e))?;
     all_run(&mut link, consumers, 0).map_err(|e| anyhow!("before any patch: {e}"))?;
 
     // A good block: applied, and every consumer moves to it.
@@ -275,8 +317,13 @@ fn session(board: &BoardInfo, results: &mut Vec<(String, Result<(), String>)>) -
     let mut escaping = template_block(&built.bytes, 3)?;
     escaping[..4].copy_from_slice(&0x1404_0000u32.to_le_bytes()); // B .+0x100000
     let mut damaged = [0u8; MAX_FRAME];
-    let n = live::encode(SITE, &v1, &mut damaged).map_err(|e| anyhow!("{e}"))?;
-    damaged[12] ^= 0x01;
+    let image: [u8; IMAGE_BYTES] = symbols
+        .build_id
+        .as_deref()
+        .and_then(|id| id.try_into().ok())
+        .context("the kernel ELF has no build id")?;
+    let n = live::encode(&image, SITE, &v1, &mut damaged).map_err(|e| anyhow!("{e}"))?;
+    damaged[4 + IMAGE_BYTES + 8] ^= 0x01;
     let nops: Vec<u8> = std::iter::repeat_n(0xd503_201fu32.to_le_bytes(), 128)
         .flatten()
         .collect();
@@ -314,6 +361,35 @@ fn session(board: &BoardInfo, results: &mut Vec<(String, Result<(), String>)>) -
             r,
         ));
     }
+    // The kernel says which image it runs, and refuses a frame bound to another.
+    let who = link.who(ANSWER);
+    results.push((
+        format!(
+            "live patch on {}: the kernel names the image it runs",
+            board.name
+        ),
+        match who {
+            Ok(id) if id == image => Ok(()),
+            Ok(id) => Err(format!("it names build {id:02x?}, the ELF is {image:02x?}")),
+            Err(e) => Err(format!("{e:#}")),
+        },
+    ));
+    let mut other = image;
+    other[0] ^= 0xff;
+    let answer = link.patch_for(&other, SITE, &v1, ANSWER)?;
+    results.push((
+        format!(
+            "live patch on {}: a block built for another image is refused",
+            board.name
+        ),
+        match answer {
+            Record::LiveRefused {
+                reason: Refusal::WrongImage,
+                ..
+            } => Ok(()),
+            other => Err(format!("expected a refusal WrongImage, got: {other}")),
+        },
+    ));
     link.send(&damaged[..n])?;
     let answer = link.answer(ANSWER)?;
     results.push((
@@ -366,16 +442,17 @@ fn session(board: &BoardInfo, results: &mut Vec<(String, Result<(), String>)>) -
         matches!(r, Record::LiveEnded { .. })
     })?;
     let summary = ended.last().and_then(Line::record).copied();
-    // With semihosting QEMU exits with the run's status; a board sends it and halts.
-    let status = if semihosting {
-        Some(qemu.wait_exit()? as u32)
-    } else {
-        let (lines, _) = link.read_for(ANSWER, |r| matches!(r, Record::RunEnded { .. }))?;
-        match lines.last().and_then(Line::record) {
-            Some(Record::RunEnded { status }) => Some(*status),
-            _ => None,
-        }
+    // No semihosting: the kernel reports the run's status, then turns the machine off where it
+    // can (PSCI on virt, so QEMU exits by itself) or halts (a Pi).
+    let (lines, _) = link.read_for(ANSWER, |r| matches!(r, Record::RunEnded { .. }))?;
+    let mut status = match lines.last().and_then(Line::record) {
+        Some(Record::RunEnded { status }) => Some(*status),
+        _ => None,
     };
+    if board.powers_off && qemu.wait_exit().is_err() {
+        // It reported but did not power off: that is a failure of the path `--serve` takes.
+        status = None;
+    }
     let good_end = status == Some(protocol::testinfo::EXIT_PASS);
     results.push((
         format!(
@@ -385,7 +462,7 @@ fn session(board: &BoardInfo, results: &mut Vec<(String, Result<(), String>)>) -
         if summary
             == Some(Record::LiveEnded {
                 applied: 2,
-                refused: 5,
+                refused: 6,
             })
             && good_end
         {

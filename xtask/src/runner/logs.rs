@@ -98,6 +98,8 @@ pub fn decode_record(rendered: &str) -> Result<Record, RecordError> {
 pub struct Symbols {
     table: Table,
     locations: Option<Locations>,
+    /// The ELF's build id (its `.note.gnu.build-id`), which the kernel announces at boot.
+    pub build_id: Option<Vec<u8>>,
 }
 
 impl Symbols {
@@ -105,7 +107,37 @@ impl Symbols {
     pub fn new(elf: &[u8]) -> Result<Self> {
         let table = Table::parse(elf)?.context("the kernel ELF has no defmt table")?;
         let locations = table.get_locations(elf).ok().filter(|l| !l.is_empty());
-        Ok(Self { table, locations })
+        let build_id = {
+            use object::Object;
+            object::File::parse(elf)
+                .ok()
+                .and_then(|f| f.build_id().ok().flatten().map(<[u8]>::to_vec))
+        };
+        Ok(Self {
+            table,
+            locations,
+            build_id,
+        })
+    }
+
+    /// Whether the kernel that sent `lines` is this ELF: its boot record's build id must be the
+    /// ELF's, or the run was decoded (and its verdict judged) against another build.
+    pub fn same_image(&self, lines: &[Line]) -> Result<(), String> {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let announced = lines.iter().filter_map(Line::record).find_map(|r| match r {
+            Record::Image { build_id } => Some(*build_id),
+            _ => None,
+        });
+        match (announced, &self.build_id) {
+            (_, None) => Err("the kernel ELF has no build id".into()),
+            (None, Some(_)) => Err("the kernel never announced its build id".into()),
+            (Some(ran), Some(elf)) if ran[..] == elf[..] => Ok(()),
+            (Some(ran), Some(elf)) => Err(format!(
+                "the kernel that ran is build {}, not the ELF it was decoded with ({})",
+                hex(&ran),
+                hex(elf)
+            )),
+        }
     }
 
     /// A decoder for one run's serial stream.

@@ -10,6 +10,7 @@
 pub mod board;
 pub mod build;
 pub mod elf;
+pub mod herd7;
 pub mod image;
 pub mod lint;
 pub mod live;

@@ -58,6 +58,9 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The sanitizer's raw output, when it ran.
     pub sanitizer_output: Option<String>,
+    /// Whether the kernel that ran is the ELF the run was decoded with (its boot record's build
+    /// id), or why not.
+    pub same_image: Result<(), String>,
 }
 
 /// Where the kernel's UART goes.
@@ -220,6 +223,7 @@ impl<'a> Run<'a> {
             .as_ref()
             .map(|(_, o)| std::fs::read_to_string(&o.out).unwrap_or_default());
         Ok(Outcome {
+            same_image: symbols.same_image(&lines),
             sanitizer_output,
             exit: if timed_out { None } else { status.code() },
             timed_out,

@@ -9,19 +9,59 @@ use super::elf::KernelTest;
 use super::logs::{Line, first_bad_record};
 use super::qemu::Outcome;
 use super::sanitize;
+use protocol::Record;
 use protocol::testinfo::{EXIT_FAULT, EXIT_PASS, Expect, Sanitized};
-use protocol::{Record, Strategy};
 
 /// What a sanitized run of `test` must show, with `IC IVAU` broadcast or not.
 pub fn expected_sanitized(test: &KernelTest, ic_broadcast: bool) -> Sanitized {
     test.sanitized[usize::from(!ic_broadcast)]
 }
 
-/// The demo's own results: every strategy sent a `DemoResult` with publications, loop
-/// iterations and no deadline miss (the kernel's exit status says the same; this checks that
-/// the figures behind it arrived, and names the strategy that fell short).
+/// The strategies the kernel announced in `Record::Strategy` records, in report order.
+///
+/// Each index of the count it gave must arrive, once or with the same name each time, so a
+/// kernel that announced some strategies, none, or two different lists is an error rather than
+/// a shorter list of results to check.
+pub fn announced_strategies(lines: &[Line], what: &str) -> Result<Vec<String>, String> {
+    let mut names: Vec<Option<String>> = Vec::new();
+    for r in lines.iter().filter_map(Line::record) {
+        let Record::Strategy { index, count, name } = *r else {
+            continue;
+        };
+        if names.is_empty() {
+            names = vec![None; usize::from(count)];
+        }
+        if usize::from(count) != names.len() || index >= count {
+            return Err(format!(
+                "{what}: the kernel announced strategy {index} of {count} after announcing {} strategies",
+                names.len()
+            ));
+        }
+        let slot = &mut names[usize::from(index)];
+        match slot {
+            Some(known) if known != name.as_str() => {
+                return Err(format!(
+                    "{what}: the kernel announced strategy {index} as both {known} and {name}"
+                ));
+            }
+            _ => *slot = Some(name.to_string()),
+        }
+    }
+    if names.is_empty() {
+        return Err(format!("{what}: the kernel announced no strategies"));
+    }
+    names
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| n.ok_or_else(|| format!("{what}: the kernel never announced strategy {i}")))
+        .collect()
+}
+
+/// The demo's own results: every strategy the kernel announced sent a `DemoResult` with
+/// publications, loop iterations and no deadline miss (the kernel's exit status says the same;
+/// this checks that the figures behind it arrived, and names the strategy that fell short).
 pub fn demo_verdict(lines: &[Line], what: &str) -> Result<(), String> {
-    for strategy in Strategy::ALL {
+    for strategy in announced_strategies(lines, what)? {
         let result = lines
             .iter()
             .filter_map(Line::record)
@@ -32,19 +72,18 @@ pub fn demo_verdict(lines: &[Line], what: &str) -> Result<(), String> {
                     iterations,
                     misses,
                     ..
-                } if s == strategy => Some((patches, iterations, misses)),
+                } if s.as_str() == strategy => Some((patches, iterations, misses)),
                 _ => None,
             });
         match result {
             None => {
-                return Err(format!("{what}: no demo result for {}", strategy.name()));
+                return Err(format!("{what}: no demo result for {strategy}"));
             }
             Some((patches, iterations, misses))
                 if patches == 0 || iterations == 0 || misses > 0 =>
             {
                 return Err(format!(
-                    "{what}: {}: {patches} patches, {iterations} iterations, {misses} deadline misses",
-                    strategy.name()
+                    "{what}: {strategy}: {patches} patches, {iterations} iterations, {misses} deadline misses"
                 ));
             }
             Some(_) => {}
@@ -73,6 +112,9 @@ impl Outcome {
             ));
         }
         if let Some(why) = first_bad_record(&self.lines) {
+            return Err(format!("{what}: {why}"));
+        }
+        if let Err(why) = &self.same_image {
             return Err(format!("{what}: {why}"));
         }
         let exit = self.exit.map(|c| c as u32);
@@ -164,6 +206,7 @@ pub fn sanitized_verdict(
 mod tests {
     use super::*;
     use crate::runner::logs::RecordError;
+    use protocol::record::Name;
     use protocol::testinfo::Tcg;
     use std::time::Duration;
 
@@ -194,7 +237,21 @@ mod tests {
             stderr: String::new(),
             elapsed: Duration::from_secs(3),
             sanitizer_output: None,
+            same_image: Ok(()),
         }
+    }
+
+    #[test]
+    fn a_run_of_another_image_fails() {
+        let mut o = outcome(Some(EXIT_PASS as i32), false, vec![]);
+        assert!(o.verdict(Expect::Pass, "smp on virt").is_ok());
+        o.same_image =
+            Err("the kernel that ran is build 00, not the ELF it was decoded with (01)".into());
+        let e = o.verdict(Expect::Pass, "smp on virt").unwrap_err();
+        assert!(
+            e.contains("smp on virt: the kernel that ran is build 00"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -215,9 +272,26 @@ mod tests {
         assert_eq!(expected_sanitized(&t, true), Sanitized::Hazard);
     }
 
-    fn demo_result(strategy: Strategy, misses: u64) -> Record {
+    const STRATEGIES: [&str; 3] = ["ipi-sync", "ftr-multi", "seq-check"];
+
+    fn announced(count: u8) -> Vec<Line> {
+        STRATEGIES
+            .iter()
+            .take(usize::from(count))
+            .enumerate()
+            .map(|(i, n)| {
+                line(Record::Strategy {
+                    index: i as u8,
+                    count,
+                    name: Name::new(n),
+                })
+            })
+            .collect()
+    }
+
+    fn demo_result(strategy: &str, misses: u64) -> Record {
         Record::DemoResult {
-            strategy,
+            strategy: Name::new(strategy),
             patches: 300,
             iterations: 10_000,
             misses,
@@ -229,25 +303,52 @@ mod tests {
     }
 
     #[test]
-    fn the_demo_needs_every_strategys_results_without_misses() {
-        let mut lines: Vec<Line> = Strategy::ALL
-            .iter()
-            .map(|&s| line(demo_result(s, 0)))
-            .collect();
+    fn the_demo_needs_every_announced_strategys_results_without_misses() {
+        let mut lines = announced(3);
+        lines.extend(STRATEGIES.iter().map(|s| line(demo_result(s, 0))));
         assert!(demo_verdict(&lines, "demo").is_ok());
-        let ftr_multi = Strategy::ALL
-            .iter()
-            .position(|&s| s == Strategy::FtrMulti)
-            .unwrap();
-        lines[ftr_multi] = line(demo_result(Strategy::FtrMulti, 2));
+        lines[3 + 1] = line(demo_result("ftr-multi", 2));
         let e = demo_verdict(&lines, "demo").unwrap_err();
         assert!(
             e.contains("ftr-multi") && e.contains("2 deadline misses"),
             "{e}"
         );
-        lines.remove(ftr_multi);
+        lines.remove(3 + 1);
         let e = demo_verdict(&lines, "demo").unwrap_err();
         assert!(e.contains("no demo result for ftr-multi"), "{e}");
+    }
+
+    #[test]
+    fn the_strategies_must_be_announced_whole() {
+        let results: Vec<Line> = STRATEGIES.iter().map(|s| line(demo_result(s, 0))).collect();
+        let e = demo_verdict(&results, "demo").unwrap_err();
+        assert!(e.contains("announced no strategies"), "{e}");
+        let mut lines = announced(3);
+        lines.remove(1);
+        let e = announced_strategies(&lines, "demo").unwrap_err();
+        assert!(e.contains("never announced strategy 1"), "{e}");
+        let mut lines = announced(3);
+        lines.push(line(Record::Strategy {
+            index: 0,
+            count: 3,
+            name: Name::new("branch-flip"),
+        }));
+        let e = announced_strategies(&lines, "demo").unwrap_err();
+        assert!(e.contains("as both ipi-sync and branch-flip"), "{e}");
+        let mut lines = announced(3);
+        lines.push(line(Record::Strategy {
+            index: 3,
+            count: 4,
+            name: Name::new("stop-the-world"),
+        }));
+        let e = announced_strategies(&lines, "demo").unwrap_err();
+        assert!(e.contains("strategy 3 of 4 after announcing 3"), "{e}");
+        let mut twice = announced(3);
+        twice.extend(announced(3));
+        assert_eq!(
+            announced_strategies(&twice, "demo").unwrap(),
+            STRATEGIES.map(String::from)
+        );
     }
 
     #[test]
