@@ -9,11 +9,11 @@ use crate::runner::board::{self, BoardInfo};
 use crate::runner::build::{Built, build_for, find_test, prerequisites};
 use crate::runner::logs::{Line, Symbols};
 use crate::runner::qemu::Run;
-use crate::runner::sanitize;
-use anyhow::{Context, Result, bail};
+use crate::runner::{sanitize, verdict};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use protocol::cmdline::keys;
-use protocol::{Board, Record, Strategy};
+use protocol::{Board, Record};
 
 mod svg;
 use serde_json::{Map, Value, json};
@@ -98,14 +98,16 @@ pub fn command(args: &BenchArgs) -> Result<bool> {
             _ => None,
         })
         .context("bench-entry sent no direct-call figure")?;
-    let entry: BTreeMap<Strategy, u64> = records(&lines)
+    let entry: BTreeMap<String, u64> = records(&lines)
         .filter_map(|r| match *r {
-            Record::BenchEntry { strategy, insns } => Some((strategy, insns)),
+            Record::BenchEntry { strategy, insns } => Some((strategy.to_string(), insns)),
             _ => None,
         })
         .collect();
 
     let (lines, _) = run(&built, virt, 4, "bench-strategy", &symbols, None, &[])?;
+    // The kernel names its strategies; every one must report below.
+    let order = verdict::announced_strategies(&lines, "bench-strategy").map_err(|e| anyhow!(e))?;
     let mut strategies = Map::new();
     for r in records(&lines) {
         if let Record::BenchResult {
@@ -118,9 +120,9 @@ pub fn command(args: &BenchArgs) -> Result<bool> {
         } = *r
         {
             strategies.insert(
-                strategy.name().to_string(),
+                strategy.to_string(),
                 json!({
-                    "entry_insns": entry.get(&strategy).copied().unwrap_or(0),
+                    "entry_insns": entry.get(strategy.as_str()).copied().unwrap_or(0),
                     "disturb_max_ns": disturb_max_ns,
                     "disturb_mean_ns": disturb_mean_ns,
                     "latency_ns": latency_ns,
@@ -129,11 +131,11 @@ pub fn command(args: &BenchArgs) -> Result<bool> {
             );
         }
     }
-    if let Some(missing) = Strategy::ALL
-        .iter()
-        .find(|s| !strategies.contains_key(s.name()))
-    {
-        bail!("bench-strategy sent no figures for {}", missing.name());
+    if let Some(missing) = order.iter().find(|s| !strategies.contains_key(s.as_str())) {
+        bail!("bench-strategy sent no figures for {missing}");
+    }
+    if let Some(missing) = order.iter().find(|s| !entry.contains_key(s.as_str())) {
+        bail!("bench-entry sent no entry figure for {missing}");
     }
 
     let gic_built = build_for(&gicv3)?;
@@ -168,7 +170,7 @@ pub fn command(args: &BenchArgs) -> Result<bool> {
                 } => {
                     let row = (latency_ns, disturb_max_ns, throughput_per_s);
                     scaling
-                        .entry(strategy.name().to_string())
+                        .entry(strategy.to_string())
                         .or_default()
                         .insert(n, row);
                 }
@@ -218,12 +220,11 @@ pub fn command(args: &BenchArgs) -> Result<bool> {
 
     print_table(
         direct,
+        &order,
         &strategies,
         &scaling,
         &args.scaling,
-        slowdown,
-        plain,
-        sanitized,
+        (slowdown, plain, sanitized),
     );
     let per_core = match (
         publish_cost.first_key_value(),
@@ -269,7 +270,7 @@ pub fn command(args: &BenchArgs) -> Result<bool> {
         println!("wrote {}", path.display());
     }
     if let Some(path) = &args.svg {
-        std::fs::write(path, svg::render(&strategies, &scaling))
+        std::fs::write(path, svg::render(&order, &strategies, direct, &scaling))
             .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
@@ -278,12 +279,11 @@ pub fn command(args: &BenchArgs) -> Result<bool> {
 
 fn print_table(
     direct: u64,
+    order: &[String],
     strategies: &Map<String, Value>,
     scaling: &BTreeMap<String, BTreeMap<u32, (u64, u64, u64)>>,
     counts: &[u32],
-    slowdown: f64,
-    plain: Duration,
-    sanitized: Duration,
+    (slowdown, plain, sanitized): (f64, Duration, Duration),
 ) {
     println!();
     println!(
@@ -295,7 +295,7 @@ fn print_table(
         "latency_ns",
         "throughput_per_s"
     );
-    for name in Strategy::ALL.map(Strategy::name) {
+    for name in order {
         let Some(s) = strategies.get(name) else {
             continue;
         };
@@ -317,7 +317,7 @@ fn print_table(
         print!(" {n:>9}");
     }
     println!();
-    for name in Strategy::ALL.map(Strategy::name) {
+    for name in order {
         print!("{name:<20}");
         for n in counts {
             let v = scaling.get(name).and_then(|r| r.get(n)).map_or(0, |r| r.0);

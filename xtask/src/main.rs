@@ -8,6 +8,7 @@ mod runner;
 
 mod bench;
 mod flash;
+mod fuzz;
 mod image;
 mod lint;
 mod litmus_run;
@@ -45,6 +46,9 @@ enum Command {
     Flash(flash::FlashArgs),
     /// Send a patch to a running kernel's `live` test over its serial port.
     Patch(patch::PatchArgs),
+    /// Feed the parsers of outside bytes (live frames, the loader, the verifier) seeded random
+    /// and mutated input, and check no case panics or breaks their properties.
+    Fuzz(fuzz::FuzzArgs),
     /// Run herd7 AArch64 litmus tests as bare-metal programs under QEMU (litmus7-style output).
     Litmus(litmus_run::LitmusArgs),
 }
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::Flash(args) => flash::command(&args),
         Command::Patch(args) => patch::command(&args),
         Command::Litmus(args) => litmus_run::command(&args),
+        Command::Fuzz(args) => fuzz::command(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

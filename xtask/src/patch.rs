@@ -1,14 +1,17 @@
-//! `cargo xtask patch`: send one block to a running kernel's `live` test over its serial port.
+//! `cargo xtask patch`: send one block to a running kernel's `live` test over its serial port,
+//! or (`cargo xtask patch check FILE`) check a block as the board would, without a board.
 //!
 //! The port is a board's serial adapter, or the pty `cargo xtask qemu --serve` prints; the link,
-//! the frames and the answers are [`crate::runner::live`]'s.
+//! the frames and the answers are [`crate::runner::live`]'s. The check is `patcher::check`
+//! itself, with the policy every kernel site uses.
 
 use crate::runner::board::BoardInfo;
-use crate::runner::build::build_for;
+use crate::runner::build::build_running;
 use crate::runner::live::{Link, SITE, template_block};
 use crate::runner::logs::Symbols;
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{Args, Subcommand};
+use patcher::check::{Externals, Policy, check_block};
 use protocol::Record;
 use protocol::live::END;
 use std::path::PathBuf;
@@ -19,15 +22,23 @@ const SHOW: Duration = Duration::from_millis(500);
 
 /// `cargo xtask patch` options.
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct PatchArgs {
+    /// Check a block instead of sending one.
+    #[command(subcommand)]
+    pub check: Option<PatchCommand>,
     /// The serial port of the running kernel (a board's adapter, or the pty that
     /// `cargo xtask qemu --serve` printed).
-    #[arg(long)]
-    pub port: PathBuf,
+    #[arg(long, required = true)]
+    pub port: Option<PathBuf>,
     /// The board the kernel was built for (its ELF decodes the log and holds the payload
     /// templates).
     #[arg(long, value_enum, default_value = "virt")]
     pub board: BoardInfo,
+    /// The ELF of the running kernel (default: the board's serving build, or whichever kernel
+    /// ELF under target/kernel the running kernel says it is).
+    #[arg(long)]
+    pub elf: Option<PathBuf>,
     /// The named site to patch.
     #[arg(long, default_value = SITE)]
     pub site: String,
@@ -38,6 +49,9 @@ pub struct PatchArgs {
     /// `extern "C" fn(inside: *mut u64) -> (version, checksum)`.
     #[arg(long)]
     pub file: Option<PathBuf>,
+    /// Send a `--file` block the host's check refuses (to see the board refuse it too).
+    #[arg(long, requires = "file")]
+    pub unchecked: bool,
     /// End the session afterwards (the kernel's `live` test then exits 0).
     #[arg(long)]
     pub end: bool,
@@ -46,21 +60,118 @@ pub struct PatchArgs {
     pub timeout: u64,
 }
 
-/// Runs `cargo xtask patch`; true if every frame sent was applied.
+/// `cargo xtask patch` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum PatchCommand {
+    /// Check a raw block with the board's verifier and the kernel sites' policy: prints OK with
+    /// the worst-case instruction count, or the rule broken with the offset and the decoded
+    /// instruction (and exits non-zero).
+    Check(CheckArgs),
+}
+
+/// `cargo xtask patch check` options.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The raw block: little-endian AArch64 words, position-independent, with the sites' ABI.
+    pub file: PathBuf,
+    /// The slot address to check it at (only page-granular `ADRP` checks depend on it; the
+    /// board checks again at the slot it picks).
+    #[arg(long, default_value = "0x40601000", value_parser = parse_addr)]
+    pub at: u64,
+    /// The slot size in bytes (the kernel's `patch::SLOT_SIZE`).
+    #[arg(long, default_value_t = 128)]
+    pub slot: usize,
+}
+
+/// The slot address and size the host checks a `--file` block at (a virt arena slot; only
+/// page-granular `ADRP` checks depend on the address).
+const DEFAULT_AT: u64 = 0x4060_1000;
+const SLOT: usize = 128;
+
+fn parse_addr(s: &str) -> Result<u64, String> {
+    let (digits, radix) = match s.strip_prefix("0x") {
+        Some(hex) => (hex, 16),
+        None => (s, 10),
+    };
+    u64::from_str_radix(&digits.replace('_', ""), radix).map_err(|e| format!("{s}: {e}"))
+}
+
+/// Checks `code` as a kernel site would at `at` in a slot of `slot` bytes: the verdict, and the
+/// line that says it.
+pub fn check(code: &[u8], at: u64, slot: usize) -> (bool, String) {
+    match check_block(code, at, slot, &Externals::NONE, &Policy::KERNEL_SITES) {
+        Ok(c) => (
+            true,
+            format!(
+                "OK: {} bytes, at most {} instructions on any path",
+                c.len(),
+                c.worst_case_insns()
+            ),
+        ),
+        Err(e) => (false, format!("refused: {e}")),
+    }
+}
+
+/// Runs `cargo xtask patch`; true if every frame sent was applied (or the block checked passed).
 pub fn command(args: &PatchArgs) -> Result<bool> {
-    let built = build_for(&args.board)?;
-    let symbols = Symbols::new(&built.bytes)?;
+    if let Some(PatchCommand::Check(c)) = &args.check {
+        let code =
+            std::fs::read(&c.file).with_context(|| format!("reading {}", c.file.display()))?;
+        let (ok, line) = check(&code, c.at, c.slot);
+        println!("{line}");
+        return Ok(ok);
+    }
+    let port = args
+        .port
+        .as_ref()
+        .context("give --port (or the check subcommand)")?;
+    let timeout = Duration::from_secs(args.timeout);
+    // A raw block meets the board's verifier and policy here first, before any connection: a
+    // refused block is not sent.
+    let file_block = match &args.file {
+        Some(f) => {
+            let code = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+            let (ok, line) = check(&code, DEFAULT_AT, SLOT);
+            if !ok && !args.unchecked {
+                println!("{line} (not sent; --unchecked sends it anyway)");
+                return Ok(false);
+            }
+            Some(code)
+        }
+        None => None,
+    };
+    let (elf, bytes) = match &args.elf {
+        Some(path) => (
+            path.clone(),
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        ),
+        None => {
+            // The image `qemu --serve` and `flash --serve` run, unless the kernel says otherwise.
+            let built = build_running(&args.board, Some(crate::runner::live::TEST))?;
+            running_elf(port, built.elf, built.bytes)?
+        }
+    };
+    let symbols = Symbols::new(&bytes)?;
+    let built = Built { elf, bytes };
     let block = match (&args.version, &args.file) {
         (Some(v), None) => Some(template_block(&built.bytes, *v)?),
-        (None, Some(f)) => {
-            Some(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?)
-        }
+        (None, Some(_)) => file_block.clone(),
         _ if args.end => None,
         _ => bail!("give --version N or --file PATH (or --end alone)"),
     };
-    let mut link = Link::open(&args.port, &symbols)?;
+    let mut link = Link::open(port, &symbols)?;
+    // Bound to the running image: a frame for another would be refused by the kernel anyway.
+    let running = link.who(timeout)?;
+    if symbols.build_id.as_deref() != Some(&running[..]) {
+        bail!(
+            "the kernel on {} runs build {}, not {} ({}); give --elf with its ELF",
+            port.display(),
+            hex(&running),
+            symbols.build_id.as_deref().map(hex).unwrap_or_default(),
+            built.elf.display()
+        );
+    }
     link.echo = true;
-    let timeout = Duration::from_secs(args.timeout);
     let mut ok = true;
     if let Some(block) = block {
         let reply = link.patch(&args.site, &block, timeout)?;
@@ -77,4 +188,110 @@ pub fn command(args: &PatchArgs) -> Result<bool> {
         })?;
     }
     Ok(ok)
+}
+
+/// The ELF the kernel was built from and its bytes.
+struct Built {
+    elf: PathBuf,
+    bytes: Vec<u8>,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The kernel ELF that the kernel on `port` says it runs: `first` if it does, else the kernel
+/// ELF under `target/kernel` whose log table decodes its answer to `GWHO` as its own build id.
+fn running_elf(
+    port: &std::path::Path,
+    first: PathBuf,
+    bytes: Vec<u8>,
+) -> Result<(PathBuf, Vec<u8>)> {
+    let answers = |bytes: &[u8]| -> bool {
+        let Ok(symbols) = Symbols::new(bytes) else {
+            return false;
+        };
+        let Ok(mut link) = Link::open(port, &symbols) else {
+            return false;
+        };
+        matches!(link.who(WHO_TIMEOUT), Ok(id) if symbols.build_id.as_deref() == Some(&id[..]))
+    };
+    if answers(&bytes) {
+        return Ok((first, bytes));
+    }
+    let dir = crate::runner::build::root().join("target/kernel");
+    let mut tried = vec![first.display().to_string()];
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let elf = entry
+            .path()
+            .join("aarch64-unknown-none/release/graft-kernel");
+        if elf == first || !elf.is_file() {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&elf) else {
+            continue;
+        };
+        if answers(&bytes) {
+            println!("the kernel on {} runs {}", port.display(), elf.display());
+            return Ok((elf, bytes));
+        }
+        tried.push(elf.display().to_string());
+    }
+    bail!(
+        "the kernel on {} runs an image no ELF here matches (tried {}); give --elf with its ELF",
+        port.display(),
+        tried.join(", ")
+    )
+}
+
+/// How long one ELF's decoding of the kernel's `GWHO` answer is waited for.
+const WHO_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        patch: PatchArgs,
+    }
+
+    fn words(w: &[u32]) -> Vec<u8> {
+        w.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn msr_daifset_is_refused_by_name() {
+        // The bytes `df 43 03 d5 c0 03 5f d6`: MSR DAIFSet, #3; RET.
+        let code = words(&[0xd503_43df, 0xd65f_03c0]);
+        assert_eq!(code[..4], [0xdf, 0x43, 0x03, 0xd5]);
+        let (ok, line) = check(&code, 0x4060_1000, 128);
+        assert!(!ok);
+        assert_eq!(
+            line,
+            "refused: offset 0x0: MSR DAIFSet, #3 (a PSTATE write) is not allowed"
+        );
+        // Through the command, from a file: refused means a non-zero exit (`Ok(false)`).
+        let path = std::env::temp_dir().join(format!("graft-check-{}.bin", std::process::id()));
+        std::fs::write(&path, &code).unwrap();
+        let cli = Cli::try_parse_from(["patch", "check", path.to_str().unwrap()]).unwrap();
+        assert!(!command(&cli.patch).unwrap());
+        // A block that only returns passes.
+        std::fs::write(&path, words(&[0xd65f_03c0])).unwrap();
+        assert!(command(&cli.patch).unwrap());
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn the_cli_keeps_sending_and_adds_check() {
+        assert!(Cli::try_parse_from(["patch", "--port", "/dev/null", "--version", "3"]).is_ok());
+        assert!(Cli::try_parse_from(["patch", "--version", "3"]).is_err());
+        let c = Cli::try_parse_from(["patch", "check", "f.bin", "--at", "0x1000"]).unwrap();
+        assert!(matches!(
+            c.patch.check,
+            Some(PatchCommand::Check(CheckArgs { at: 0x1000, .. }))
+        ));
+    }
 }

@@ -1,146 +1,247 @@
-//! The benchmark plot, as plain SVG text: disturbance per strategy (bars, log scale) and
-//! publication latency against core count (lines).
+//! The benchmark plot (SVG, drawn with plotters): each strategy's entry cost beside a direct
+//! call's, its mean disturbance of the running consumers, and its publication latency against
+//! core count, each panel with its axes, ticks, units and legend.
 
-use protocol::Strategy;
+use plotters::coord::Shift;
+use plotters::prelude::*;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
-/// The strategies in report order, by name.
-const STRATEGIES: [&str; Strategy::ALL.len()] = Strategy::NAMES;
-
-const COLORS: [&str; Strategy::ALL.len()] = [
-    "#1f77b4", "#ff7f0e", "#e377c2", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+/// One colour per strategy, in the order the kernel announced them (repeating past the last).
+const COLORS: [RGBColor; 7] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
 ];
 
-fn log_y(v: f64, max: f64, height: f64) -> f64 {
-    let v = v.max(1.0).log10();
-    let max = max.max(10.0).log10();
-    height - v / max * height
+fn color(i: usize) -> RGBColor {
+    COLORS[i % COLORS.len()]
 }
 
-/// The plot for `strategies` (per-strategy figures) and `scaling` (strategy -> cores -> (latency,
-/// disturbance, throughput)).
+/// The plot for the strategies called `order`, in that order: `strategies` (per-strategy
+/// figures), `direct` (a direct call's instructions) and `scaling` (strategy -> cores ->
+/// (latency, disturbance, throughput)). A figure that is missing is drawn as nothing, never as
+/// zero.
 pub fn render(
+    order: &[String],
     strategies: &Map<String, Value>,
+    direct: u64,
     scaling: &BTreeMap<String, BTreeMap<u32, (u64, u64, u64)>>,
 ) -> String {
-    let (w, h, pad) = (1000.0, 440.0, 70.0);
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = write!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    // Left: disturbance bars.
-    let (bw, bh) = (400.0, h - 2.0 * pad - 10.0);
-    let get = |name: &str, k: &str| {
-        strategies
-            .get(name)
-            .and_then(|v| v.get(k))
-            .and_then(Value::as_u64)
-            .unwrap_or(0) as f64
-    };
-    let max = STRATEGIES
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (1200, 440)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        let panels = root.split_evenly((1, 3));
+        let get = |name: &str, k: &str| {
+            strategies
+                .get(name)
+                .and_then(|v| v.get(k))
+                .and_then(Value::as_u64)
+        };
+        let entry: Vec<Option<u64>> = order.iter().map(|n| get(n, "entry_insns")).collect();
+        let disturb: Vec<Option<u64>> = order.iter().map(|n| get(n, "disturb_mean_ns")).collect();
+        // Drawing errors only mean a panel is incomplete; the figures are in the table and JSON.
+        let _ = bars(
+            &panels[0],
+            "Entry: instructions per call (PMU)",
+            "instructions",
+            order,
+            &entry,
+            Some(("direct call", direct)),
+            false,
+        );
+        let _ = bars(
+            &panels[1],
+            "Disturbance: mean extra time per publication",
+            "virtual ns (log)",
+            order,
+            &disturb,
+            None,
+            true,
+        );
+        let _ = latency(&panels[2], order, scaling);
+        let _ = root.present();
+    }
+    out
+}
+
+type Panel<'a, 'b> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// One bar per strategy (on a log axis if `log`), with an optional reference line.
+fn bars(
+    area: &Panel<'_, '_>,
+    title: &str,
+    unit: &str,
+    order: &[String],
+    values: &[Option<u64>],
+    reference: Option<(&str, u64)>,
+    log: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let top = values
         .iter()
-        .map(|n| get(n, "disturb_max_ns"))
-        .fold(10.0, f64::max);
-    let _ = write!(
-        s,
-        r#"<text x="20" y="24" font-size="14">Disturbance: largest extra time one publication adds to an iteration (virtual ns, log)</text>"#
-    );
-    for (i, name) in STRATEGIES.iter().enumerate() {
-        let v = get(name, "disturb_max_ns");
-        let x = pad + i as f64 * (bw / 6.0);
-        let y = pad + log_y(v, max, bh);
-        let _ = write!(
-            s,
-            r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}"/>"#,
-            bw / 6.0 - 8.0,
-            pad + bh - y,
-            COLORS[i]
-        );
-        let _ = write!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{v}</text>"#,
-            x + bw / 12.0 - 4.0,
-            y - 4.0
-        );
-        let _ = write!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end" transform="rotate(-35 {:.1} {:.1})">{name}</text>"#,
-            x + bw / 12.0,
-            pad + bh + 14.0,
-            x + bw / 12.0,
-            pad + bh + 14.0
-        );
-    }
-    // Right: latency against cores.
-    let (x0, lw) = (pad + bw + 90.0, w - (pad + bw + 90.0) - 40.0);
-    let cores: Vec<u32> = scaling
-        .values()
-        .flat_map(|r| r.keys().copied())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let lmax = scaling
-        .values()
-        .flat_map(|r| r.values().map(|v| v.0 as f64))
-        .fold(10.0, f64::max);
-    let _ = write!(
-        s,
-        r#"<text x="{x0}" y="48" font-size="14">Latency (virtual ns, log) by core count, virt-gicv3</text>"#
-    );
-    let _ = write!(
-        s,
-        r#"<line x1="{x0}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
-        pad + bh,
-        x0 + lw,
-        pad + bh
-    );
-    let xs = |i: usize| {
-        x0 + if cores.len() > 1 {
-            i as f64 * lw / (cores.len() - 1) as f64
-        } else {
-            0.0
+        .flatten()
+        .copied()
+        .chain(reference.map(|r| r.1))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let n = order.len().max(1);
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(title, ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(125)
+        .y_label_area_size(50);
+    let labels = |i: &usize| order.get(*i).cloned().unwrap_or_default();
+    if log {
+        let mut chart =
+            builder.build_cartesian_2d((0..n).into_segmented(), (0.5f64..top * 2.0).log_scale())?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|s| match s {
+                SegmentValue::CenterOf(i) => labels(i),
+                _ => String::new(),
+            })
+            .x_label_style(
+                ("sans-serif", 11)
+                    .into_font()
+                    .transform(FontTransform::Rotate90),
+            )
+            .y_desc(unit)
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .draw()?;
+        chart.draw_series(values.iter().enumerate().filter_map(|(i, v)| {
+            let v = (*v)? as f64;
+            Some(Rectangle::new(
+                [
+                    (SegmentValue::Exact(i), 0.5),
+                    (SegmentValue::Exact(i + 1), v.max(0.5)),
+                ],
+                color(i).filled(),
+            ))
+        }))?;
+    } else {
+        let mut chart =
+            builder.build_cartesian_2d((0..n).into_segmented(), 0f64..(top * 1.2).ceil())?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|s| match s {
+                SegmentValue::CenterOf(i) => labels(i),
+                _ => String::new(),
+            })
+            .x_label_style(
+                ("sans-serif", 11)
+                    .into_font()
+                    .transform(FontTransform::Rotate90),
+            )
+            .y_desc(unit)
+            // Whole instructions: one tick per step, up to ten steps.
+            .y_labels(((top * 1.2).ceil() as usize + 1).min(11))
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .draw()?;
+        chart.draw_series(values.iter().enumerate().filter_map(|(i, v)| {
+            Some(Rectangle::new(
+                [
+                    (SegmentValue::Exact(i), 0.0),
+                    (SegmentValue::Exact(i + 1), (*v)? as f64),
+                ],
+                color(i).filled(),
+            ))
+        }))?;
+        if let Some((name, at)) = reference {
+            let at = at as f64;
+            chart
+                .draw_series(LineSeries::new(
+                    [(SegmentValue::Exact(0), at), (SegmentValue::Exact(n), at)],
+                    BLACK.stroke_width(2),
+                ))?
+                .label(format!("{name}: {at}"))
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.stroke_width(2)));
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
         }
-    };
-    for (i, n) in cores.iter().enumerate() {
-        let _ = write!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{n}</text>"#,
-            xs(i),
-            pad + bh + 16.0
-        );
     }
-    for (k, name) in STRATEGIES.iter().enumerate() {
-        let Some(rows) = scaling.get(*name) else {
+    Ok(())
+}
+
+/// Publication latency against core count, one line per strategy (log axes' values).
+fn latency(
+    area: &Panel<'_, '_>,
+    order: &[String],
+    scaling: &BTreeMap<String, BTreeMap<u32, (u64, u64, u64)>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let cores: Vec<u32> = {
+        let mut c: Vec<u32> = scaling.values().flat_map(|r| r.keys().copied()).collect();
+        c.sort_unstable();
+        c.dedup();
+        c
+    };
+    let top = scaling
+        .values()
+        .flat_map(|r| r.values().map(|v| v.0))
+        .max()
+        .unwrap_or(10)
+        .max(10) as f64;
+    // Core counts are spaced evenly (they double), each labelled with its count.
+    let at = |n: u32| cores.iter().position(|&c| c == n).unwrap_or(0);
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            "Latency: publish until every consumer runs it",
+            ("sans-serif", 15),
+        )
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            (0..cores.len().max(1)).into_segmented(),
+            (1000f64.min(top)..top * 2.0).log_scale(),
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc("cores (virt-gicv3)")
+        .y_desc("virtual ns (log)")
+        .x_labels(cores.len().max(1))
+        .x_label_formatter(&|s| match s {
+            SegmentValue::CenterOf(i) => cores.get(*i).map(u32::to_string).unwrap_or_default(),
+            _ => String::new(),
+        })
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()?;
+    for (k, name) in order.iter().enumerate() {
+        let Some(rows) = scaling.get(name) else {
             continue;
         };
-        let pts: Vec<String> = cores
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| {
-                rows.get(n)
-                    .map(|r| format!("{:.1},{:.1}", xs(i), pad + log_y(r.0 as f64, lmax, bh)))
-            })
-            .collect();
-        let _ = write!(
-            s,
-            r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#,
-            COLORS[k],
-            pts.join(" ")
-        );
-        let _ = write!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" fill="{}">{name}</text>"#,
-            x0 + 8.0,
-            pad + 4.0 + 14.0 * k as f64,
-            COLORS[k]
-        );
+        let c = color(k);
+        chart
+            .draw_series(LineSeries::new(
+                rows.iter()
+                    .map(|(&n, r)| (SegmentValue::CenterOf(at(n)), r.0.max(1) as f64)),
+                c.stroke_width(2),
+            ))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2)));
     }
-    s.push_str("</svg>\n");
-    s
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 11))
+        .draw()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -149,21 +250,37 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn renders_every_strategy_and_core_count() {
+    fn renders_every_strategy_and_core_count_with_axes() {
+        let order: Vec<String> = ["branch-flip", "ipi-sync", "seq-check"]
+            .map(String::from)
+            .to_vec();
         let mut m = Map::new();
-        for n in STRATEGIES {
-            m.insert(n.into(), json!({"disturb_max_ns": 100}));
+        for (i, n) in order.iter().enumerate() {
+            m.insert(
+                n.clone(),
+                json!({"entry_insns": 2 + i, "disturb_mean_ns": 100 * (i + 1)}),
+            );
         }
         let mut sc = BTreeMap::new();
         sc.insert(
             "ipi-sync".to_string(),
-            BTreeMap::from([(2, (1000, 10, 5)), (32, (9000, 10, 5))]),
+            BTreeMap::from([(2, (1000, 10, 5)), (32, (90000, 10, 5))]),
         );
-        let svg = render(&m, &sc);
+        let svg = render(&order, &m, 1, &sc);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        for n in STRATEGIES {
-            assert!(svg.contains(n), "{n}");
+        for n in &order {
+            assert!(svg.contains(n.as_str()), "{n}");
         }
-        assert!(svg.contains(">32<") && svg.contains("polyline"));
+        for text in [
+            "instructions",
+            "virtual ns (log)",
+            "cores (virt-gicv3)",
+            "direct call: 1",
+        ] {
+            assert!(svg.lines().any(|l| l.trim() == text), "{text}");
+        }
+        // plotters writes each label's text on a line of its own.
+        let labelled = |t: &str| svg.lines().any(|l| l.trim() == t);
+        assert!(labelled("2") && labelled("32") && svg.contains("<polyline"));
     }
 }
