@@ -22,7 +22,7 @@ use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cache::{CodeSync, Maintenance};
-use crate::check::Checked;
+use crate::check::{CheckError, Checked, Externals, Memo, Policy};
 use crate::grace::Epoch;
 
 /// Where an arena lives: the two aliases of its memory and how it is cut.
@@ -135,6 +135,8 @@ pub struct SlotId(pub usize);
 pub struct Arena<const N: usize> {
     region: Region,
     states: [AtomicU64; N],
+    /// Each slot's last accepted block, so that republishing it is not interpreted again.
+    memo: Memo<N>,
 }
 
 impl<const N: usize> Arena<N> {
@@ -172,12 +174,18 @@ impl<const N: usize> Arena<N> {
         Ok(Self {
             region,
             states: [const { AtomicU64::new(TAG_FREE) }; N],
+            memo: Memo::new(),
         })
     }
 
     /// The region.
     pub const fn region(&self) -> Region {
         self.region
+    }
+
+    /// The verdicts kept per slot ([`SlotWriter::check`]).
+    pub const fn memo(&self) -> &Memo<N> {
+        &self.memo
     }
 
     fn cell(&self, slot: SlotId) -> Result<&AtomicU64, ArenaError> {
@@ -298,6 +306,21 @@ impl<'a, const N: usize> SlotWriter<'a, N> {
     /// Whether nothing has been written yet.
     pub const fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Checks `code` to be written here ([`check_block`](crate::check::check_block) at this
+    /// slot's address and size), answered from the last block accepted for this slot when the
+    /// interpretation would read exactly the same inputs ([`Memo`]).
+    pub fn check<'c>(
+        &self,
+        code: &'c [u8],
+        ext: &Externals<'static>,
+        policy: &Policy<'static>,
+    ) -> Result<Checked<'c>, CheckError> {
+        let size = self.arena.region.slot_size;
+        self.arena
+            .memo
+            .check_block(self.slot.0, code, self.exec_addr(), size, ext, policy)
     }
 
     /// Copies a checked block into the slot through the write alias.

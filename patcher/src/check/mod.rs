@@ -26,15 +26,19 @@
 
 mod classify;
 mod display;
+pub mod memo;
 mod policy;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_corpus;
 #[cfg(test)]
+mod tests_memo;
+#[cfg(test)]
 mod tests_verify;
 pub mod verify;
 
+pub use memo::Memo;
 pub use policy::{ArgBound, Policy, PstateField, SysReg};
 
 use core::ops::Range;
@@ -47,7 +51,7 @@ pub const MAX_BLOCK_BYTES: usize = 64 * 1024;
 const MAX_WORDS: usize = MAX_BLOCK_BYTES / 4;
 
 /// What a block may refer to outside itself.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Externals<'a> {
     /// Exact addresses a direct branch or call may go to (helper functions, the continuation in
     /// the patched function). An `ADR` may also take them.

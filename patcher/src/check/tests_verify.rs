@@ -6,7 +6,7 @@ use std::vec::Vec;
 use super::{AccessFault, ArgBound, CheckError, Externals, Policy, ReturnFault, check_block};
 use crate::insn;
 
-const AT: u64 = 0x4060_1000;
+pub(super) const AT: u64 = 0x4060_1000;
 const HELPER: u64 = 0x4008_0000;
 const RET: u32 = 0xd65f_03c0;
 
@@ -14,11 +14,11 @@ const RET: u32 = 0xd65f_03c0;
 // `kernel/src/demo/controller.rs` with `llvm-mc -triple=aarch64` (the kernel's own build runs
 // the same blocks through this check on the board: `cargo xtask test` fails if they drift
 // into something it refuses). Their literal pools are zero here, as in the templates.
-const PAYLOAD_A: [u32; 14] = [
+pub(super) const PAYLOAD_A: [u32; 14] = [
     0x10000009, 0xf9000009, 0x1000014c, 0xd2800001, 0xb840452b, 0x93c1ec21, 0x8b0b0021, 0xeb0c013f,
     0x54ffff83, 0xf900001f, 0x58000040, 0xd65f03c0, 0x00000000, 0x00000000,
 ];
-const PAYLOAD_B: [u32; 16] = [
+pub(super) const PAYLOAD_B: [u32; 16] = [
     0x1000000a, 0xf900000a, 0x1000018d, 0xd28b4b41, 0xb840454e, 0xca0e0021, 0x93c1f421, 0xeb0d015f,
     0x54ffff83, 0xf900001f, 0x58000080, 0xd503201f, 0xd65f03c0, 0x00000000, 0x00000000, 0x00000000,
 ];
@@ -34,7 +34,7 @@ const LAW_PIAW: [u32; 24] = [
     0xf900040c, 0xd65f03c0, 0x00000000, 0x00000000, 0x00000000, 0x00000000, 0x00000000, 0x00000000,
 ];
 
-fn bytes(words: &[u32]) -> Vec<u8> {
+pub(super) fn bytes(words: &[u32]) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 

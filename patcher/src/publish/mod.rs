@@ -29,7 +29,7 @@ use core::time::Duration;
 
 use crate::arena::{Arena, ArenaError, CodeBlock, SlotId};
 use crate::cache::Maintenance;
-use crate::check::{self, CheckError, Externals, Policy};
+use crate::check::{CheckError, Externals, Policy};
 use crate::grace::Qsbr;
 use crate::platform::{CoreSet, Platform};
 use crate::strategy::{Env, PublishError, Strategy};
@@ -182,8 +182,8 @@ impl<const S: usize, const N: usize> Publisher<S, N> {
         platform: &P,
         timeout: Duration,
         code: &[u8],
-        externals: &Externals<'_>,
-        policy: &Policy<'_>,
+        externals: &Externals<'static>,
+        policy: &Policy<'static>,
         vet: impl FnOnce(u64) -> bool,
     ) -> Result<CodeBlock<'static>, PlaceError> {
         let mut slot = None;
@@ -214,8 +214,8 @@ impl<const S: usize, const N: usize> Publisher<S, N> {
         if !vet(exec) {
             return Err(PlaceError::Vetoed { exec });
         }
-        let slot_size = self.arena.region().slot_size;
-        let checked = check::check_block(code, exec, slot_size, externals, policy)
+        let checked = slot
+            .check(code, externals, policy)
             .map_err(PlaceError::Check)?;
         slot.write(&checked).map_err(PlaceError::Arena)?;
         slot.publish().map_err(PlaceError::Arena)

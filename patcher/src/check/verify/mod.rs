@@ -63,8 +63,14 @@ enum Next {
     EndOrFall,
 }
 
+/// Words whose classification is kept for the whole exploration: a loop's body is run once per
+/// iteration, and decoding dominated the verifier's cost (blocks past this decode as they go).
+const KEPT: usize = 32;
+
 struct Ctx<'a> {
     code: &'a [u8],
+    /// `classify` of each of the first [`KEPT`] words (data words included: never run).
+    ops: [Op; KEPT],
     exec: u64,
     words: usize,
     block: core::ops::Range<u64>,
@@ -229,7 +235,11 @@ impl Ctx<'_> {
         let offset = s.pc * 4;
         let word = word_at(self.code, s.pc);
         let pc_addr = self.exec + offset as u64;
-        match classify(word) {
+        let op = match self.ops.get(s.pc) {
+            Some(op) => *op,
+            None => classify(word),
+        };
+        match op {
             Op::Refuse(c) => return Err(refused(c, offset, word)),
             Op::Nop => {}
             Op::Branch { kind, off } => {
@@ -449,8 +459,13 @@ pub fn verify(
     policy: &Policy<'_>,
 ) -> Result<u32, CheckError> {
     let words = code.len() / 4;
+    let mut ops = [Op::Nop; KEPT];
+    for (i, op) in ops.iter_mut().enumerate().take(words) {
+        *op = classify(word_at(code, i));
+    }
     let ctx = Ctx {
         code,
+        ops,
         exec,
         words,
         block: exec..exec + code.len() as u64,
@@ -460,7 +475,11 @@ pub fn verify(
     // Branch targets inside the block: where paths may meet.
     let mut joins = DataWords([0; super::MAX_WORDS / 64]);
     for i in (0..words).filter(|&i| !data.contains(i)) {
-        let off = match classify(word_at(code, i)) {
+        let op = match ctx.ops.get(i) {
+            Some(op) => *op,
+            None => classify(word_at(code, i)),
+        };
+        let off = match op {
             Op::Branch { off, .. } => off,
             _ => continue,
         };
@@ -544,7 +563,9 @@ pub fn verify(
                     break;
                 }
             }
-            if s.pc < words && joins.contains(s.pc) {
+            // States meet at a branch target; with none pending, the one popped next would be
+            // this one, so the path goes on without the round trip (a loop's every iteration).
+            if s.pc < words && joins.contains(s.pc) && !pending.is_empty() {
                 queue(&mut pending, s)?;
                 break;
             }

@@ -212,6 +212,10 @@ impl Pending {
         false
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.iter().all(Option::is_none)
+    }
+
     /// The pending state with the lowest `pc`, so that states meet at join points.
     pub(super) fn pop(&mut self) -> Option<State> {
         let mut best: Option<usize> = None;
