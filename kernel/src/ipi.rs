@@ -137,6 +137,11 @@ fn wait_until(
 ) -> CoreMask {
     let interval = cpu::us_to_ticks(REKICK_US);
     let mut next_kick = cpu::ticks() + interval;
+    pending = check(pending);
+    if pending.is_empty() {
+        return pending;
+    }
+    let _waiting = crate::wait::Waiting::begin();
     loop {
         pending = check(pending);
         if pending.is_empty() {

@@ -34,6 +34,7 @@ mod smp;
 mod sync;
 mod tests;
 mod timer;
+mod wait;
 
 use arch::{cpu, mmu, semihosting};
 use boards::{Board, BootLevel, Current};

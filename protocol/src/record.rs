@@ -179,20 +179,39 @@ pub enum Record {
         /// Retired instructions per call.
         insns: u64,
     },
-    /// `bench-strategy`: one strategy's effect on the running consumers (virtual nanoseconds).
+    /// `bench-strategy`: one strategy's host-dependent figures, in QEMU's virtual time
+    /// (informative: under round-robin `-icount` they mostly measure when QEMU switches vCPUs).
     BenchResult {
         /// The strategy.
         strategy: Name,
         /// Cores in the run (one producer, the rest consumers).
         cores: u32,
-        /// The largest extra time one publication added to one consumer iteration.
-        disturb_max_ns: u64,
-        /// The mean of that extra time.
-        disturb_mean_ns: u64,
         /// From the call to publish until every consumer ran the new version.
         latency_ns: u64,
         /// Back-to-back publications per virtual second.
         throughput_per_s: u64,
+    },
+    /// `bench-strategy`: one strategy's costs as properties of Graft, in instructions and
+    /// iterations, over `publications` spaced publications.
+    BenchCost {
+        /// The strategy.
+        strategy: Name,
+        /// Cores in the run (one producer, the rest consumers).
+        cores: u32,
+        /// Publications measured.
+        publications: u32,
+        /// Extra instructions the publications added to the consumers' iterations, summed over
+        /// every consumer (IRQ handlers included).
+        disturb_insns: u64,
+        /// The largest extra one publication added to one consumer iteration.
+        disturb_max_insns: u64,
+        /// IRQ exceptions the consumers took in that time, summed over every consumer.
+        exception_entries: u64,
+        /// The fewest instructions the producer itself ran for one publication (its waits for
+        /// other cores excluded).
+        producer_insns: u64,
+        /// The most calls one consumer made to an older version after `publish` had returned.
+        latency_iterations: u64,
     },
     /// `bench-strategy`: the producer's own instructions for one publication to every consumer.
     BenchPublish {

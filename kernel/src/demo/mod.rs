@@ -139,6 +139,20 @@ pub(crate) fn publish(site: &Site, kind: Kind, version: u64) -> Result<(), ()> {
     })
 }
 
+/// [`publish`], returning the producer's own instructions for the publication
+/// ([`Site::publish_cost`]).
+pub(crate) fn publish_cost(site: &Site, kind: Kind, version: u64) -> Result<u64, ()> {
+    let (buf, len) = law(kind, version);
+    site.publish_cost(&buf[..len], TIMEOUT).map_err(|e| {
+        defmt::error!(
+            "demo: {=str} failed to publish version {=u64}: {}",
+            site.name,
+            version,
+            e
+        )
+    })
+}
+
 /// Sleeps until this core's next tick; returns how many ticks passed (more than 1: periods were
 /// skipped), or None once the demo stops.
 fn wait_tick(core: usize, last: &mut u64) -> Option<u64> {

@@ -65,6 +65,10 @@ impl Platform for KernelPlatform {
 
     fn wait_for(&self, timeout: Duration, done: &mut dyn FnMut() -> bool) -> bool {
         let deadline = cpu::ticks() + cpu::us_to_ticks(micros(timeout));
+        if done() {
+            return true;
+        }
+        let _waiting = crate::wait::Waiting::begin();
         loop {
             if done() {
                 return true;

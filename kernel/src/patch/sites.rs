@@ -772,6 +772,36 @@ impl Site {
         Ok(())
     }
 
+    /// Publishes `code` and returns the instructions this core ran inside the strategy's
+    /// publication: placing and checking the block before it, and every wait for other cores in
+    /// it ([`crate::wait`]), excluded. What one publication costs its producer, for the bench.
+    pub fn publish_cost(&self, code: &[u8], timeout: Duration) -> Result<u64, PatchError> {
+        /// The site's strategy, its publication counted on the PMU.
+        struct Counted(&'static Publisher, AtomicU64);
+        impl Publish<KernelPlatform, Hw> for Counted {
+            fn publish(
+                &self,
+                env: &KernelEnv<'_>,
+                block: &CodeBlock<'static>,
+            ) -> Result<(), PublishError> {
+                let me = crate::arch::cpu::core_id();
+                let (insns, waited) = (crate::arch::pmu::instructions(), crate::wait::waited(me));
+                let result = self.0.publish(env, block);
+                let spent = crate::arch::pmu::instructions().wrapping_sub(insns);
+                let waited = crate::wait::waited(me).wrapping_sub(waited);
+                self.1.store(spent.saturating_sub(waited), Ordering::Relaxed);
+                result
+            }
+
+            fn runs_in_slot(&self) -> bool {
+                self.0.runs_in_slot()
+            }
+        }
+        let counted = Counted((self.publisher)(), AtomicU64::new(0));
+        self.publish_through(&counted, code, timeout, |_| true, false)?;
+        Ok(counted.1.load(Ordering::Relaxed))
+    }
+
     /// Publishes `code` to a per-core site and returns the publisher's own instructions for
     /// redirecting every consumer's cell (its wait for their acknowledgements excluded): what
     /// each consumer costs the publisher, for the bench.

@@ -3,10 +3,13 @@
 //!
 //! - `bench-entry`: instructions per call through each kind of site, counted exactly with the
 //!   PMU's retired-instruction counter (not timed), beside a direct call.
-//! - `bench-strategy`: per strategy, with cores 1..N calling a site back to back: the extra
-//!   instructions one publication adds to one consumer iteration (disturbance), the virtual time
-//!   from `publish` until every consumer ran the new version (latency), and publications per
-//!   virtual second back to back (throughput).
+//! - `bench-strategy`: per strategy, with cores 1..N calling a site back to back, properties of
+//!   Graft: the extra instructions publications add to the consumers' iterations (disturbance)
+//!   and the IRQ exceptions they take for them, the producer's own instructions per publication
+//!   (its waits for other cores excluded), and how many calls a consumer still makes to an older
+//!   version after `publish` returned (latency in iterations). Beside them, informative and
+//!   host-dependent: the virtual time from `publish` until every consumer ran the new version,
+//!   and publications per virtual second back to back.
 //!
 //! These are figures, not checks: the runs fail only if something breaks (a publication error,
 //! a consumer that never runs the new code).
@@ -151,6 +154,8 @@ const WORK: u32 = 200;
 /// The strategy consumers use now (an index into `sites::strategies()`; none before the first
 /// setup).
 static PHASE: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// The newest version whose `publish` has returned.
+static RETURNED: AtomicU64 = AtomicU64::new(0);
 static STOP: AtomicBool = AtomicBool::new(false);
 static READY: Barrier = Barrier::new();
 static DONE: Barrier = Barrier::new();
@@ -161,6 +166,8 @@ struct Disturbance {
     extra_max: AtomicU64,
     extra_sum: AtomicU64,
     disturbed: AtomicU64,
+    /// The most calls to an older version after `publish` returned, for one publication.
+    stale_max: AtomicU64,
 }
 
 static DISTURBANCE: [Disturbance; MAX_CORES] = [const {
@@ -169,6 +176,7 @@ static DISTURBANCE: [Disturbance; MAX_CORES] = [const {
         extra_max: AtomicU64::new(0),
         extra_sum: AtomicU64::new(0),
         disturbed: AtomicU64::new(0),
+        stale_max: AtomicU64::new(0),
     }
 }; MAX_CORES];
 
@@ -180,6 +188,8 @@ fn consumer(core: usize) {
     let mut phase = usize::MAX;
     let mut y = 20.0f32;
     let mut irq_before = crate::irq::spent(core);
+    // Calls to an older version since `returned` was published (`stale_for`).
+    let (mut stale_for, mut stale) = (0, 0);
     while !STOP.load(Ordering::Acquire) {
         let p = PHASE.load(Ordering::Acquire);
         let Some(site) = sites::strategies().get(p) else {
@@ -189,6 +199,7 @@ fn consumer(core: usize) {
         // Under -icount the PMU counts every core's instructions (it is virtual time), so the
         // window stays between two yields, where no other core runs; the IRQ handlers this core
         // ran since the last iteration (a publication's IPI, a rendezvous) are charged to it.
+        let returned = RETURNED.load(Ordering::Acquire);
         let start = pmu::instructions();
         // The step runs with IRQs masked, as a control loop's would (and as in the demo): a
         // publication's IPI lands between steps, and is charged to this iteration below.
@@ -204,6 +215,13 @@ fn consumer(core: usize) {
         let spent = pmu::instructions() - start + (irq_now - irq_before);
         irq_before = irq_now;
         svc.qsbr.quiescent(me);
+        if demo::version_run(core) < returned {
+            if stale_for != returned {
+                (stale_for, stale) = (returned, 0);
+            }
+            stale += 1;
+            DISTURBANCE[core].stale_max.fetch_max(stale, Ordering::Relaxed);
+        }
         if p == phase {
             let d = &DISTURBANCE[core];
             let base = d.baseline.load(Ordering::Relaxed);
@@ -230,6 +248,7 @@ fn reset_disturbance() {
         d.extra_max.store(0, Ordering::Relaxed);
         d.extra_sum.store(0, Ordering::Relaxed);
         d.disturbed.store(0, Ordering::Relaxed);
+        d.stale_max.store(0, Ordering::Relaxed);
     }
 }
 
@@ -254,13 +273,24 @@ fn producer(ctx: &Ctx) -> TestResult {
             cpu::relax();
         }
         reset_disturbance();
-        let publish = |version: u64| demo::publish(site, Kind::Pid, version).map_err(|_| Failed);
+        let publish = |version: u64| {
+            demo::publish(site, Kind::Pid, version).map_err(|_| Failed)?;
+            RETURNED.store(version, Ordering::Release);
+            Ok(())
+        };
+        let taken = || (1..ctx.cores).map(crate::irq::taken).sum::<u64>();
+        let taken_before = taken();
+        let mut producer = u64::MAX;
         // Spaced: one publication at a time, each waited for until every consumer ran it.
         let mut latency_sum = 0;
         for _ in 0..SPACED {
             version += 1;
             let t0 = cpu::ticks();
-            publish(version)?;
+            let own = demo::publish_cost(site, Kind::Pid, version).map_err(|_| Failed)?;
+            RETURNED.store(version, Ordering::Release);
+            // The least is the publication's own cost: a vCPU switch inside it (QEMU's, not
+            // a wait) would only add.
+            producer = producer.min(own);
             let deadline = cpu::ticks() + cpu::us_to_ticks(100_000);
             while !all_ran(version, ctx.cores) {
                 if cpu::ticks() > deadline {
@@ -280,11 +310,11 @@ fn producer(ctx: &Ctx) -> TestResult {
                 cpu::relax();
             }
         }
-        let (mut max, mut sum, mut n) = (0, 0, 0);
+        let exceptions = taken() - taken_before;
+        let (mut max, mut sum) = (0, 0);
         for d in &DISTURBANCE[1..ctx.cores] {
             max = max.max(d.extra_max.load(Ordering::Relaxed));
             sum += d.extra_sum.load(Ordering::Relaxed);
-            n += d.disturbed.load(Ordering::Relaxed);
         }
         if site.strategy() == sites::names::FTR_MULTI {
             version += 1;
@@ -298,20 +328,35 @@ fn producer(ctx: &Ctx) -> TestResult {
         }
         let elapsed = (cpu::ticks() - t0).max(1);
         let per_s = BACK_TO_BACK * cpu::tick_hz() / elapsed;
+        let stale = DISTURBANCE[1..ctx.cores]
+            .iter()
+            .map(|d| d.stale_max.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
         defmt::info!(
-            "bench-result strategy={=str} cores={=usize} disturb_max_ns={=u64} disturb_mean_ns={=u64} latency_ns={=u64} throughput_per_s={=u64}",
+            "bench-cost strategy={=str} cores={=usize} disturb_insns={=u64} (over {=u64} publications) disturb_max_insns={=u64} exception_entries={=u64} producer_insns={=u64} latency_iterations={=u64}",
             site.name,
             ctx.cores,
+            sum,
+            SPACED,
             max,
-            sum / n.max(1),
-            ns(latency_sum / SPACED),
-            per_s
+            exceptions,
+            producer,
+            stale
         );
+        report::emit(&Record::BenchCost {
+            strategy: Name::new(site.strategy()),
+            cores: ctx.cores as u32,
+            publications: SPACED as u32,
+            disturb_insns: sum,
+            disturb_max_insns: max,
+            exception_entries: exceptions,
+            producer_insns: producer,
+            latency_iterations: stale,
+        });
         report::emit(&Record::BenchResult {
             strategy: Name::new(site.strategy()),
             cores: ctx.cores as u32,
-            disturb_max_ns: max,
-            disturb_mean_ns: sum / n.max(1),
             latency_ns: ns(latency_sum / SPACED),
             throughput_per_s: per_s,
         });

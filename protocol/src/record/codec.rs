@@ -16,6 +16,7 @@ mod tag {
     pub const BENCH_ENTRY: u8 = 11;
     pub const BENCH_RESULT: u8 = 12;
     pub const BENCH_PUBLISH: u8 = 13;
+    pub const BENCH_COST: u8 = 14;
     pub const DEMO_RESULT: u8 = 20;
     pub const LIVE_READY: u8 = 30;
     pub const LIVE_APPLIED: u8 = 31;
@@ -37,7 +38,8 @@ pub(super) const fn body_len(t: u8) -> Option<usize> {
         tag::IMAGE => BUILD_ID_BYTES,
         tag::BENCH_DIRECT => 8,
         tag::BENCH_ENTRY => NAME_BYTES + 8,
-        tag::BENCH_RESULT => NAME_BYTES + 4 + 8 * 4,
+        tag::BENCH_RESULT => NAME_BYTES + 4 + 8 * 2,
+        tag::BENCH_COST => NAME_BYTES + 4 + 4 + 8 * 5,
         tag::BENCH_PUBLISH => NAME_BYTES + 4 + 8,
         tag::DEMO_RESULT => NAME_BYTES + 8 * 5 + 4 * 2,
         tag::LIVE_READY => NAME_BYTES,
@@ -173,6 +175,7 @@ impl Record {
             Self::BenchDirect { .. } => tag::BENCH_DIRECT,
             Self::BenchEntry { .. } => tag::BENCH_ENTRY,
             Self::BenchResult { .. } => tag::BENCH_RESULT,
+            Self::BenchCost { .. } => tag::BENCH_COST,
             Self::BenchPublish { .. } => tag::BENCH_PUBLISH,
             Self::DemoResult { .. } => tag::DEMO_RESULT,
             Self::LiveReady { .. } => tag::LIVE_READY,
@@ -243,17 +246,32 @@ impl Record {
             Self::BenchResult {
                 strategy,
                 cores,
-                disturb_max_ns,
-                disturb_mean_ns,
                 latency_ns,
                 throughput_per_s,
             } => {
                 w.name(&strategy);
                 w.u32(cores);
-                w.u64(disturb_max_ns);
-                w.u64(disturb_mean_ns);
                 w.u64(latency_ns);
                 w.u64(throughput_per_s);
+            }
+            Self::BenchCost {
+                strategy,
+                cores,
+                publications,
+                disturb_insns,
+                disturb_max_insns,
+                exception_entries,
+                producer_insns,
+                latency_iterations,
+            } => {
+                w.name(&strategy);
+                w.u32(cores);
+                w.u32(publications);
+                w.u64(disturb_insns);
+                w.u64(disturb_max_insns);
+                w.u64(exception_entries);
+                w.u64(producer_insns);
+                w.u64(latency_iterations);
             }
             Self::BenchPublish {
                 strategy,
@@ -385,10 +403,18 @@ impl Record {
             tag::BENCH_RESULT => Self::BenchResult {
                 strategy: r.name()?,
                 cores: r.u32(),
-                disturb_max_ns: r.u64(),
-                disturb_mean_ns: r.u64(),
                 latency_ns: r.u64(),
                 throughput_per_s: r.u64(),
+            },
+            tag::BENCH_COST => Self::BenchCost {
+                strategy: r.name()?,
+                cores: r.u32(),
+                publications: r.u32(),
+                disturb_insns: r.u64(),
+                disturb_max_insns: r.u64(),
+                exception_entries: r.u64(),
+                producer_insns: r.u64(),
+                latency_iterations: r.u64(),
             },
             tag::BENCH_PUBLISH => Self::BenchPublish {
                 strategy: r.name()?,

@@ -44,10 +44,18 @@ fn every() -> Vec<Record> {
         Record::BenchResult {
             strategy: Name::new("stop-the-world"),
             cores: 32,
-            disturb_max_ns: 4118,
-            disturb_mean_ns: 2579,
             latency_ns: 7520,
             throughput_per_s: 133_818,
+        },
+        Record::BenchCost {
+            strategy: Name::new("ipi-sync"),
+            cores: 4,
+            publications: 200,
+            disturb_insns: 61_800,
+            disturb_max_insns: 140,
+            exception_entries: 600,
+            producer_insns: 187,
+            latency_iterations: 0,
         },
         Record::BenchPublish {
             strategy: Name::new("ftr-multi"),

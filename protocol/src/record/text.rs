@@ -39,13 +39,25 @@ impl fmt::Display for Record {
             Self::BenchResult {
                 strategy,
                 cores,
-                disturb_max_ns,
-                disturb_mean_ns,
                 latency_ns,
                 throughput_per_s,
             } => write!(
                 f,
-                "bench-result strategy={} cores={cores} disturb_max_ns={disturb_max_ns} disturb_mean_ns={disturb_mean_ns} latency_ns={latency_ns} throughput_per_s={throughput_per_s}",
+                "bench-result strategy={} cores={cores} latency_ns={latency_ns} throughput_per_s={throughput_per_s}",
+                strategy
+            ),
+            Self::BenchCost {
+                strategy,
+                cores,
+                publications,
+                disturb_insns,
+                disturb_max_insns,
+                exception_entries,
+                producer_insns,
+                latency_iterations,
+            } => write!(
+                f,
+                "bench-cost strategy={} cores={cores} publications={publications} disturb_insns={disturb_insns} disturb_max_insns={disturb_max_insns} exception_entries={exception_entries} producer_insns={producer_insns} latency_iterations={latency_iterations}",
                 strategy
             ),
             Self::BenchPublish {

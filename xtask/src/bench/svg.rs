@@ -1,11 +1,14 @@
 //! The benchmark plot (SVG, drawn with plotters): each strategy's entry cost beside a direct
-//! call's, its mean disturbance of the running consumers, and its publication latency against
-//! core count, each panel with its axes, ticks, units and legend.
+//! call's, the extra instructions a publication costs each consumer, and the producer's own
+//! instructions per publication against core count, each panel with its axes, ticks, units and
+//! legend.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+
+use super::Scale;
 
 /// One colour per strategy, in the order the kernel announced them (repeating past the last).
 const COLORS: [RGBColor; 7] = [
@@ -24,13 +27,12 @@ fn color(i: usize) -> RGBColor {
 
 /// The plot for the strategies called `order`, in that order: `strategies` (per-strategy
 /// figures), `direct` (a direct call's instructions) and `scaling` (strategy -> cores ->
-/// (latency, disturbance, throughput)). A figure that is missing is drawn as nothing, never as
-/// zero.
+/// figures). A figure that is missing is drawn as nothing, never as zero.
 pub fn render(
     order: &[String],
     strategies: &Map<String, Value>,
     direct: u64,
-    scaling: &BTreeMap<String, BTreeMap<u32, (u64, u64, u64)>>,
+    scaling: &BTreeMap<String, BTreeMap<u32, Scale>>,
 ) -> String {
     let mut out = String::new();
     {
@@ -44,7 +46,13 @@ pub fn render(
                 .and_then(Value::as_u64)
         };
         let entry: Vec<Option<u64>> = order.iter().map(|n| get(n, "entry_insns")).collect();
-        let disturb: Vec<Option<u64>> = order.iter().map(|n| get(n, "disturb_mean_ns")).collect();
+        let disturb: Vec<Option<u64>> = order
+            .iter()
+            .map(|n| {
+                let total = strategies.get(n)?.get("disturb_insns")?.get("total")?;
+                Some(total.as_f64()?.round() as u64)
+            })
+            .collect();
         // Drawing errors only mean a panel is incomplete; the figures are in the table and JSON.
         let _ = bars(
             &panels[0],
@@ -57,14 +65,14 @@ pub fn render(
         );
         let _ = bars(
             &panels[1],
-            "Disturbance: mean extra time per publication",
-            "virtual ns (log)",
+            "Disturbance: extra instructions per publication, per consumer",
+            "instructions (log)",
             order,
             &disturb,
             None,
             true,
         );
-        let _ = latency(&panels[2], order, scaling);
+        let _ = producer(&panels[2], order, scaling);
         let _ = root.present();
     }
     out
@@ -177,11 +185,11 @@ fn bars(
     Ok(())
 }
 
-/// Publication latency against core count, one line per strategy (log axes' values).
-fn latency(
+/// The producer's own instructions per publication against core count, one line per strategy.
+fn producer(
     area: &Panel<'_, '_>,
     order: &[String],
-    scaling: &BTreeMap<String, BTreeMap<u32, (u64, u64, u64)>>,
+    scaling: &BTreeMap<String, BTreeMap<u32, Scale>>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let cores: Vec<u32> = {
         let mut c: Vec<u32> = scaling.values().flat_map(|r| r.keys().copied()).collect();
@@ -191,7 +199,7 @@ fn latency(
     };
     let top = scaling
         .values()
-        .flat_map(|r| r.values().map(|v| v.0))
+        .flat_map(|r| r.values().map(|v| v.producer_insns))
         .max()
         .unwrap_or(10)
         .max(10) as f64;
@@ -199,7 +207,7 @@ fn latency(
     let at = |n: u32| cores.iter().position(|&c| c == n).unwrap_or(0);
     let mut chart = ChartBuilder::on(area)
         .caption(
-            "Latency: publish until every consumer runs it",
+            "Producer: own instructions per publication",
             ("sans-serif", 15),
         )
         .margin(10)
@@ -207,12 +215,12 @@ fn latency(
         .y_label_area_size(60)
         .build_cartesian_2d(
             (0..cores.len().max(1)).into_segmented(),
-            (1000f64.min(top)..top * 2.0).log_scale(),
+            (10f64.min(top)..top * 2.0).log_scale(),
         )?;
     chart
         .configure_mesh()
         .x_desc("cores (virt-gicv3)")
-        .y_desc("virtual ns (log)")
+        .y_desc("instructions (log)")
         .x_labels(cores.len().max(1))
         .x_label_formatter(&|s| match s {
             SegmentValue::CenterOf(i) => cores.get(*i).map(u32::to_string).unwrap_or_default(),
@@ -227,8 +235,12 @@ fn latency(
         let c = color(k);
         chart
             .draw_series(LineSeries::new(
-                rows.iter()
-                    .map(|(&n, r)| (SegmentValue::CenterOf(at(n)), r.0.max(1) as f64)),
+                rows.iter().map(|(&n, r)| {
+                    (
+                        SegmentValue::CenterOf(at(n)),
+                        r.producer_insns.max(1) as f64,
+                    )
+                }),
                 c.stroke_width(2),
             ))?
             .label(name.as_str())
@@ -258,13 +270,28 @@ mod tests {
         for (i, n) in order.iter().enumerate() {
             m.insert(
                 n.clone(),
-                json!({"entry_insns": 2 + i, "disturb_mean_ns": 100 * (i + 1)}),
+                json!({"entry_insns": 2 + i, "disturb_insns": {"total": 100.0 * (i + 1) as f64}}),
             );
         }
         let mut sc = BTreeMap::new();
         sc.insert(
             "ipi-sync".to_string(),
-            BTreeMap::from([(2, (1000, 10, 5)), (32, (90000, 10, 5))]),
+            BTreeMap::from([
+                (
+                    2,
+                    Scale {
+                        producer_insns: 150,
+                        latency_ns: 1000,
+                    },
+                ),
+                (
+                    32,
+                    Scale {
+                        producer_insns: 400,
+                        latency_ns: 9000,
+                    },
+                ),
+            ]),
         );
         let svg = render(&order, &m, 1, &sc);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
@@ -273,7 +300,7 @@ mod tests {
         }
         for text in [
             "instructions",
-            "virtual ns (log)",
+            "instructions (log)",
             "cores (virt-gicv3)",
             "direct call: 1",
         ] {
