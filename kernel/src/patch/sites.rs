@@ -789,7 +789,8 @@ impl Site {
                 let result = self.0.publish(env, block);
                 let spent = crate::arch::pmu::instructions().wrapping_sub(insns);
                 let waited = crate::wait::waited(me).wrapping_sub(waited);
-                self.1.store(spent.saturating_sub(waited), Ordering::Relaxed);
+                self.1
+                    .store(spent.saturating_sub(waited), Ordering::Relaxed);
                 result
             }
 

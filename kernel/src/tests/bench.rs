@@ -220,7 +220,9 @@ fn consumer(core: usize) {
                 (stale_for, stale) = (returned, 0);
             }
             stale += 1;
-            DISTURBANCE[core].stale_max.fetch_max(stale, Ordering::Relaxed);
+            DISTURBANCE[core]
+                .stale_max
+                .fetch_max(stale, Ordering::Relaxed);
         }
         if p == phase {
             let d = &DISTURBANCE[core];
