@@ -3,7 +3,9 @@
 //! Under `-icount` (where the PMU counts retired instructions exactly), core 0 installs a `RET`
 //! block in the `call-site` site, checks that every call site of its key is now `BL block`, then
 //! counts the instructions of a loop of calls through a call site (`patch::call_sites::calls`)
-//! and of the same loop with a direct `BL` to a `RET` (`direct_calls`): the two must be equal.
+//! and of the same loop with a direct `BL` to a `RET` (`direct_calls`): the two must be equal
+//! to within less than one instruction per call (the counter is off by about one per loop at
+//! translated-block boundaries).
 //! Can catch: a call site that is not the caller's own `BL` (a trampoline or an indirect branch
 //! between), a word not rewritten. Cannot catch: anything about caches (QEMU keeps fetch
 //! coherent; `patch-call-site` under the sanitizer is for that).
@@ -73,11 +75,20 @@ fn run(ctx: &Ctx) -> TestResult {
         direct > 0,
         "the PMU counted nothing (is the run under -icount?)"
     );
+    // The PMU under -icount is off by an instruction or so at translated-block boundaries
+    // (README, Benchmarks), once per loop, not per call: one extra instruction per call would
+    // add CALLS.
+    let extra = through.abs_diff(direct);
     check!(
-        through == direct,
+        extra < CALLS / 2,
         "a call through a call site costs {=i64} instructions more than a direct call over {=u64} calls",
         through as i64 - direct as i64,
         CALLS
+    );
+    defmt::info!(
+        "call-site-entry: per call, direct {=u64} and through the call site {=u64} instructions (the loop's SUBS and B.NE included)",
+        (direct + CALLS / 2) / CALLS,
+        (through + CALLS / 2) / CALLS
     );
     Ok(())
 }
