@@ -512,7 +512,7 @@ pub static SITES: [Site; STRATEGIES + 1] = [
         Entry::Trampoline(super::call_sites::entry_a),
     )
     .second_entry(super::call_sites::entry_b)
-    .path("the caller's own BL (entry: a caller, STP, MOV, BL site, LDP, RET)"),
+    .path("the caller's own BL (entry(): a caller around it, STP, MOV, BL, LDP, RET)"),
     Site::new(
         names::IPI_SYNC,
         Role::Strategy,
