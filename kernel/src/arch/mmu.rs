@@ -3,7 +3,8 @@
 //! Normal memory is write-back cacheable and inner shareable; MMIO is device-nGnRE. The kernel's
 //! text is read-only and executable, everything else writable is never executable, and the code
 //! arena is mapped twice: executable+read-only at its physical address, writable+never-executable
-//! at `physical + WRITE_ALIAS_OFFSET`. No page is writable and executable through one mapping
+//! at `physical + WRITE_ALIAS_OFFSET`, as are the pages of kernel text that hold call sites
+//! (`patch::call_sites`). No page is writable and executable through one mapping
 //! (`SCTLR_EL1.WXN` enforces it as well). Tables are built with `aarch64-paging` from a static
 //! pool of pages, by the primary, with the MMU still off.
 
@@ -184,6 +185,15 @@ pub unsafe fn init_primary() {
         end: arena.end + WRITE_ALIAS_OFFSET,
     };
     map(&mut m, alias, arena.start, NORMAL_RW);
+    // The pages of kernel text that hold call sites get the same kind of writable,
+    // never-executable view, at the same offset: only their recorded words are written there.
+    for page in crate::patch::call_sites::pages() {
+        let alias = Region {
+            start: page + WRITE_ALIAS_OFFSET,
+            end: page + PAGE_SIZE + WRITE_ALIAS_OFFSET,
+        };
+        map(&mut m, alias, page, NORMAL_RW);
+    }
 
     let config = MmuConfig {
         mair: (MAIR_EL1::Attr0_Device::nonGathering_nonReordering_EarlyWriteAck

@@ -8,6 +8,7 @@
 //! The arena (see `arch::mmu`) is cut into a fixed page, for code that is rewritten in place
 //! (the flip site, the stop-the-world site, the flush stub, written once), and slots.
 
+pub mod call_sites;
 pub mod negative;
 pub mod payload;
 pub mod platform;

@@ -18,7 +18,9 @@
 //! - per-core sites: `MRS X16, TPIDR_EL0` (or `TPIDRRO_EL0`); `LDR X17, [X16]; BR X17`, through
 //!   the calling core's own [`ConsumerCell`], leaving its address in `X16` as the flush stub
 //!   expects (no EL0 code runs here, so both registers are free);
-//! - the flip word and the in-place range live in the arena's fixed page ([`super::Fixed`]).
+//! - the flip word and the in-place range live in the arena's fixed page ([`super::Fixed`]);
+//! - call sites: the caller's own `BL` is the word a publication rewrites (`super::call_sites`);
+//!   the site's two entries are two callers, each with its own call site of the one key.
 //!
 //! Adding a strategy touches three files: its type in a new file in `patcher/src/strategy/`
 //! (the directory's modules are declared by listing it), one entry in [`SITES`] with its name
@@ -363,6 +365,8 @@ pub struct Site {
     pub role: Role,
     publisher: fn() -> &'static Publisher,
     entry: Entry,
+    /// Another entry to the same code (call sites: a second caller of the key).
+    second: Option<fn() -> usize>,
     /// The sequences its trampoline checks (sequence-checked sites only).
     seq: Option<&'static SeqCheck<MAX_CORES>>,
     per_core: Option<&'static PerCore>,
@@ -392,6 +396,12 @@ impl Site {
         self
     }
 
+    /// The same site, with a second entry to the same code.
+    const fn second_entry(mut self, entry: fn() -> usize) -> Self {
+        self.second = Some(entry);
+        self
+    }
+
     /// The same site, with `path` describing the consumer's path through it.
     const fn path(mut self, path: &'static str) -> Self {
         self.path = path;
@@ -416,6 +426,7 @@ impl Site {
             role,
             publisher,
             entry,
+            second: None,
             seq: None,
             per_core: None,
             path: "",
@@ -446,6 +457,10 @@ fn seq() -> &'static Publisher {
 fn in_place() -> &'static Publisher {
     &fixed().in_place
 }
+static CALL_SITE: super::call_sites::Publisher = super::call_sites::Publisher;
+fn call_site() -> &'static Publisher {
+    &CALL_SITE
+}
 
 indirect_site!(
     /// The `live` site's target: what the host patches.
@@ -462,6 +477,8 @@ fn live() -> &'static Publisher {
 pub mod names {
     /// [`patcher::strategy::BranchFlip`].
     pub const BRANCH_FLIP: &str = "branch-flip";
+    /// [`patcher::strategy::CallSite`]: the callers' own `BL` words of one key.
+    pub const CALL_SITE: &str = "call-site";
     /// [`patcher::strategy::IpiSync`].
     pub const IPI_SYNC: &str = "ipi-sync";
     /// [`patcher::strategy::IpiSyncRemote`].
@@ -477,7 +494,7 @@ pub mod names {
 }
 
 /// How many sites are publication strategies: the first entries of [`SITES`].
-pub const STRATEGIES: usize = 7;
+pub const STRATEGIES: usize = 8;
 
 /// Every site, publication strategies first, in the order the demo and the bench run them.
 pub static SITES: [Site; STRATEGIES + 1] = [
@@ -488,6 +505,14 @@ pub static SITES: [Site; STRATEGIES + 1] = [
         Entry::Fixed(Fixed::FLIP),
     )
     .path("BL site; B block"),
+    Site::new(
+        names::CALL_SITE,
+        Role::Strategy,
+        call_site,
+        Entry::Trampoline(super::call_sites::entry_a),
+    )
+    .second_entry(super::call_sites::entry_b)
+    .path("the caller's own BL (entry(): a caller around it, STP, MOV, BL, LDP, RET)"),
     Site::new(
         names::IPI_SYNC,
         Role::Strategy,
@@ -552,6 +577,14 @@ stress_test!(
     PATCH_BRANCH,
     "patch-branch",
     names::BRANCH_FLIP,
+    How::PLAIN,
+    [Clean, Hazard]
+);
+// Consumers alternate between the key's two callers; both column verdicts as patch-branch's.
+stress_test!(
+    PATCH_CALL_SITE,
+    "patch-call-site",
+    names::CALL_SITE,
     How::PLAIN,
     [Clean, Hazard]
 );
@@ -675,6 +708,15 @@ impl Site {
             Entry::Trampoline(f) => f(),
             Entry::Fixed(off) => super::arena_addr(off).0,
         }
+    }
+
+    /// Both entries to the site's code (the same one twice unless the site has a second): the
+    /// stress tests alternate between them.
+    pub fn entries(&self) -> [usize; 2] {
+        [
+            self.entry(),
+            self.second.map_or_else(|| self.entry(), |f| f()),
+        ]
     }
 
     /// The sequence `core` last synchronized to in this site's entry check (sequence-checked

@@ -6,6 +6,7 @@
 //! [`EXIT_PASS`] only if the test returned `Ok` on every core.
 
 mod bench;
+mod call_site;
 mod demo;
 mod fault;
 mod ipi;

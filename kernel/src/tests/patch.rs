@@ -2,7 +2,8 @@
 //!
 //! One scenario per publication strategy, declared with its site in `patch::sites` (`patch-ipi`,
 //! `patch-ipi-remote`, `patch-branch`, `patch-ftr`, `patch-ftr-multi`, `patch-seq`,
-//! `patch-stw`), and two variants here (`patch-stw-irq`, `patch-ftr-broken`). In each, cores 1-3
+//! `patch-stw`, `patch-call-site`), and three variants here (`patch-stw-irq`, `patch-ftr-broken`,
+//! `patch-call-site-broken`). In each, cores 1-3
 //! call the site (patch-ftr: core 1 only, its single consumer) and check every answer: the
 //! block's own checksum of its code words must match its template (a torn or half-old block
 //! fails it), and its version must not be older than the last version whose publication had
@@ -56,6 +57,8 @@ pub struct How {
     pub irqs_masked: bool,
     /// Publish through the flush stub without its `ISB` (the negative control).
     pub broken_stub: bool,
+    /// Publish to call sites without the IPI round after the words (the negative control).
+    pub broken_call_site: bool,
 }
 
 impl How {
@@ -64,6 +67,7 @@ impl How {
         end: 0,
         irqs_masked: false,
         broken_stub: false,
+        broken_call_site: false,
     };
 }
 
@@ -83,6 +87,19 @@ stress_test!(
     sites::names::FTR_MULTI,
     How {
         broken_stub: true,
+        ..How::PLAIN
+    },
+    [Hazard, No]
+);
+
+// The negative control: call sites rewritten and maintained, but no IPI round after the words,
+// so a consumer may run an old BL after the publication returned; the sanitizer must flag it.
+stress_test!(
+    PATCH_CALL_SITE_BROKEN,
+    "patch-call-site-broken",
+    sites::names::CALL_SITE,
+    How {
+        broken_call_site: true,
         ..How::PLAIN
     },
     [Hazard, No]
@@ -162,6 +179,9 @@ fn setup(site: &Site, how: How, end: usize) -> TestResult {
     if how.broken_stub {
         negative::use_broken_stub(site).map_err(|_| Failed)?;
     }
+    if how.broken_call_site {
+        crate::patch::call_sites::break_ipi_round();
+    }
     let (buf, len) = payload::build(0);
     site.install(&buf[..len], TIMEOUT).map_err(|e| {
         defmt::error!("setup: the first block was refused: {}", e);
@@ -223,7 +243,8 @@ fn consumer(site: &Site, how: How, ctx: &Ctx) -> TestResult {
     let me = CoreId(ctx.core as u8);
     let cell = &CORES[ctx.core];
     let expected = [payload::expected_checksum(0), payload::expected_checksum(1)];
-    let entry = site.entry();
+    // Two entries for call sites (two callers of one key), alternately; one otherwise.
+    let entries = site.entries();
     qsbr.online(me);
     let mut last = 0;
     let mut result = Ok(());
@@ -233,6 +254,7 @@ fn consumer(site: &Site, how: How, ctx: &Ctx) -> TestResult {
         // lands between calls; `patch-stw-irq` leaves them enabled, and the rendezvous itself
         // must postpone the edit while a core is inside the site.
         let saved = how.irqs_masked.then(cpu::irq_save);
+        let entry = entries[(cell.calls.load(Ordering::Relaxed) % 2) as usize];
         // SAFETY: the site leads to a published payload (setup installed version 0 before the
         // consumers started) and `inside` is this core's own cell.
         let a = unsafe { sites::call_payload(entry, cell.inside[0].as_ptr()) };

@@ -3,7 +3,8 @@
 //! Checks, on core 0: code written through the writable view runs through the executable view
 //! (after clean, invalidate and ISB); a store through the executable view takes a permission
 //! fault and changes nothing; a branch into the writable view takes an instruction permission
-//! fault; a store into the kernel's own text faults as well. Can catch: a mapping that is writable
+//! fault; a store into the kernel's own text faults as well; and the same for the pages of text
+//! that hold call sites, which have a writable view too. Can catch: a mapping that is writable
 //! and executable, missing aliases, wrong attributes. Cannot catch: cache-maintenance mistakes
 //! (QEMU keeps fetch coherent), which is the sanitizer's job.
 
@@ -104,11 +105,53 @@ fn run(ctx: &Ctx) -> TestResult {
     });
     check!(caught.is_some(), "a store into kernel text did not fault");
 
+    // 5. The pages holding call sites: the same rule for their writable view.
+    call_site_pages()?;
+
     defmt::info!("wx: executable view read-only, writable view never executable, both one page");
     Ok(())
 }
 
+/// A call site's word reads the same through both views; a store through its executable view
+/// and a branch into its writable view each fault.
+fn call_site_pages() -> TestResult {
+    let Some(site) = crate::patch::call_sites::records().first() else {
+        defmt::error!("no call site recorded in .graft_callsites");
+        return Err(super::Failed);
+    };
+    let exec = site.word as usize;
+    let write = exec + mmu::WRITE_ALIAS_OFFSET;
+    check!(
+        read_word(exec) == read_word(write),
+        "a call site reads differently through its two views"
+    );
+    let caught = FaultTrap::catch(ec::DATA_ABORT_SAME_EL, Resume::Skip, || {
+        // SAFETY: the store is expected to fault; the trap resumes after it.
+        unsafe { core::ptr::write_volatile(exec as *mut u32, 0) }
+    });
+    check!(
+        caught.is_some_and(|f| f.far as usize == exec),
+        "a store through a call site's executable view did not fault there"
+    );
+    let entry = crate::patch::call_sites::entry_a() + mmu::WRITE_ALIAS_OFFSET;
+    let caught = FaultTrap::catch(
+        ec::INSTRUCTION_ABORT_SAME_EL,
+        Resume::ReturnToCaller,
+        || {
+            // SAFETY: the fetch is expected to fault; the trap returns to this call's return address.
+            unsafe { probes::call_at(entry) };
+        },
+    );
+    check!(
+        caught.is_some_and(
+            |f| f.elr as usize == entry && esr::is_permission_fault(esr::fault_status(f.esr))
+        ),
+        "a branch into a call site page's writable view did not take a permission fault"
+    );
+    Ok(())
+}
+
 fn read_word(addr: usize) -> u32 {
-    // SAFETY: `addr` is in the arena's executable view, mapped readable.
+    // SAFETY: `addr` is in the arena or a call-site page, through either view: mapped readable.
     unsafe { core::ptr::read_volatile(addr as *const u32) }
 }

@@ -241,6 +241,67 @@ impl<M: Maintenance> CodeSync<M> {
     }
 }
 
+impl<M: Maintenance> CodeSync<M> {
+    /// Makes single instruction words visible to instruction fetch, all in one pass: a
+    /// `DC CVAU` (or `CIVAC`) on each word's data line through its writable address, one
+    /// `DSB ISH`, an `IC IVAU` on each word's instruction line through its executable address,
+    /// one `DSB ISH`. A line shared by consecutive words is maintained once. With `IDC` only
+    /// `DSB ISHST` is issued, with `DIC` no invalidation, as in [`sync_range`](Self::sync_range).
+    /// Does nothing for no words.
+    ///
+    /// `words` yields `(write_va, exec_va)` per word and is walked twice (clean, then
+    /// invalidate). Every core that will run the words still needs a context synchronization
+    /// event after this returns.
+    ///
+    /// # Safety
+    ///
+    /// For every word: 1. `write_va..write_va + 4` is mapped as Normal memory; 2. `exec_va..
+    /// exec_va + 4` is mapped.
+    pub unsafe fn sync_words<I>(&self, words: I)
+    where
+        I: Iterator<Item = (usize, usize)> + Clone,
+    {
+        if words.clone().next().is_none() {
+            return;
+        }
+        match self.policy.clean {
+            None => self.backend.dsb_ishst(),
+            Some(op) => {
+                let mask = !(self.policy.dline - 1);
+                let mut last = None;
+                for line in words.clone().map(|(w, _)| w & mask) {
+                    if last == Some(line) {
+                        continue;
+                    }
+                    last = Some(line);
+                    match op {
+                        // SAFETY: `line` starts the data line of a word that duty 1 says is
+                        // mapped as Normal memory; maintenance acts on whole lines.
+                        CleanOp::Cvau => unsafe { self.backend.dc_cvau(line) },
+                        // SAFETY: as above.
+                        CleanOp::Civac => unsafe { self.backend.dc_civac(line) },
+                    }
+                }
+                self.backend.dsb_ish();
+            }
+        }
+        if !self.policy.invalidate {
+            return;
+        }
+        let mask = !(self.policy.iline - 1);
+        let mut last = None;
+        for line in words.map(|(_, x)| x & mask) {
+            if last == Some(line) {
+                continue;
+            }
+            last = Some(line);
+            // SAFETY: `line` starts the instruction line of a word mapped by duty 2.
+            unsafe { self.backend.ic_ivau(line) };
+        }
+        self.backend.dsb_ish();
+    }
+}
+
 /// The start of every `stride`-sized line overlapping `va..va + len` (`len` > 0, `stride` a
 /// power of two). Ranges that would pass the top of the address space stop at it.
 fn lines(va: usize, len: usize, stride: usize) -> impl Iterator<Item = usize> {

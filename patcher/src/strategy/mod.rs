@@ -11,6 +11,8 @@
 //! that brings it back) when it comes online, before it runs patchable code.
 //!
 //! - [`BranchFlip`]: rewrite one CMODX-safe word at a site, then IPI everyone.
+//! - [`CallSite`]: the callers' own `BL` words of one key, all rewritten, with one maintenance
+//!   pass and one IPI round for all of them (jump labels, batched).
 //! - [`IpiSync`] / [`IpiSyncRemote`]: full maintenance, IPI everyone (the remote variant also
 //!   invalidates on each core, for systems whose `IC IVAU` is not broadcast), then store-release
 //!   the site's pointer.
@@ -31,6 +33,7 @@ include!(concat!(env!("OUT_DIR"), "/strategies.rs"));
 mod tests;
 
 pub use branch_flip::{BranchFlip, FlipSite};
+pub use call_site::{CallSite, CallSiteKey, CallSiteRecord};
 pub use flush_redirect::{
     ConsumerCell, ConsumerCells, FLUSH_STUB, FLUSH_STUB_WORDS, FlushThenRedirect, Publication,
 };
