@@ -512,7 +512,7 @@ pub static SITES: [Site; STRATEGIES + 1] = [
         Entry::Trampoline(super::call_sites::entry_a),
     )
     .second_entry(super::call_sites::entry_b)
-    .path("the caller's own BL (entry(): a caller around it, STP, MOV, BL, LDP, RET)"),
+    .path("the caller's own BL (bench: a loop of calls through it)"),
     Site::new(
         names::IPI_SYNC,
         Role::Strategy,

@@ -102,6 +102,20 @@ fn per_call(target: usize) -> u64 {
     }
 }
 
+/// Instructions one call through the `call-site` site costs (its `BL` included), as
+/// [`per_call`] counts them: the loop of calls against the same loop with a `NOP`.
+fn call_site_per_call() -> u64 {
+    let a = pmu::instructions();
+    // SAFETY: as in `per_call`, the loop calls nothing.
+    unsafe { graft_bench_empty(graft_bench_ret as *const () as usize, CALLS) };
+    let b = pmu::instructions();
+    // SAFETY: `entry` installed a `RET` block in every site, this one included, and this core
+    // is its consumer.
+    unsafe { crate::patch::call_sites::calls(CALLS) };
+    let c = pmu::instructions();
+    ((c - b).saturating_sub(b - a)) / CALLS + 1
+}
+
 /// `RET`, as the encoder gives it.
 fn ret() -> Result<[u8; 4], Failed> {
     let ret = patcher::insn::ret(patcher::insn::Reg::x(30)).map_err(|_| Failed)?;
@@ -128,8 +142,13 @@ fn entry(ctx: &Ctx) -> TestResult {
     defmt::info!("bench-direct insns={=u64}", direct);
     report::emit(&Record::BenchDirect { insns: direct });
     for site in sites::strategies() {
-        // Every site's entry checks (the sequence check's) run in its trampoline.
-        let n = per_call(site.entry());
+        // Every site's entry checks (the sequence check's) run in its trampoline; a call site
+        // is the caller's own `BL`, so it is counted in a loop of calls through it.
+        let n = if site.strategy() == sites::names::CALL_SITE {
+            call_site_per_call()
+        } else {
+            per_call(site.entry())
+        };
         defmt::info!(
             "bench-entry strategy={=str} insns={=u64} extra={=u64} site=\"{=str}\"",
             site.name,
