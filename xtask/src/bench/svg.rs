@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use super::Scale;
 
 /// One colour per strategy, in the order the kernel announced them (repeating past the last).
-const COLORS: [RGBColor; 7] = [
+const COLORS: [RGBColor; 8] = [
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xff, 0x7f, 0x0e),
     RGBColor(0xe3, 0x77, 0xc2),
@@ -19,6 +19,7 @@ const COLORS: [RGBColor; 7] = [
     RGBColor(0xd6, 0x27, 0x28),
     RGBColor(0x94, 0x67, 0xbd),
     RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0x17, 0xbe, 0xcf),
 ];
 
 fn color(i: usize) -> RGBColor {
@@ -80,7 +81,8 @@ pub fn render(
 
 type Panel<'a, 'b> = DrawingArea<SVGBackend<'a>, Shift>;
 
-/// One bar per strategy (on a log axis if `log`), with an optional reference line.
+/// One horizontal bar per strategy, named on the left (on a log axis if `log`), with an
+/// optional reference line.
 fn bars(
     area: &Panel<'_, '_>,
     title: &str,
@@ -103,80 +105,69 @@ fn bars(
     builder
         .caption(title, ("sans-serif", 15))
         .margin(10)
-        .x_label_area_size(125)
-        .y_label_area_size(50);
-    let labels = |i: &usize| order.get(*i).cloned().unwrap_or_default();
+        .x_label_area_size(40)
+        .y_label_area_size(120);
+    // Segment i is bar i, the first strategy at the top.
+    let row = |i: usize| n - 1 - i;
+    let name = |s: &SegmentValue<usize>| match s {
+        SegmentValue::CenterOf(i) if *i < n => order[row(*i)].clone(),
+        _ => String::new(),
+    };
     if log {
-        let mut chart =
-            builder.build_cartesian_2d((0..n).into_segmented(), (0.5f64..top * 2.0).log_scale())?;
+        let mut chart = builder
+            .build_cartesian_2d((0.5f64..top * 2.0).log_scale(), (0..n - 1).into_segmented())?;
         chart
             .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&|s| match s {
-                SegmentValue::CenterOf(i) => labels(i),
-                _ => String::new(),
-            })
-            .x_label_style(
-                ("sans-serif", 11)
-                    .into_font()
-                    .transform(FontTransform::Rotate90),
-            )
-            .y_desc(unit)
-            .y_label_formatter(&|v| format!("{v:.0}"))
+            .disable_y_mesh()
+            .y_labels(n)
+            .y_label_formatter(&name)
+            .x_desc(unit)
+            .x_label_formatter(&|v| format!("{v:.0}"))
             .draw()?;
         chart.draw_series(values.iter().enumerate().filter_map(|(i, v)| {
             let v = (*v)? as f64;
             Some(Rectangle::new(
                 [
-                    (SegmentValue::Exact(i), 0.5),
-                    (SegmentValue::Exact(i + 1), v.max(0.5)),
+                    (0.5, SegmentValue::Exact(row(i))),
+                    (v.max(0.5), SegmentValue::Exact(row(i) + 1)),
                 ],
                 color(i).filled(),
             ))
         }))?;
     } else {
-        let mut chart =
-            builder.build_cartesian_2d((0..n).into_segmented(), 0f64..(top * 1.2).ceil())?;
+        let right = (top * 1.2).ceil();
+        let mut chart = builder.build_cartesian_2d(0f64..right, (0..n - 1).into_segmented())?;
         chart
             .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&|s| match s {
-                SegmentValue::CenterOf(i) => labels(i),
-                _ => String::new(),
-            })
-            .x_label_style(
-                ("sans-serif", 11)
-                    .into_font()
-                    .transform(FontTransform::Rotate90),
-            )
-            .y_desc(unit)
+            .disable_y_mesh()
+            .y_labels(n)
+            .y_label_formatter(&name)
+            .x_desc(unit)
             // Whole instructions: one tick per step, up to ten steps.
-            .y_labels(((top * 1.2).ceil() as usize + 1).min(11))
-            .y_label_formatter(&|v| format!("{v:.0}"))
+            .x_labels((right as usize + 1).min(11))
+            .x_label_formatter(&|v| format!("{v:.0}"))
             .draw()?;
         chart.draw_series(values.iter().enumerate().filter_map(|(i, v)| {
             Some(Rectangle::new(
                 [
-                    (SegmentValue::Exact(i), 0.0),
-                    (SegmentValue::Exact(i + 1), (*v)? as f64),
+                    (0.0, SegmentValue::Exact(row(i))),
+                    ((*v)? as f64, SegmentValue::Exact(row(i) + 1)),
                 ],
                 color(i).filled(),
             ))
         }))?;
-        if let Some((name, at)) = reference {
+        if let Some((label, at)) = reference {
             let at = at as f64;
             chart
                 .draw_series(LineSeries::new(
-                    [(SegmentValue::Exact(0), at), (SegmentValue::Exact(n), at)],
+                    [(at, SegmentValue::Exact(0)), (at, SegmentValue::Exact(n))],
                     BLACK.stroke_width(2),
                 ))?
-                .label(format!("{name}: {at}"))
+                .label(format!("{label}: {at}"))
                 .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.stroke_width(2)));
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
+                .position(SeriesLabelPosition::LowerRight)
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
                 .draw()?;
