@@ -35,3 +35,14 @@ impl Drop for Waiting {
         WAITED[cpu::core_id()].fetch_add(spent, Ordering::Relaxed);
     }
 }
+
+/// Runs `f` and returns what it returned with the instructions this core ran in it, its waits
+/// excluded (the PMU counter must be running).
+pub fn own_instructions<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    let me = cpu::core_id();
+    let (insns, waited) = (pmu::instructions(), self::waited(me));
+    let result = f();
+    let spent = pmu::instructions().wrapping_sub(insns);
+    let waited = self::waited(me).wrapping_sub(waited);
+    (result, spent.saturating_sub(waited))
+}

@@ -71,6 +71,19 @@ fn slope(points: &BTreeMap<u32, Scale>) -> Option<f64> {
     (den > 0.0).then(|| (num / den * 10.0).round() / 10.0)
 }
 
+/// The figures of `strategy` at `cores` in `scaling`, made if new.
+fn at(
+    scaling: &mut BTreeMap<String, BTreeMap<u32, Scale>>,
+    strategy: protocol::record::Name,
+    cores: u32,
+) -> &mut Scale {
+    scaling
+        .entry(strategy.to_string())
+        .or_default()
+        .entry(cores)
+        .or_default()
+}
+
 /// The records a run sent (its verdict already failed on a damaged one).
 fn records(lines: &[Line]) -> impl Iterator<Item = &Record> {
     lines.iter().filter_map(Line::record)
@@ -220,26 +233,12 @@ pub fn command(args: &BenchArgs) -> Result<bool> {
                     strategy,
                     producer_insns,
                     ..
-                } => {
-                    scaling
-                        .entry(strategy.to_string())
-                        .or_default()
-                        .entry(n)
-                        .or_default()
-                        .producer_insns = producer_insns;
-                }
+                } => at(&mut scaling, strategy, n).producer_insns = producer_insns,
                 Record::BenchResult {
                     strategy,
                     latency_ns,
                     ..
-                } => {
-                    scaling
-                        .entry(strategy.to_string())
-                        .or_default()
-                        .entry(n)
-                        .or_default()
-                        .latency_ns = latency_ns;
-                }
+                } => at(&mut scaling, strategy, n).latency_ns = latency_ns,
                 _ => {}
             }
         }

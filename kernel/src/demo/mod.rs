@@ -128,22 +128,23 @@ pub(crate) fn setup(site: &Site, version: u64) -> Result<(), ()> {
 
 /// Publishes `version` of `kind` to `site`.
 pub(crate) fn publish(site: &Site, kind: Kind, version: u64) -> Result<(), ()> {
-    let (buf, len) = law(kind, version);
-    site.publish(&buf[..len], TIMEOUT).map_err(|e| {
-        defmt::error!(
-            "demo: {=str} failed to publish version {=u64}: {}",
-            site.name,
-            version,
-            e
-        )
-    })
+    publish_with(site, kind, version, Site::publish)
 }
 
 /// [`publish`], returning the producer's own instructions for the publication
 /// ([`Site::publish_cost`]).
 pub(crate) fn publish_cost(site: &Site, kind: Kind, version: u64) -> Result<u64, ()> {
+    publish_with(site, kind, version, Site::publish_cost)
+}
+
+fn publish_with<T>(
+    site: &Site,
+    kind: Kind,
+    version: u64,
+    how: impl FnOnce(&Site, &[u8], Duration) -> Result<T, crate::patch::PatchError>,
+) -> Result<T, ()> {
     let (buf, len) = law(kind, version);
-    site.publish_cost(&buf[..len], TIMEOUT).map_err(|e| {
+    how(site, &buf[..len], TIMEOUT).map_err(|e| {
         defmt::error!(
             "demo: {=str} failed to publish version {=u64}: {}",
             site.name,

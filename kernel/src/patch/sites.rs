@@ -826,13 +826,8 @@ impl Site {
                 env: &KernelEnv<'_>,
                 block: &CodeBlock<'static>,
             ) -> Result<(), PublishError> {
-                let me = crate::arch::cpu::core_id();
-                let (insns, waited) = (crate::arch::pmu::instructions(), crate::wait::waited(me));
-                let result = self.0.publish(env, block);
-                let spent = crate::arch::pmu::instructions().wrapping_sub(insns);
-                let waited = crate::wait::waited(me).wrapping_sub(waited);
-                self.1
-                    .store(spent.saturating_sub(waited), Ordering::Relaxed);
+                let (result, spent) = crate::wait::own_instructions(|| self.0.publish(env, block));
+                self.1.store(spent, Ordering::Relaxed);
                 result
             }
 
@@ -858,10 +853,10 @@ impl Site {
                 block: &CodeBlock<'static>,
             ) -> Result<(), PublishError> {
                 let (ftr, cells) = (self.0.strategy(), self.0.consumers());
-                let before = crate::arch::pmu::instructions();
-                ftr.redirect(env, cells, block)?;
-                self.1
-                    .store(crate::arch::pmu::instructions() - before, Ordering::Relaxed);
+                let (result, spent) =
+                    crate::wait::own_instructions(|| ftr.redirect(env, cells, block));
+                self.1.store(spent, Ordering::Relaxed);
+                result?;
                 ftr.wait_acknowledged(env, cells, block)
             }
         }
