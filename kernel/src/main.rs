@@ -12,7 +12,8 @@
 //!     site's entry, whose signature the caller vouches for), the catalogue mirrors' own
 //!     assembly, and faults a test provokes on purpose;
 //! - the kernel knows its board only as `boards::Current`, and no address;
-//! - a run ends through semihosting with an exit status the host checks: never a hang.
+//! - a run ends with an exit status the host checks (semihosting, or PSCI power-off after a
+//!   final record where there is none): never a hang.
 //!
 //! Boot order: `arch::boot` (asm) -> [`primary_main`] -> MMU, interrupts, secondaries ->
 //! the kernel test or demo named on the command line.

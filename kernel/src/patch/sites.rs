@@ -818,52 +818,63 @@ impl Site {
     /// publication: placing and checking the block before it, and every wait for other cores in
     /// it ([`crate::wait`]), excluded. What one publication costs its producer, for the bench.
     pub fn publish_cost(&self, code: &[u8], timeout: Duration) -> Result<u64, PatchError> {
-        /// The site's strategy, its publication counted on the PMU.
-        struct Counted(&'static Publisher, AtomicU64);
-        impl Publish<KernelPlatform, Hw> for Counted {
-            fn publish(
-                &self,
-                env: &KernelEnv<'_>,
-                block: &CodeBlock<'static>,
-            ) -> Result<(), PublishError> {
-                let (result, spent) = crate::wait::own_instructions(|| self.0.publish(env, block));
-                self.1.store(spent, Ordering::Relaxed);
-                result
-            }
-
-            fn runs_in_slot(&self) -> bool {
-                self.0.runs_in_slot()
-            }
-        }
-        let counted = Counted((self.publisher)(), AtomicU64::new(0));
-        self.publish_through(&counted, code, timeout, |_| true, false)?;
-        Ok(counted.1.load(Ordering::Relaxed))
+        let site = (self.publisher)();
+        self.counted(code, timeout, site.runs_in_slot(), move |env, block| {
+            crate::wait::own_instructions(|| site.publish(env, block))
+        })
     }
 
     /// Publishes `code` to a per-core site and returns the publisher's own instructions for
     /// redirecting every consumer's cell (its wait for their acknowledgements excluded): what
     /// each consumer costs the publisher, for the bench.
     pub fn redirect_cost(&self, code: &[u8], timeout: Duration) -> Result<u64, PatchError> {
-        /// The site's strategy, with the redirect counted on the PMU.
-        struct Counted(&'static PerCore, AtomicU64);
-        impl Publish<KernelPlatform, Hw> for Counted {
+        let cells = self.per_core.ok_or(PatchError::UnknownSite)?;
+        self.counted(code, timeout, true, move |env, block| {
+            let (ftr, consumers) = (cells.strategy(), cells.consumers());
+            let (result, spent) =
+                crate::wait::own_instructions(|| ftr.redirect(env, consumers, block));
+            let result = result.and_then(|()| ftr.wait_acknowledged(env, consumers, block));
+            (result, spent)
+        })
+    }
+
+    /// Publishes `code` through `publish`, which returns its result and the instructions it
+    /// counted; returns that count.
+    fn counted<F>(
+        &self,
+        code: &[u8],
+        timeout: Duration,
+        runs_in_slot: bool,
+        publish: F,
+    ) -> Result<u64, PatchError>
+    where
+        F: Fn(&KernelEnv<'_>, &CodeBlock<'static>) -> (Result<(), PublishError>, u64)
+            + Sync
+            + 'static,
+    {
+        /// A publication whose count is kept.
+        struct Counted<F>(F, bool, AtomicU64);
+        impl<F> Publish<KernelPlatform, Hw> for Counted<F>
+        where
+            F: Fn(&KernelEnv<'_>, &CodeBlock<'static>) -> (Result<(), PublishError>, u64) + Sync,
+        {
             fn publish(
                 &self,
                 env: &KernelEnv<'_>,
                 block: &CodeBlock<'static>,
             ) -> Result<(), PublishError> {
-                let (ftr, cells) = (self.0.strategy(), self.0.consumers());
-                let (result, spent) =
-                    crate::wait::own_instructions(|| ftr.redirect(env, cells, block));
-                self.1.store(spent, Ordering::Relaxed);
-                result?;
-                ftr.wait_acknowledged(env, cells, block)
+                let (result, spent) = (self.0)(env, block);
+                self.2.store(spent, Ordering::Relaxed);
+                result
+            }
+
+            fn runs_in_slot(&self) -> bool {
+                self.1
             }
         }
-        let cells = self.per_core.ok_or(PatchError::UnknownSite)?;
-        let counted = Counted(cells, AtomicU64::new(0));
+        let counted = Counted(publish, runs_in_slot, AtomicU64::new(0));
         self.publish_through(&counted, code, timeout, |_| true, false)?;
-        Ok(counted.1.load(Ordering::Relaxed))
+        Ok(counted.2.load(Ordering::Relaxed))
     }
 
     /// Holds the site as a producer would while publishing (for tests of concurrent producers).
