@@ -245,7 +245,7 @@ pub struct LoadDeps {
     /// The loaded value is the address of a later `DC`/`IC` in the block (addr dependency).
     pub addr_cmo: bool,
     /// The sanitizer must see what this load reads: it is an acquire, has one of the
-    /// dependencies above, is followed by a `DMB`/`DSB` in the block, or the block ends in an
+    /// dependencies above, is followed by a `DMB`/`DSB`/`DC` in the block, or the block ends in an
     /// indirect branch (`BR`/`BLR`, which may enter code that starts with a barrier, like a
     /// flush stub). Other loads order nothing the model could use before the next block.
     pub follow: bool,
@@ -271,6 +271,8 @@ pub fn analyse_block(words: &[u32]) -> Vec<LoadDeps> {
                 decode(u),
                 Insn::Dmb(BarrierKind::Full | BarrierKind::Load)
                     | Insn::Dsb(BarrierKind::Full | BarrierKind::Load)
+                    // A `DC` is ordered after earlier loads of its line (2SM.B+cachesync-isb).
+                    | Insn::Dc(..)
             )
         });
         out[i].follow = mem.acquire || barrier || indirect;

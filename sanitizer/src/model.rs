@@ -45,10 +45,24 @@
 //! | load feeding a `DC`/`IC` address | that maintenance instruction |
 //! | `LDR x; BR x` (address into a branch) | nothing: `miniJit01` is Allowed |
 //!
-//! Executing a written word that is fresh joins the writer's clock like a load (an instruction
-//! fetch reads from the write: `MP.FF+dc.cvau-dsb.ish+ic.vau-dsb.ish-isb`, Forbidden). A load
-//! whose value the model cannot follow only loses information, so the model then reports
-//! more, never less.
+//! Executing a written word joins the writer's clock, and the write itself, like a load (an
+//! instruction fetch reads from the write: `MP.FF+dc.cvau-dsb.ish+ic.vau-dsb.ish-isb` and
+//! `WRC-inst+po+dsb-cachesyncisb`, Forbidden). So does a data load of a written code word, and
+//! a `DC` of the line after such a load is ordered after the write (`2SM.B+cachesync-isb`,
+//! Forbidden). A fetch of a word's current value is also remembered until the word is next
+//! written: that store is then ordered after what the fetch was ordered after (from-read,
+//! `SB-bnop-cachesyncs`, Forbidden), and the store's core's barriers carry it on. A load whose
+//! value the model cannot follow only loses information, so the model then reports more, never
+//! less.
+//!
+//! Progress is kept per written word, not per line: a write to one word of a line leaves the
+//! clean and invalidation of the line's other written words in place (`MP.FF+dc-dsb+ic-dsb-isb`,
+//! Forbidden, whose two words share a line).
+//!
+//! Each report carries a number, and names the earlier reports of its iteration it cannot have
+//! been stale together with: had one of the two fetches run the old word, it read from before
+//! the write it missed, which would have ordered enough before the other fetch to make that one
+//! fresh. A litmus outcome that needs both is then not shown by them.
 //!
 //! # Choices where the sources leave room (each one errs towards reporting)
 //!
@@ -136,29 +150,47 @@ struct WordWrite {
     core: usize,
     pc: u64,
     ts: u32,
-    rel: Clock,
+    /// What is ordered before the write, and the write itself: what a core that read this write (by fetch or load) has
+    /// observed. The write is included only when no earlier relevant event of its core (code
+    /// write, `DC`, `IC`, full `DSB`) lies between what the rest covers and it, since a clock
+    /// covers a prefix of each core's events.
+    obs: Clock,
+    /// Cores that loaded this write as data: their later `DC` of the line is ordered after it.
+    loaded_by: u64,
     old: Option<u32>,
     new: u32,
     all_cmodx: bool,
     /// Some earlier value since the last fresh point differs from `new`.
     changed: bool,
+    /// How far this word's synchronization got. Kept per word, not per line: a later write to
+    /// another word of the line does not undo the clean or invalidation that already covered
+    /// this one (`MP.FF+dc-dsb+ic-dsb-isb`, Forbidden, whose two words share a line).
+    sync: Progress,
 }
 
+/// The steps taken for one written word since its write.
+#[derive(Clone, Debug, Default)]
+struct Progress {
+    /// Every `DC` of the line ordered after the write, and its completion (a full `DSB` of the
+    /// cleaning core). Any one of them counts.
+    cleans: Vec<(Ev, Option<Ev>)>,
+    clean_unordered: bool,
+    ic_unordered: bool,
+    /// Every `IC` of the line ordered after a clean of the word (with `IDC = 1`: after the
+    /// write): which cores it invalidates for (a bit mask) and whether it completed. An
+    /// invalidation by one core never cancels another's: the word is invalidated for a core
+    /// once any of them completed.
+    invals: Vec<(u64, Inval)>,
+    fresh: u64,
+    /// Cores that had a context synchronization event since the write, which did not make the
+    /// word fresh (so what was missing came before it).
+    cse_since_write: u64,
+}
+
+/// The written words of one cache line that are not yet fresh for every core.
 #[derive(Clone, Debug, Default)]
 struct Line {
     writes: Vec<WordWrite>,
-    clean: Option<Ev>,
-    clean_done: Option<Ev>,
-    clean_unordered: bool,
-    ic_unordered: bool,
-    /// Every `IC` of the line ordered after its clean since the last write: which cores it
-    /// invalidates for (a bit mask) and whether it completed. An invalidation by one core never
-    /// cancels another's: a line is invalidated for a core once any of them completed.
-    invals: Vec<(u64, Inval)>,
-    fresh: u64,
-    /// Cores that had a context synchronization event since the last write, which did not
-    /// make the line fresh (so what was missing came before it).
-    cse_since_write: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -170,9 +202,17 @@ struct Core {
     cmo: Clock,
     isb: Clock,
     ctrl: Clock,
+    /// What is ordered before this core's instruction fetches: `isb` as it was at the core's
+    /// last context synchronization event.
+    fetch: Clock,
+    /// What is ordered before this core's stores through from-read: the clocks of fetches that
+    /// read a word before this core overwrote it. Barriers order it like the stores themselves.
+    fr: Clock,
     addr: Option<Clock>,
     unfenced_dc: bool,
     last_dsb_st: u32,
+    /// Timestamp of this core's latest code write, `DC`, `IC` or full `DSB`.
+    relevant: u32,
     pending: Vec<u64>,
     iteration: Option<u64>,
 }
@@ -184,6 +224,24 @@ impl Core {
     }
 }
 
+/// What a report's fetch was ordered after, for [`Model::exclusive`].
+#[derive(Clone, Debug)]
+struct Snapshot {
+    id: u64,
+    core: usize,
+    iteration: Option<u64>,
+    /// The write the fetch may have missed.
+    write: Ev,
+    /// What was ordered before the fetch (the core's fetch clock).
+    fetch: Clock,
+    /// Events any one of which, ordered before the fetch, would have made it fresh (empty when
+    /// no ordering could have: a step was missing, not just its order).
+    needs: Vec<Ev>,
+}
+
+/// How many recent reports are compared with a new one.
+const RECENT: usize = 64;
+
 /// The whole model. Not thread-safe: the plugin keeps it behind one lock.
 #[derive(Debug)]
 pub struct Model {
@@ -194,8 +252,15 @@ pub struct Model {
     code_pages: HashSet<u64>,
     ranges: Vec<(u64, u64)>,
     cells: HashMap<u64, Clock>,
+    /// Per code word, the join of the fetch clocks of the cores that ran its current value
+    /// while some write awaited synchronization (kept only when it can order a pending step).
+    readers: HashMap<u64, Clock>,
     published: Vec<(u64, u64)>,
     reported: HashSet<(usize, u64, u32)>,
+    /// Cache of [`Model::first_pending`], cleared when the pending writes change.
+    first: std::cell::Cell<Option<[u32; MAX_CORES]>>,
+    /// The latest reports, with what decides whether two of them can be stale together.
+    recent: Vec<Snapshot>,
     /// Counters for the exit line.
     pub summary: Summary,
 }
@@ -216,8 +281,11 @@ impl Model {
             code_pages: HashSet::new(),
             ranges: Vec::new(),
             cells: HashMap::new(),
+            readers: HashMap::new(),
             published: Vec::new(),
             reported: HashSet::new(),
+            recent: Vec::new(),
+            first: std::cell::Cell::new(None),
             summary: Summary::default(),
         }
     }
@@ -231,10 +299,25 @@ impl Model {
     }
 
     fn covers_pending(&self, rel: &Clock) -> bool {
-        self.lines
-            .values()
-            .flat_map(|l| &l.writes)
-            .any(|w| rel.covers(w.core, w.ts))
+        let first = self.first_pending();
+        first
+            .iter()
+            .enumerate()
+            .any(|(k, &ts)| ts != u32::MAX && rel.covers(k, ts))
+    }
+
+    /// Per core, the earliest timestamp of its pending writes (`u32::MAX`: none), cached: the
+    /// plugin asks on every fetch of a checked block.
+    fn first_pending(&self) -> [u32; MAX_CORES] {
+        if let Some(f) = self.first.get() {
+            return f;
+        }
+        let mut first = [u32::MAX; MAX_CORES];
+        for w in self.lines.values().flat_map(|l| &l.writes) {
+            first[w.core] = first[w.core].min(w.ts);
+        }
+        self.first.set(Some(first));
+        first
     }
 
     /// True if a store by `core` now (a release if `release`) could carry ordering that
@@ -246,7 +329,7 @@ impl Model {
         let mut rel = c.mem;
         rel.join(&c.st);
         if release {
-            for k in [&c.seen, &c.cmo, &c.isb, &c.ctrl] {
+            for k in [&c.seen, &c.cmo, &c.isb, &c.ctrl, &c.fr] {
                 rel.join(k);
             }
             rel.raise(core, c.now);
@@ -258,10 +341,7 @@ impl Model {
     /// plain store and for a release (a store that cannot only needs to erase older knowledge).
     /// One pass over the pending writes: the plugin asks both after every event.
     pub fn store_matters_both(&self, core: usize) -> (bool, bool) {
-        let mut first = [u32::MAX; MAX_CORES];
-        for w in self.lines.values().flat_map(|l| &l.writes) {
-            first[w.core] = first[w.core].min(w.ts);
-        }
+        let first = self.first_pending();
         let covers = |rel: &Clock| {
             first
                 .iter()
@@ -272,7 +352,7 @@ impl Model {
         let mut rel = c.mem;
         rel.join(&c.st);
         let plain = covers(&rel);
-        for k in [&c.seen, &c.cmo, &c.isb, &c.ctrl] {
+        for k in [&c.seen, &c.cmo, &c.isb, &c.ctrl, &c.fr] {
             rel.join(k);
         }
         rel.raise(core, c.now);
@@ -352,12 +432,16 @@ impl Model {
         let mut rel = c.mem;
         rel.join(&c.st);
         if release {
-            for k in [&c.seen, &c.cmo, &c.isb, &c.ctrl] {
+            for k in [&c.seen, &c.cmo, &c.isb, &c.ctrl, &c.fr] {
                 rel.join(k);
             }
             rel.raise(core, c.now);
         }
         let ts = c.tick();
+        let mut obs = rel;
+        if c.relevant <= rel.0[core] {
+            obs.raise(core, ts);
+        }
         // Remember what a reader of this store learns, if that can matter: only a clock that
         // covers some pending write can order a later step of its synchronization.
         let keep = self.covers_pending(&rel);
@@ -373,11 +457,22 @@ impl Model {
         if !self.is_code(pa) {
             return;
         }
+        // A store to a word that was never code (data beside code on its page) cannot be
+        // mistaken for a published write; one to a translated word or a tracked range can.
+        let w0 = pa & !3;
+        if self.ranges.iter().any(|&(s, e)| (s..e).contains(&pa))
+            || (w0..pa + len.max(1))
+                .step_by(4)
+                .any(|a| self.known.contains_key(&a))
+        {
+            self.cores[core].relevant = ts;
+        }
         let mut word = pa & !3;
         while word < pa + len.max(1) {
             let new = word_at(self, word);
             let line = self.line_of(word);
             let prev = self.known.get(&word).copied();
+            self.first.set(None);
             let l = self.lines.entry(line).or_default();
             let (old, all, changed) = match l.writes.iter().position(|w| w.pa == word) {
                 Some(i) => {
@@ -386,32 +481,49 @@ impl Model {
                 }
                 None => (prev, prev.is_some_and(is_cmodx), prev != Some(new)),
             };
+            // A new write of the word undoes every step taken for it so far (the other words of
+            // the line keep theirs).
             l.writes.push(WordWrite {
                 pa: word,
                 core,
                 pc,
                 ts,
-                rel,
+                obs,
+                loaded_by: 0,
                 old,
                 new,
                 all_cmodx: all && is_cmodx(new),
                 changed,
+                sync: Progress::default(),
             });
-            // A new write undoes every step taken for the line so far.
-            l.clean = None;
-            l.clean_done = None;
-            l.clean_unordered = false;
-            l.ic_unordered = false;
-            l.invals.clear();
-            l.fresh = 0;
-            l.cse_since_write = 0;
+            // From-read: a core that ran the word's previous value did so before this store, so
+            // what was ordered before that fetch is ordered before this store, and before what
+            // this core's barriers order after it (SB-bnop-cachesyncs, Forbidden: a core that
+            // ran the old branch before the other overwrote it had already synchronized its own
+            // write for the other's later ISB).
+            if let Some(r) = self.readers.remove(&word) {
+                self.cores[core].fr.join(&r);
+            }
             word += 4;
         }
     }
 
     /// A load by `core` of `pa`.
     pub fn load(&mut self, core: usize, pa: u64, kind: LoadKind) {
-        let Some(obs) = self.cells.get(&pa).copied() else {
+        // A load of a word whose write awaits synchronization reads that write (QEMU's memory
+        // is coherent): like a fetch of it, it observes the write (2SM.B+cachesync-isb).
+        let word = pa & !3;
+        let line = self.line_of(word);
+        let from_code = self
+            .lines
+            .get_mut(&line)
+            .and_then(|l| l.writes.iter_mut().find(|w| w.pa == word))
+            .filter(|w| w.core != core)
+            .map(|w| {
+                w.loaded_by |= 1 << core;
+                w.obs
+            });
+        let Some(obs) = from_code.or_else(|| self.cells.get(&pa).copied()) else {
             if kind.addr_cmo {
                 self.cores[core].addr = None;
             }
@@ -477,21 +589,30 @@ impl Model {
     /// given write is executed while not fresh for that core.
     pub fn exec(&mut self, core: usize, va: u64, pa: u64) -> Option<Report> {
         let line = self.line_of(pa);
-        let l = self.lines.get(&line)?;
-        let w = l.writes.iter().find(|w| w.pa == pa & !3)?;
+        let word = pa & !3;
+        // Remember who ran the word's current value, for the from-read order of the next store
+        // to it (only a clock covering a pending write can matter).
+        let f = self.cores[core].fetch;
+        if self.covers_pending(&f) {
+            self.readers.entry(word).or_default().join(&f);
+        }
+        let w = self
+            .lines
+            .get(&line)
+            .and_then(|l| l.writes.iter().find(|w| w.pa == word))?;
         // The fetch read the latest write (QEMU runs what memory holds), so in this execution
         // the fetch observed it: like a load, it orders what preceded that write before this
         // core's later events (MP.FF+dmb.st+cachesync-isb, Forbidden: having run the new second
         // word, the consumer's own maintenance covers the first). Whether the fetch itself was
         // guaranteed is reported below; this only follows the execution that happened.
         if w.core != core {
-            let rel = w.rel;
+            let rel = w.obs;
             let c = &mut self.cores[core];
             for k in [&mut c.mem, &mut c.st, &mut c.cmo, &mut c.isb] {
                 k.join(&rel);
             }
         }
-        if l.fresh & (1 << core) != 0 {
+        if w.sync.fresh & (1 << core) != 0 {
             return None;
         }
         if !w.changed || !self.reported.insert((core, w.pa, w.ts)) {
@@ -503,21 +624,79 @@ impl Model {
             Kind::Unpredictable
         };
         let published = self.is_published(va);
+        let needs: Vec<Ev> = if !self.cfg.dic {
+            w.sync
+                .invals
+                .iter()
+                .filter(|(mask, _)| mask & (1 << core) != 0)
+                .filter_map(|(_, i)| i.done)
+                .collect()
+        } else if !self.cfg.idc {
+            w.sync.cleans.iter().map(|&(e, _)| e).collect()
+        } else {
+            vec![Ev {
+                core: w.core,
+                ts: w.ts,
+            }]
+        };
+        let snap = Snapshot {
+            id: self.summary.stale + self.summary.unpredictable + 1,
+            core,
+            iteration: self.cores[core].iteration,
+            write: Ev {
+                core: w.core,
+                ts: w.ts,
+            },
+            fetch: self.cores[core].fetch,
+            needs,
+        };
+        let excludes = self
+            .recent
+            .iter()
+            .filter(|r| Self::exclusive(r, &snap))
+            .map(|r| r.id)
+            .collect();
+        let id = snap.id;
         let report = Report {
             core,
             va,
             pa,
             writer_core: w.core,
             writer_pc: w.pc,
-            missing: self.missing(l, core),
+            missing: self.missing(w, core),
             kind,
             hazard: kind == Kind::Unpredictable || published,
             iteration: self.cores[core].iteration,
             old: w.old,
             new: w.new,
             published,
+            id,
+            excludes,
         };
+        if self.recent.len() == RECENT {
+            self.recent.remove(0);
+        }
+        self.recent.push(snap);
         self.summary.count(&report);
         Some(report)
+    }
+
+    /// True if the fetches of reports `a` and `b` cannot both have run the old word: had one
+    /// been stale, it read from before the write it missed (from-read), so what was ordered
+    /// before it is ordered before whatever that write is ordered before; if the other fetch
+    /// is among those and that ordering covers what it needed, it was fresh.
+    fn exclusive(a: &Snapshot, b: &Snapshot) -> bool {
+        if a.core == b.core || (a.iteration.is_some() && a.iteration != b.iteration) {
+            return false;
+        }
+        let implies_fresh = |stale: &Snapshot, other: &Snapshot| {
+            if !other.fetch.covers(stale.write.core, stale.write.ts) {
+                return false;
+            }
+            let mut k = other.fetch;
+            k.join(&stale.fetch);
+            other.needs.iter().any(|e| k.covers(e.core, e.ts))
+        };
+        implies_fresh(a, b) || implies_fresh(b, a)
     }
 }

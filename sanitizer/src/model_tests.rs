@@ -539,3 +539,111 @@ fn store_matters_both_agrees_with_store_matters() {
     // The walk must have met both answers, or the comparison proved little.
     assert!(seen.contains(&(false, false)) && seen.iter().any(|&(_, r)| r));
 }
+
+// Catalogue tests the generated litmus programs disagreed on before the model kept its progress
+// per word, followed from-read and observed writes through fetches and loads.
+
+const CODE2: u64 = CODE + 0x14; // another word of the same line
+
+fn sync_word(m: &mut Model, core: usize, pa: u64) {
+    m.dc(core, pa, DcOp::Clean);
+    m.dsb(core, Full);
+    m.ic(core, IcOp::Ivau, pa);
+    m.dsb(core, Full);
+}
+
+#[test]
+fn a_later_write_to_another_word_keeps_the_clean_of_the_first() {
+    // MP.FF+dc-dsb+ic-dsb-isb, Forbidden: P0 writes A, cleans it, DSB, writes B of the same
+    // line; P1 runs the new B, invalidates A, DSB, ISB, runs A. A model that undid the whole
+    // line's progress at B's write reported A as missing its clean.
+    let mut m = model(cfg());
+    m.note_code(CODE2, MOV1);
+    m.store(0, 0x4020_0100, CODE2, &NOP.to_le_bytes(), false);
+    m.dc(0, CODE2, DcOp::Clean);
+    m.dsb(0, Full);
+    m.store(0, 0x4020_0104, CODE, &NOP.to_le_bytes(), false);
+    assert!(
+        m.exec(1, CODE, CODE).is_some(),
+        "B itself had no maintenance"
+    );
+    m.ic(1, IcOp::Ivau, CODE2);
+    m.dsb(1, Full);
+    m.cse(1, Cse::Isb);
+    assert_eq!(m.exec(1, CODE2, CODE2), None);
+}
+
+#[test]
+fn a_fetch_of_the_old_word_orders_the_fetcher_before_its_overwrite() {
+    // SB-bnop-cachesyncs, Forbidden. P0 writes P1's word A and synchronizes it fully, then runs
+    // its own word B while B still holds its old value; P1 then overwrites B, synchronizes it
+    // and runs A. P0's fetch of B read from before P1's write (from-read), so P0's completed
+    // invalidation of A is ordered before P1's ISB: A is fresh for P1.
+    let mut m = model(cfg());
+    m.note_code(CODE2, MOV1);
+    write(&mut m, 0, NOP);
+    sync_word(&mut m, 0, CODE);
+    m.cse(0, Cse::Isb);
+    assert_eq!(m.exec(0, CODE2, CODE2), None, "B is not written yet");
+    m.store(1, 0x4020_0200, CODE2, &NOP.to_le_bytes(), false);
+    sync_word(&mut m, 1, CODE2);
+    m.cse(1, Cse::Isb);
+    assert_eq!(run(&mut m, 1), None);
+}
+
+#[test]
+fn two_fetches_that_cannot_both_be_stale_exclude_each_other() {
+    // SB-bnop-cachesyncs again, when both cores wrote before either ran the other's word: each
+    // fetch alone may be stale (no order between one core's completion and the other's ISB),
+    // but had P1's been stale it read from before P0's write, which orders P1's own completion
+    // before P0's ISB. The second report names the first as excluded.
+    let mut m = model(cfg());
+    m.note_code(CODE2, MOV1);
+    write(&mut m, 0, NOP);
+    m.store(1, 0x4020_0200, CODE2, &NOP.to_le_bytes(), false);
+    sync_word(&mut m, 0, CODE);
+    sync_word(&mut m, 1, CODE2);
+    m.cse(1, Cse::Isb);
+    m.cse(0, Cse::Isb);
+    let first = run(&mut m, 1).expect("P1's fetch of A alone may be stale");
+    let second = m
+        .exec(0, CODE2, CODE2)
+        .expect("P0's fetch of B alone may be stale");
+    assert_eq!(first.missing, Missing::ContextSync);
+    assert!(first.excludes.is_empty());
+    assert_eq!(second.excludes, vec![first.id]);
+}
+
+#[test]
+fn a_fetch_that_read_a_write_orders_it_before_the_fetchers_later_stores() {
+    // WRC-inst+po+dsb-cachesyncisb, Forbidden: P1 runs P0's new word, then stores a flag; P2
+    // reads the flag, DSB, cleans and invalidates the word, DSB, ISB, runs it. The fetch
+    // observed the write, so P2's clean is ordered after it.
+    let mut m = model(Config { cores: 3, ..cfg() });
+    write(&mut m, 0, NOP);
+    assert!(run(&mut m, 1).is_some(), "P1 ran it unsynchronized");
+    flag(&mut m, 1, false);
+    m.load(2, FLAG, PLAIN);
+    m.dsb(2, Full);
+    sync_word(&mut m, 2, CODE);
+    m.cse(2, Cse::Isb);
+    assert_eq!(run(&mut m, 2), None);
+}
+
+#[test]
+fn a_load_of_the_new_word_orders_a_later_clean_of_its_line() {
+    // 2SM.B+cachesync-isb, Forbidden: P1 loads the word P0 wrote (and sees the new value),
+    // then cleans, invalidates, DSB, ISB and runs it.
+    let mut m = model(cfg());
+    write(&mut m, 0, NOP);
+    m.load(1, CODE, PLAIN);
+    sync_word(&mut m, 1, CODE);
+    m.cse(1, Cse::Isb);
+    assert_eq!(run(&mut m, 1), None);
+    // Without the load (2SM.B+dsb.ish-ic.vau-dsb.ish's writer side), the clean is unordered.
+    let mut m = model(cfg());
+    write(&mut m, 0, NOP);
+    sync_word(&mut m, 1, CODE);
+    m.cse(1, Cse::Isb);
+    assert_eq!(missing(&mut m, 1), Missing::CleanOrder);
+}

@@ -404,7 +404,8 @@ fn instrument(
                     // The core is named only past the filters (by register, it costs a read).
                     if !store {
                         s.wait_for_stores();
-                        if !s.filters.maybe_cell(pa) {
+                        // A load of a word awaiting synchronization observes its write.
+                        if !s.filters.maybe_cell(pa) && !s.filters.maybe_pending(pa >> 12) {
                             return;
                         }
                         let Some(core) = s.core(v) else { return };

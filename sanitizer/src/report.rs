@@ -92,6 +92,13 @@ pub struct Report {
     pub new: u32,
     /// True if the executing address lies in a range marked published.
     pub published: bool,
+    /// This report's number, counted from 1 in the order reports are made.
+    pub id: u64,
+    /// Earlier reports of the same iteration that cannot have been stale together with this
+    /// one: had either fetch run the old word, the from-read order of that stale fetch would
+    /// have made the other fresh (`SB-bnop-cachesyncs`, Forbidden, where each core's fetch alone
+    /// may be stale but not both).
+    pub excludes: Vec<u64>,
 }
 
 impl fmt::Display for Report {
@@ -103,7 +110,7 @@ impl fmt::Display for Report {
         };
         write!(
             f,
-            "{PREFIX} {tag} kind={kind} core={} va={:#x} pa={:#x} writer-core={} writer-pc={:#x} missing={} iter={} old={} new={:#010x} published={}",
+            "{PREFIX} {tag} kind={kind} core={} va={:#x} pa={:#x} writer-core={} writer-pc={:#x} missing={} iter={} old={} new={:#010x} published={} id={} excludes={}",
             self.core,
             self.va,
             self.pa,
@@ -114,6 +121,16 @@ impl fmt::Display for Report {
             self.old.map_or("-".to_string(), |w| format!("{w:#010x}")),
             self.new,
             if self.published { "yes" } else { "no" },
+            self.id,
+            if self.excludes.is_empty() {
+                "-".to_string()
+            } else {
+                self.excludes
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
         )
     }
 }
@@ -189,12 +206,14 @@ mod tests {
             old: Some(0xD280_0029),
             new: 0xD280_0049,
             published: false,
+            id: 3,
+            excludes: vec![1, 2],
         };
         assert_eq!(
             r.to_string(),
             "graft-sanitizer: hazard kind=unpredictable core=1 va=0x40201000 pa=0x40201000 \
              writer-core=0 writer-pc=0x40200124 missing=clean iter=1 old=0xd2800029 \
-             new=0xd2800049 published=no"
+             new=0xd2800049 published=no id=3 excludes=1,2"
         );
         let mut s = Summary::default();
         s.count(&r);

@@ -3,7 +3,7 @@
 //! The rules these functions implement, and the catalogue tests behind them, are listed in the
 //! parent module's documentation.
 
-use super::{Cse, Ev, Inval, Line, Model};
+use super::{Cse, Ev, Inval, Model, WordWrite};
 use crate::clock::Clock;
 use crate::decode::{BarrierKind, DcOp, IcOp};
 use crate::report::Missing;
@@ -15,10 +15,12 @@ impl Model {
         let now = c.tick();
         let mut seen = c.seen;
         seen.join(&c.ctrl);
+        let fr = c.fr;
         match kind {
             BarrierKind::Full => {
                 for k in [&mut c.mem, &mut c.st, &mut c.cmo] {
                     k.join(&seen);
+                    k.join(&fr);
                     k.raise(core, now);
                 }
             }
@@ -26,8 +28,12 @@ impl Model {
                 c.mem.join_remote(&seen, core);
                 c.st.join_remote(&seen, core);
             }
-            BarrierKind::Store if !c.unfenced_dc => c.st.raise(core, now),
-            BarrierKind::Store => {}
+            // What is ordered before earlier stores (from-read) is ordered before later ones.
+            BarrierKind::Store if !c.unfenced_dc => {
+                c.st.join(&fr);
+                c.st.raise(core, now);
+            }
+            BarrierKind::Store => c.st.join(&fr),
         }
     }
 
@@ -39,20 +45,28 @@ impl Model {
         for k in [&c.mem, &c.st, &c.cmo, &c.isb, &c.ctrl] {
             all.join(k);
         }
+        let fr = c.fr;
         match kind {
             BarrierKind::Full => {
+                all.join(&fr);
                 all.raise(core, now);
+                c.relevant = now;
                 (c.mem, c.st, c.cmo, c.isb) = (all, all, all, all);
                 c.unfenced_dc = false;
                 c.last_dsb_st = now;
                 let pending = std::mem::take(&mut c.pending);
                 let done = Ev { core, ts: now };
                 for line in pending {
-                    if let Some(l) = self.lines.get_mut(&line) {
-                        if l.clean.is_some_and(|e| e.core == core) && l.clean_done.is_none() {
-                            l.clean_done = Some(done);
+                    let Some(l) = self.lines.get_mut(&line) else {
+                        continue;
+                    };
+                    for w in &mut l.writes {
+                        for (e, d) in w.sync.cleans.iter_mut() {
+                            if e.core == core && d.is_none() {
+                                *d = Some(done);
+                            }
                         }
-                        for (_, i) in l.invals.iter_mut() {
+                        for (_, i) in w.sync.invals.iter_mut() {
                             if i.ic.core == core && i.done.is_none() {
                                 i.done = Some(done);
                             }
@@ -65,41 +79,54 @@ impl Model {
                     k.join_remote(&all, core);
                 }
             }
+            // A `DSB ST` completes earlier stores before anything later: what is ordered before
+            // them (from-read) is too.
             BarrierKind::Store if !c.unfenced_dc => {
                 for k in [&mut c.mem, &mut c.st, &mut c.cmo, &mut c.isb] {
+                    k.join(&fr);
                     k.raise(core, now);
                 }
                 c.last_dsb_st = now;
             }
-            BarrierKind::Store => {}
+            BarrierKind::Store => {
+                for k in [&mut c.mem, &mut c.st, &mut c.cmo, &mut c.isb] {
+                    k.join(&fr);
+                }
+            }
         }
     }
 
-    fn writes_ordered(&self, l: &Line, core: usize, same_core_free: bool) -> bool {
+    /// True if write `w` is ordered before `core`'s next maintenance instruction.
+    fn write_ordered(&self, w: &WordWrite, core: usize, same_core_free: bool) -> bool {
         let c = &self.cores[core];
-        l.writes.iter().all(|w| {
-            (same_core_free && w.core == core)
-                || c.cmo.covers(w.core, w.ts)
-                || c.addr.is_some_and(|a| a.covers(w.core, w.ts))
-        })
+        (same_core_free && (w.core == core || w.loaded_by & (1 << core) != 0))
+            || c.cmo.covers(w.core, w.ts)
+            || c.addr.is_some_and(|a| a.covers(w.core, w.ts))
     }
 
     /// A `DC` by `core` of the line holding `pa`.
     pub fn dc(&mut self, core: usize, pa: u64, op: DcOp) {
         let ts = self.cores[core].tick();
+        self.cores[core].relevant = ts;
         let line = self.line_of(pa);
         if op == DcOp::Clean {
             self.cores[core].unfenced_dc = true;
             if let Some(l) = self.lines.get(&line) {
-                let ordered = self.writes_ordered(l, core, true);
+                // The clean covers each written word of the line that is ordered before it.
+                let ordered: Vec<bool> = l
+                    .writes
+                    .iter()
+                    .map(|w| self.write_ordered(w, core, true))
+                    .collect();
                 let l = self.lines.get_mut(&line).expect("present");
-                if ordered {
-                    l.clean = Some(Ev { core, ts });
-                    l.clean_done = None;
-                    self.cores[core].pending.push(line);
-                } else {
-                    l.clean_unordered = true;
+                for (w, ordered) in l.writes.iter_mut().zip(ordered) {
+                    if ordered {
+                        w.sync.cleans.push((Ev { core, ts }, None));
+                    } else {
+                        w.sync.clean_unordered = true;
+                    }
                 }
+                self.cores[core].pending.push(line);
             }
         }
         self.cores[core].addr = None;
@@ -109,33 +136,42 @@ impl Model {
         let Some(l) = self.lines.get(&line) else {
             return;
         };
-        let ordered = if self.cfg.idc {
-            self.writes_ordered(l, core, false)
-        } else {
-            let c = &self.cores[core];
-            l.clean.is_some_and(|e| {
-                c.cmo.covers(e.core, e.ts) || c.addr.is_some_and(|a| a.covers(e.core, e.ts))
+        let c = &self.cores[core];
+        let ordered: Vec<bool> = l
+            .writes
+            .iter()
+            .map(|w| {
+                if self.cfg.idc {
+                    self.write_ordered(w, core, false)
+                } else {
+                    w.sync.cleans.iter().any(|(e, _)| {
+                        c.cmo.covers(e.core, e.ts) || c.addr.is_some_and(|a| a.covers(e.core, e.ts))
+                    })
+                }
             })
-        };
-        let l = self.lines.get_mut(&line).expect("present");
-        if !ordered {
-            l.ic_unordered = true;
-            return;
-        }
+            .collect();
         let mask = targets.iter().fold(0u64, |m, &t| m | 1 << t);
-        l.invals.push((
-            mask,
-            Inval {
-                ic: Ev { core, ts },
-                done: None,
-            },
-        ));
+        let l = self.lines.get_mut(&line).expect("present");
+        for (w, ordered) in l.writes.iter_mut().zip(ordered) {
+            if ordered {
+                w.sync.invals.push((
+                    mask,
+                    Inval {
+                        ic: Ev { core, ts },
+                        done: None,
+                    },
+                ));
+            } else {
+                w.sync.ic_unordered = true;
+            }
+        }
         self.cores[core].pending.push(line);
     }
 
     /// An `IC` by `core`; `pa` is the line's physical address for `IC IVAU`.
     pub fn ic(&mut self, core: usize, op: IcOp, pa: u64) {
         let ts = self.cores[core].tick();
+        self.cores[core].relevant = ts;
         let targets: Vec<usize> = if self.cfg.ic_broadcast && op != IcOp::AllLocal {
             (0..self.cfg.cores).collect()
         } else {
@@ -151,14 +187,16 @@ impl Model {
         self.cores[core].addr = None;
     }
 
-    /// True if line `l` would be fresh for `core` after a context synchronization event.
-    fn syncs(&self, l: &Line, core: usize, cse: Cse, isb: &Clock) -> bool {
+    /// True if written word `w` would be fresh for `core` after a context synchronization
+    /// event.
+    fn syncs(&self, w: &WordWrite, core: usize, cse: Cse, isb: &Clock) -> bool {
         let ordered = |e: Ev| match cse {
             Cse::Isb => isb.covers(e.core, e.ts),
             Cse::Exception => true,
         };
+        let p = &w.sync;
         if !self.cfg.dic {
-            return l
+            return p
                 .invals
                 .iter()
                 .filter(|(mask, _)| mask & (1 << core) != 0)
@@ -166,14 +204,14 @@ impl Model {
         }
         if !self.cfg.idc {
             return match cse {
-                Cse::Isb => l.clean.is_some_and(ordered),
-                Cse::Exception => l.clean_done.is_some(),
+                Cse::Isb => p.cleans.iter().any(|&(e, _)| ordered(e)),
+                Cse::Exception => p.cleans.iter().any(|(_, d)| d.is_some()),
             };
         }
-        l.writes.iter().all(|w| match cse {
+        match cse {
             Cse::Isb => isb.covers(w.core, w.ts),
             Cse::Exception => self.cores[w.core].last_dsb_st >= w.ts,
-        })
+        }
     }
 
     /// A context synchronization event on `core`.
@@ -185,34 +223,42 @@ impl Model {
             k.join(&ctrl);
         }
         let isb = c.isb;
+        // Later fetches are ordered after what this event is ordered after.
+        c.fetch = isb;
         let bit = 1u64 << core;
-        let fresh: Vec<u64> = self
+        let fresh: Vec<(u64, u64)> = self
             .lines
             .iter()
-            .filter(|(_, l)| l.fresh & bit == 0 && self.syncs(l, core, cse, &isb))
-            .map(|(&k, _)| k)
+            .flat_map(|(&k, l)| l.writes.iter().map(move |w| (k, w)))
+            .filter(|(_, w)| w.sync.fresh & bit == 0 && self.syncs(w, core, cse, &isb))
+            .map(|(k, w)| (k, w.pa))
             .collect();
-        for l in self.lines.values_mut() {
-            l.cse_since_write |= bit;
+        for w in self.lines.values_mut().flat_map(|l| l.writes.iter_mut()) {
+            w.sync.cse_since_write |= bit;
         }
         let all = self.all_mask();
-        for k in fresh {
+        for (k, pa) in fresh {
             let l = self.lines.get_mut(&k).expect("present");
-            l.fresh |= bit;
-            if l.fresh == all {
-                for w in &l.writes {
-                    self.known.insert(w.pa, w.new);
+            let i = l.writes.iter().position(|w| w.pa == pa).expect("present");
+            l.writes[i].sync.fresh |= bit;
+            if l.writes[i].sync.fresh == all {
+                let w = l.writes.swap_remove(i);
+                self.first.set(None);
+                self.known.insert(w.pa, w.new);
+                if l.writes.is_empty() {
+                    self.lines.remove(&k);
                 }
-                self.lines.remove(&k);
             }
         }
         if self.lines.is_empty() {
             self.cells.clear();
+            self.readers.clear();
         }
     }
 
-    pub(super) fn missing(&self, l: &Line, core: usize) -> Missing {
-        if !self.cfg.idc && l.clean.is_none() {
+    pub(super) fn missing(&self, w: &WordWrite, core: usize) -> Missing {
+        let l = &w.sync;
+        if !self.cfg.idc && l.cleans.is_empty() {
             return if l.clean_unordered {
                 Missing::CleanOrder
             } else {
