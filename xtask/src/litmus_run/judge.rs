@@ -29,6 +29,19 @@ pub struct Judge {
     fetch: Vec<Fetch>,
 }
 
+/// One sanitizer report of an iteration.
+#[derive(Clone, Debug, Default)]
+pub struct Seen {
+    /// The executing core.
+    pub core: u64,
+    /// The word's address.
+    pub va: u64,
+    /// The report's number.
+    pub id: u64,
+    /// Reports that cannot have been stale together with this one.
+    pub excludes: Vec<u64>,
+}
+
 /// What one iteration says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Assessed {
@@ -269,8 +282,13 @@ impl Judge {
         Ok(judge)
     }
 
-    /// Judges one iteration from its final state and its reports (core, address).
-    pub fn assess(&self, st: &State, reports: &[(u64, u64)]) -> Assessed {
+    /// Judges one iteration from its final state and its reports.
+    ///
+    /// Each fetch atom that does not hold must be stood for by a report on its core at a word
+    /// deciding it, and the reports chosen must be able to be stale together (no two of them
+    /// exclude each other): two fetches each of which may alone have run the old word do not
+    /// make an outcome that needs both.
+    pub fn assess(&self, st: &State, reports: &[Seen]) -> Assessed {
         let meets_data = self.data.iter().all(|d| st.eval(d) == Some(true));
         if !meets_data {
             return Assessed {
@@ -278,24 +296,66 @@ impl Judge {
                 shows_outcome: false,
             };
         }
-        let reported = |f: &Fetch| {
-            reports
-                .iter()
-                .any(|&(c, va)| c == f.core && f.words.contains(&va))
-        };
         let shows_outcome = if self.fetch.is_empty() {
             !reports.is_empty()
         } else {
-            self.fetch
-                .iter()
-                .all(|f| st.eval(&f.atom) == Some(true) || reported(f))
-                && self.fetch.iter().any(reported)
+            // For each atom: the reports that can stand for it (None: it holds anyway).
+            let mut options: Vec<Vec<Option<&Seen>>> = vec![];
+            for f in &self.fetch {
+                let mut o: Vec<Option<&Seen>> = reports
+                    .iter()
+                    .filter(|r| r.core == f.core && f.words.contains(&r.va))
+                    .map(Some)
+                    .collect();
+                if st.eval(&f.atom) == Some(true) {
+                    o.push(None);
+                }
+                options.push(o);
+            }
+            choose(&options, &mut vec![])
         };
         Assessed {
             meets_data,
             shows_outcome,
         }
     }
+}
+
+/// True if one option per atom can be chosen with at least one report among them and no two
+/// chosen reports excluding each other.
+fn choose<'a>(options: &[Vec<Option<&'a Seen>>], chosen: &mut Vec<&'a Seen>) -> bool {
+    let Some((first, rest)) = options.split_first() else {
+        return !chosen.is_empty();
+    };
+    for o in first {
+        match o {
+            None => {
+                if choose(rest, chosen) {
+                    return true;
+                }
+            }
+            Some(r) => {
+                let clash = chosen
+                    .iter()
+                    .any(|c| c.excludes.contains(&r.id) || r.excludes.contains(&c.id));
+                if clash {
+                    continue;
+                }
+                let same = chosen.iter().any(|c| c.id == r.id);
+                if !same {
+                    chosen.push(r);
+                }
+                let ok = choose(rest, chosen);
+                if !same {
+                    chosen.pop();
+                }
+                if ok {
+                    return true;
+                }
+            }
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -350,5 +410,32 @@ mod tests {
              exists (1:X1=1 /\\ 1:X2=0)\n",
         );
         assert_eq!(fetch(&j), [(1, vec![0x1114]), (1, vec![0x1114])]);
+    }
+
+    #[test]
+    fn reports_that_exclude_each_other_do_not_show_an_outcome_needing_both() {
+        // SB-bnop-cachesyncs: each core's fetch alone may have been stale, not both.
+        let a = Seen {
+            core: 0,
+            va: 0x1018,
+            id: 1,
+            excludes: vec![],
+        };
+        let b = Seen {
+            core: 1,
+            va: 0x1118,
+            id: 2,
+            excludes: vec![1],
+        };
+        assert!(!choose(&[vec![Some(&a)], vec![Some(&b)]], &mut vec![]));
+        // Either alone, with the other atom holding, still shows it.
+        assert!(choose(&[vec![Some(&a)], vec![Some(&b), None]], &mut vec![]));
+        let b_free = Seen {
+            excludes: vec![],
+            ..b.clone()
+        };
+        assert!(choose(&[vec![Some(&a)], vec![Some(&b_free)]], &mut vec![]));
+        // Nothing reported: nothing shown.
+        assert!(!choose(&[vec![None], vec![None]], &mut vec![]));
     }
 }

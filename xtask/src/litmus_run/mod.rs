@@ -48,6 +48,10 @@ pub struct LitmusArgs {
     /// Print only one line per test.
     #[arg(long)]
     pub quiet: bool,
+    /// With `--sanitize`: print the final state and the reports of the first three iterations
+    /// whose reports showed the outcome.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// A verdict from the catalogue.

@@ -7,7 +7,7 @@
 //! that met the condition's data atoms showed the outcome through its reports; a Forbidden one
 //! when at least [`FORBIDDEN_MIN`] iterations met them and none showed it.
 
-use super::judge::Judge;
+use super::judge::{Judge, Seen};
 use super::parser::{self, Litmus, Quant};
 use super::program::{self, GenOptions};
 use super::run::{self, Ending, QemuRun, State, Symbols};
@@ -111,8 +111,8 @@ fn expected(t: &Litmus, path: &Path, ctx: &Context) -> Option<Kind> {
     })
 }
 
-/// A report: its core, address and line.
-type Reported = (u64, u64, String);
+/// A report: its core, address and line, and its number and the numbers it excludes.
+type Reported = (u64, u64, String, u64, Vec<u64>);
 
 /// Per-iteration stale reports of a sanitizer output: iteration -> reports, and the lines
 /// outside any test code (the harness's own).
@@ -137,9 +137,15 @@ fn stale_reports(text: &str, code: (u64, u64)) -> (BTreeMap<u64, Vec<Reported>>,
         let core = field("core")
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(u64::MAX);
+        let id = field("id").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let excludes = field("excludes")
+            .map(|v| v.split(',').filter_map(|x| x.parse::<u64>().ok()).collect())
+            .unwrap_or_default();
         match iter {
             Some(i) if (code.0..code.1).contains(&va) => {
-                per.entry(i).or_default().push((core, va, rest.into()))
+                per.entry(i)
+                    .or_default()
+                    .push((core, va, rest.into(), id, excludes))
             }
             _ => harness.push(rest.to_string()),
         }
@@ -355,10 +361,24 @@ pub fn one(path: &Path, ctx: &Context, tally: &mut Tally) {
         for (k, rec) in r.records.iter().enumerate() {
             let st = State::new(&t, &prog, &syms, rec);
             let reports = per.get(&(k as u64 + 1)).map_or(&[][..], Vec::as_slice);
-            let at: Vec<(u64, u64)> = reports.iter().map(|(c, va, _)| (*c, *va)).collect();
+            let at: Vec<Seen> = reports
+                .iter()
+                .map(|(c, va, _, id, ex)| Seen {
+                    core: *c,
+                    va: *va,
+                    id: *id,
+                    excludes: ex.clone(),
+                })
+                .collect();
             let a = j.assess(&st, &at);
             qualifying += u64::from(a.meets_data);
             if a.shows_outcome {
+                if ctx.args.explain && reported < 3 {
+                    println!("explain: iteration {}: {}", k + 1, st.show());
+                    for r in reports {
+                        println!("explain:   {}", r.2);
+                    }
+                }
                 reported += 1;
                 first.get_or_insert((k + 1, reports[0].2.clone()));
             }
