@@ -36,7 +36,11 @@ core::arch::global_asm!(
     handler = sym handle_exception,
 );
 
-/// Vector-table entries: current EL with SP_ELx.
+/// Vector-table entries. The kernel runs on `SP_EL0`, so an exception from its code arrives at
+/// a "current EL with SP_EL0" entry; one from a handler (already on `SP_EL1`, the exception
+/// stack) at a "current EL with SP_ELx" entry.
+const CURRENT_SP0_SYNC: u64 = 0;
+const CURRENT_SP0_IRQ: u64 = 1;
 const CURRENT_SPX_SYNC: u64 = 4;
 const CURRENT_SPX_IRQ: u64 = 5;
 
@@ -168,13 +172,13 @@ pub fn interrupted_at(core: usize) -> (u64, u64) {
 
 extern "C" fn handle_exception(frame: &mut Frame, kind: u64) {
     match kind {
-        CURRENT_SPX_IRQ => {
+        CURRENT_SP0_IRQ | CURRENT_SPX_IRQ => {
             let at = &INTERRUPTED[cpu::core_id()];
             at.pc.store(frame.elr, Ordering::Relaxed);
             at.lr.store(frame.x[30], Ordering::Relaxed);
             crate::irq::handle()
         }
-        CURRENT_SPX_SYNC => {
+        CURRENT_SP0_SYNC | CURRENT_SPX_SYNC => {
             let esr_val = ESR_EL1.get();
             let far = FAR_EL1.get();
             if !try_trap(frame, esr_val, far) {

@@ -14,7 +14,7 @@
 //! - indirect sites: `ADRP X16; LDR X16; BR X16` through one target cell (three instructions, no
 //!   barrier);
 //! - the sequence-checked site: its entry check, then the branch through its cell, all in its
-//!   trampoline (`seq_check_site!`: eight instructions when nothing was published);
+//!   trampoline (`seq_check_site!`: nine instructions when nothing was published);
 //! - per-core sites: `MRS X16, TPIDR_EL0` (or `TPIDRRO_EL0`); `LDR X17, [X16]; BR X17`, through
 //!   the calling core's own [`ConsumerCell`], leaving its address in `X16` as the flush stub
 //!   expects (no EL0 code runs here, so both registers are free);
@@ -124,15 +124,21 @@ const _: () = assert!(core::mem::offset_of!(SeqState, check) % 8 == 0);
 /// ```text
 /// ADRP X17, state; LDAR X16, [X17]      the cell first, with acquire
 /// LDR X9, [X17, #seq]                   the global sequence
-/// MRS X10, SP_EL0; LDR X11, [X10]       this core's record (see init_core)
+/// MRS X10, TPIDR_EL1                    this core's index (boot.s)
+/// ADD X10, X17, X10, LSL #shift         and its record, from the state's page
+/// LDR X11, [X10, #seen]
 /// CMP X9, X11; B.NE 1f; BR X16
-/// 1: ISB; STLR X9, [X10]; BR X16        behind: synchronize, then record the sequence
+/// 1: ISB; ADD X10, X10, #seen
+/// STLR X9, [X10]; BR X16                behind: synchronize, then record the sequence
 /// ```
 ///
 /// The `ISB` sits under the `B.NE` on the loaded sequence, so it is ordered after the
 /// producer's maintenance that the sequence's store-release follows; only then does the
 /// record (which the producer waits for before it stores the cell) say so. It clobbers only
-/// `X9`-`X11`, `X16` and `X17`, and passes every argument register through to the block.
+/// `X9`-`X11`, `X16` and `X17`, and passes every argument register through to the block. (It
+/// used to read its record's address from `SP_EL0`; that register is now the kernel's own stack,
+/// exceptions running on `SP_EL1`, so it computes the address from the core's index: one more
+/// instruction on its path.)
 macro_rules! seq_check_site {
     ($(#[$doc:meta])* $state:ident, $entry:ident, $symbol:literal) => {
         $(#[$doc])*
@@ -149,17 +155,22 @@ macro_rules! seq_check_site {
             "    adrp x17, {state}",
             "    ldar x16, [x17]",
             "    ldr  x9, [x17, #{seq}]",
-            "    mrs  x10, sp_el0",
-            "    ldr  x11, [x10]",
+            "    mrs  x10, tpidr_el1",
+            "    add  x10, x17, x10, lsl #{shift}",
+            "    ldr  x11, [x10, #{seen}]",
             "    cmp  x9, x11",
             "    b.ne 1f",
             "    br   x16",
             "1:  isb",
+            "    add  x10, x10, #{seen}",
             "    stlr x9, [x10]",
             "    br   x16",
             state = sym $state,
             seq = const core::mem::offset_of!(SeqState, check)
                 + SeqCheck::<MAX_CORES>::SEQUENCE_OFFSET,
+            seen = const core::mem::offset_of!(SeqState, check)
+                + SeqCheck::<MAX_CORES>::SEEN_OFFSET,
+            shift = const SeqCheck::<MAX_CORES>::SEEN_SHIFT,
         );
 
         fn $entry() -> usize {
@@ -207,25 +218,23 @@ per_core_site!(
 
 const _: () = assert!(core::mem::size_of::<ConsumerCell>() == 128);
 
-/// Points this core's per-core sites at its own cells, and `SP_EL0` at its sequence-check
-/// record: call once on every core at bring-up.
+/// Points this core's per-core sites at its own cells: call once on every core at bring-up.
 ///
-/// `SP_EL0` is free: the kernel runs on `SP_EL1` (`EL1h`) and runs nothing at EL0, so the
-/// register serves as a third per-core pointer beside `TPIDR_EL0` and `TPIDRRO_EL0`
-/// (`TPIDR_EL1` holds the core's index).
+/// (The sequence-checked trampoline finds its record from `TPIDR_EL1`, the core's index;
+/// `SP_EL0` is the kernel's own stack: exceptions run on `SP_EL1`, see `arch::boot`.)
 pub fn init_core(core: usize) {
-    use aarch64_cpu::registers::{
-        Readable as _, SP_EL0, SPSel, TPIDR_EL0, TPIDRRO_EL0, Writeable as _,
-    };
-    assert_eq!(
-        SPSel.get(),
-        1,
-        "the kernel must run on SP_EL1: SP_EL0 is a site's pointer"
-    );
+    use aarch64_cpu::registers::{TPIDR_EL0, TPIDRRO_EL0, Writeable as _};
     let cell = |site: &ConsumerCells| &site.cells()[core] as *const ConsumerCell as u64;
     TPIDR_EL0.set(cell(&FTR_CELLS));
     TPIDRRO_EL0.set(cell(&FTR_MULTI_CELLS));
-    SP_EL0.set(SEQ.check.seen_addr(CoreId(core as u8)) as u64);
+    debug_assert_eq!(
+        SEQ.check.seen_addr(CoreId(core as u8)),
+        &SEQ as *const SeqState as usize
+            + core::mem::offset_of!(SeqState, check)
+            + SeqCheck::<MAX_CORES>::SEEN_OFFSET
+            + (core << SeqCheck::<MAX_CORES>::SEEN_SHIFT),
+        "the trampoline's record address"
+    );
 }
 
 static IPI_SYNC: Bound<IpiSync, IndirectSite> = Bound::new(&IpiSync, &IPI_SYNC_CELL);
