@@ -26,6 +26,12 @@ pub fn mark_online(core: usize, level: BootLevel) {
     ONLINE.fetch_or(1 << core, Ordering::Release);
 }
 
+/// Takes this core out of the online set: it stopped for good (a stack overflow), so IPIs stop
+/// waiting for it. (Its QSBR state is not retired: a grace period may then wait for it.)
+pub fn mark_stopped(core: usize) {
+    ONLINE.fetch_and(!(1 << core), Ordering::Release);
+}
+
 /// The level `core` was entered at (1 or 2), or 0 if it never came up.
 pub fn boot_el(core: usize) -> u8 {
     BOOT_EL[core].load(Ordering::Relaxed)

@@ -29,7 +29,7 @@
 //! ([`announce`]), so neither the protocol crate nor xtask lists them.
 
 use super::payload::Answer;
-use super::{Fixed, PatchError, service};
+use super::{Fixed, PatchError, SLOT_SIZE, service};
 use boards::MAX_CORES;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
@@ -385,6 +385,41 @@ pub struct Site {
     slots: spin::Mutex<Slots>,
     /// Publications completed (what `running` reports for sites that copy code in place).
     published: AtomicU64,
+    /// The code it runs now and what it ran before: what a rollback puts back.
+    history: spin::Mutex<History>,
+}
+
+/// A site's last two codes, for [`Site::roll_back`].
+struct History {
+    current: Kept,
+    previous: Kept,
+}
+
+/// One code a site ran, copied when published (empty: none, or too long to keep).
+#[derive(Clone, Copy)]
+struct Kept {
+    bytes: [u8; SLOT_SIZE],
+    len: usize,
+    /// The publication count that made it current.
+    version: u64,
+}
+
+impl Kept {
+    const NONE: Self = Self {
+        bytes: [0; SLOT_SIZE],
+        len: 0,
+        version: 0,
+    };
+
+    fn of(code: &[u8], version: u64) -> Self {
+        let mut kept = Self::NONE;
+        if let Some(dst) = kept.bytes.get_mut(..code.len()) {
+            dst.copy_from_slice(code);
+            kept.len = code.len();
+            kept.version = version;
+        }
+        kept
+    }
 }
 
 impl Site {
@@ -441,6 +476,10 @@ impl Site {
             path: "",
             slots: spin::Mutex::new(Slots::new()),
             published: AtomicU64::new(0),
+            history: spin::Mutex::new(History {
+                current: Kept::NONE,
+                previous: Kept::NONE,
+            }),
         }
     }
 }
@@ -787,7 +826,47 @@ impl Site {
         vet: impl FnOnce(u64) -> bool,
         first: bool,
     ) -> Result<(), PatchError> {
-        self.publish_through((self.publisher)(), code, timeout, vet, first)
+        let policy = &patcher::check::Policy::KERNEL_SITES;
+        self.publish_through((self.publisher)(), code, timeout, vet, first, policy)
+    }
+
+    /// [`publish`](Self::publish) past the verifier (the shape rules still hold): the test-only
+    /// door through which the fault-containment tests publish code that faults or hangs. Only
+    /// kernel tests call it; no frame from outside reaches it.
+    pub(crate) fn publish_unverified_for_tests(
+        &self,
+        code: &[u8],
+        timeout: Duration,
+    ) -> Result<(), PatchError> {
+        let policy = &patcher::check::Policy::UNVERIFIED_TEST_DOOR;
+        self.publish_through((self.publisher)(), code, timeout, |_| true, false, policy)
+    }
+
+    /// The site's publication count (each publication's version, as fault reports name it).
+    pub fn version(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Rolls the site back to the code it ran before, if the block it leads to now holds `elr`
+    /// (the faulting instruction): one publication of the kept previous code, through the
+    /// site's own strategy and [`publish`](Self::publish)'s path. Returns the faulting and the
+    /// restored version, or `None` when the site no longer leads to that block (another core's
+    /// fault already rolled it back, or a producer replaced it).
+    pub fn roll_back(&self, elr: u64, timeout: Duration) -> Result<Option<(u64, u64)>, RollBack> {
+        let (block, version) = self.running();
+        let here = (block..block + SLOT_SIZE as u64).contains(&elr);
+        if !here || self.history.lock().current.version != version {
+            return Ok(None);
+        }
+        let previous = self.history.lock().previous;
+        if previous.len == 0 {
+            return Err(RollBack::NothingKept);
+        }
+        self.publish_with(&previous.bytes[..previous.len], timeout, |_| true, false)
+            .map_err(RollBack::Publish)?;
+        // What faulted is never put back by a later rollback.
+        self.history.lock().previous = Kept::NONE;
+        Ok(Some((version, previous.version)))
     }
 
     /// The one path: place, publish through `site` (this site's strategy, or a wrapper of it),
@@ -799,6 +878,7 @@ impl Site {
         timeout: Duration,
         vet: impl FnOnce(u64) -> bool,
         first: bool,
+        policy: &patcher::check::Policy<'static>,
     ) -> Result<(), PatchError> {
         let mut slots = self.slots.try_lock().ok_or(PatchError::Busy)?;
         let env = super::env(timeout);
@@ -809,7 +889,7 @@ impl Site {
                 timeout,
                 code,
                 &patcher::check::Externals::NONE,
-                &patcher::check::Policy::KERNEL_SITES,
+                policy,
                 vet,
             )
             .map_err(PatchError::Place)?;
@@ -819,7 +899,10 @@ impl Site {
             publisher.publish(&env, site, &mut slots, block)
         };
         result.map_err(PatchError::from)?;
-        self.published.fetch_add(1, Ordering::Release);
+        let version = self.published.fetch_add(1, Ordering::Release) + 1;
+        let mut history = self.history.lock();
+        history.previous = history.current;
+        history.current = Kept::of(code, version);
         Ok(())
     }
 
@@ -882,7 +965,8 @@ impl Site {
             }
         }
         let counted = Counted(publish, runs_in_slot, AtomicU64::new(0));
-        self.publish_through(&counted, code, timeout, |_| true, false)?;
+        let policy = &patcher::check::Policy::KERNEL_SITES;
+        self.publish_through(&counted, code, timeout, |_| true, false, policy)?;
         Ok(counted.2.load(Ordering::Relaxed))
     }
 
@@ -890,6 +974,15 @@ impl Site {
     pub fn hold(&self) -> Option<spin::MutexGuard<'_, Slots>> {
         self.slots.try_lock()
     }
+}
+
+/// Why a rollback did not happen.
+#[derive(Debug)]
+pub enum RollBack {
+    /// The site kept no previous code (its first, or a block longer than a slot).
+    NothingKept,
+    /// Publishing the previous code failed.
+    Publish(PatchError),
 }
 
 /// Calls the code at `entry` with the payload signature.

@@ -7,6 +7,7 @@
 
 mod bench;
 mod call_site;
+mod contain;
 mod demo;
 mod fault;
 mod ipi;

@@ -129,7 +129,11 @@ impl fmt::Display for Record {
             } => write!(
                 f,
                 "stack-overflow core={core} guard={} of core {owner} elr={elr:#x} far={far:#x}",
-                if exception_stack { "exception stack" } else { "stack" }
+                if exception_stack {
+                    "exception stack"
+                } else {
+                    "stack"
+                }
             ),
             Self::LitmusWatch { va, core } => {
                 write!(f, "litmus: rewritten word at {va:#x}, run by core {core}")
