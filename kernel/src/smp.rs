@@ -89,7 +89,9 @@ static DONE: [Done; MAX_CORES] = [const {
 
 /// Runs `job` on every online core (this one included) and waits at most `timeout_us` for all.
 ///
-/// Returns the cores whose job returned false, or `Err` with the cores that had not finished.
+/// Returns the cores whose job returned false, or `Err` with the cores that had not finished. A
+/// core that stopped on a stack overflow meanwhile is finished: failed, unless its test said it
+/// expected that (`exceptions::expect_overflow`).
 pub fn run_everywhere(job: Job, timeout_us: u64) -> Result<CoreMask, CoreMask> {
     let me = cpu::core_id();
     let cores = online();
@@ -104,6 +106,7 @@ pub fn run_everywhere(job: Job, timeout_us: u64) -> Result<CoreMask, CoreMask> {
         let unfinished = cores
             .iter()
             .filter(|&c| DONE[c].generation.load(Ordering::Acquire) != generation)
+            .filter(|&c| online().contains(c))
             .fold(CoreMask::EMPTY, CoreMask::with);
         if unfinished.is_empty() {
             break;
@@ -113,9 +116,16 @@ pub fn run_everywhere(job: Job, timeout_us: u64) -> Result<CoreMask, CoreMask> {
         }
         cpu::relax();
     }
+    let stopped = |c: usize| !online().contains(c);
     Ok(cores
         .iter()
-        .filter(|&c| DONE[c].ok.load(Ordering::Relaxed) == 0)
+        .filter(|&c| {
+            if stopped(c) {
+                !crate::arch::exceptions::overflow_expected(c)
+            } else {
+                DONE[c].ok.load(Ordering::Relaxed) == 0
+            }
+        })
         .fold(CoreMask::EMPTY, CoreMask::with))
 }
 

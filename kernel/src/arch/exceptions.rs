@@ -229,6 +229,10 @@ fn stack_overflow(frame: &Frame, owner: usize, which: boot::Guarded, far: u64) -
         elr: frame.elr,
         far,
     });
+    OWN_STACK.fetch_or(
+        u64::from(owner == core && !exception_stack) << core,
+        Ordering::Relaxed,
+    );
     OVERFLOWED.fetch_or(1 << core, Ordering::Release);
     crate::smp::mark_stopped(core);
     loop {
@@ -239,9 +243,25 @@ fn stack_overflow(frame: &Frame, owner: usize, which: boot::Guarded, far: u64) -
 /// Cores stopped by a stack overflow (a bit each).
 static OVERFLOWED: AtomicU64 = AtomicU64::new(0);
 
-/// Whether `core` stopped on a stack overflow.
-pub fn overflowed(core: usize) -> bool {
-    OVERFLOWED.load(Ordering::Acquire) & (1 << core) != 0
+/// Cores whose overflow was into their own stack's guard page (a bit each).
+static OWN_STACK: AtomicU64 = AtomicU64::new(0);
+/// Cores a test expects to overflow (a bit each): `smp::run_everywhere` counts them as passed.
+static EXPECTED: AtomicU64 = AtomicU64::new(0);
+
+/// Whether `core` stopped on a stack overflow, and whether into its own stack's guard page.
+pub fn overflowed(core: usize) -> Option<bool> {
+    (OVERFLOWED.load(Ordering::Acquire) & (1 << core) != 0)
+        .then(|| OWN_STACK.load(Ordering::Relaxed) & (1 << core) != 0)
+}
+
+/// The running test expects this core to overflow its stack.
+pub fn expect_overflow() {
+    EXPECTED.fetch_or(1 << cpu::core_id(), Ordering::Release);
+}
+
+/// Whether `core` stopped on an overflow its test expected.
+pub fn overflow_expected(core: usize) -> bool {
+    overflowed(core) == Some(true) && EXPECTED.load(Ordering::Acquire) & (1 << core) != 0
 }
 
 fn fatal(frame: &Frame, kind: u64, esr_val: u64, far: u64) -> ! {

@@ -18,6 +18,7 @@ mod naive;
 pub(crate) mod patch;
 mod patch_errors;
 mod smp;
+mod stack_overflow;
 mod timer;
 mod wx;
 
