@@ -30,9 +30,9 @@ struct CoreStacks {
 }
 
 const _: () = {
-    assert!(core::mem::size_of::<CoreStacks>() % PAGE == 0);
+    assert!(core::mem::size_of::<CoreStacks>().is_multiple_of(PAGE));
     assert!(core::mem::offset_of!(CoreStacks, stack) == PAGE);
-    assert!(STACK_SIZE % PAGE == 0 && EXCEPTION_STACK_SIZE % PAGE == 0);
+    assert!(STACK_SIZE.is_multiple_of(PAGE) && EXCEPTION_STACK_SIZE.is_multiple_of(PAGE));
 };
 
 #[repr(C, align(4096))]
