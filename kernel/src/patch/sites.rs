@@ -598,7 +598,7 @@ pub static SITES: [Site; STRATEGIES + 1] = [
         Entry::Trampoline(seq_entry),
     )
     .seq_checked(&SEQ.check)
-    .path("ADRP, LDAR, LDR, MRS, LDR, CMP, B.NE, BR"),
+    .path("ADRP, LDAR, LDR, MRS, ADD, LDR, CMP, B.NE, BR"),
     Site::new(
         names::STOP_THE_WORLD,
         Role::Strategy,
