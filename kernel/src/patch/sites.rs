@@ -119,7 +119,7 @@ const _: () = assert!(core::mem::offset_of!(SeqState, check) % 8 == 0);
 
 /// Declares a sequence-checked entry point: its [`SeqState`] `$state` and its trampoline, named
 /// `$symbol` in the ELF, which runs the entry check itself (herd7:
-/// `tests/litmus/seq-check.litmus`), 8 instructions when nothing was published:
+/// `tests/litmus/seq-check.litmus`), 9 instructions when nothing was published:
 ///
 /// ```text
 /// ADRP X17, state; LDAR X16, [X17]      the cell first, with acquire
