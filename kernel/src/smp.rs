@@ -26,6 +26,12 @@ pub fn mark_online(core: usize, level: BootLevel) {
     ONLINE.fetch_or(1 << core, Ordering::Release);
 }
 
+/// Takes this core out of the online set: it stopped for good (a stack overflow), so IPIs stop
+/// waiting for it. (Its QSBR state is not retired: a grace period may then wait for it.)
+pub fn mark_stopped(core: usize) {
+    ONLINE.fetch_and(!(1 << core), Ordering::Release);
+}
+
 /// The level `core` was entered at (1 or 2), or 0 if it never came up.
 pub fn boot_el(core: usize) -> u8 {
     BOOT_EL[core].load(Ordering::Relaxed)
@@ -83,7 +89,9 @@ static DONE: [Done; MAX_CORES] = [const {
 
 /// Runs `job` on every online core (this one included) and waits at most `timeout_us` for all.
 ///
-/// Returns the cores whose job returned false, or `Err` with the cores that had not finished.
+/// Returns the cores whose job returned false, or `Err` with the cores that had not finished. A
+/// core that stopped on a stack overflow meanwhile is finished: failed, unless its test said it
+/// expected that (`exceptions::expect_overflow`).
 pub fn run_everywhere(job: Job, timeout_us: u64) -> Result<CoreMask, CoreMask> {
     let me = cpu::core_id();
     let cores = online();
@@ -98,6 +106,7 @@ pub fn run_everywhere(job: Job, timeout_us: u64) -> Result<CoreMask, CoreMask> {
         let unfinished = cores
             .iter()
             .filter(|&c| DONE[c].generation.load(Ordering::Acquire) != generation)
+            .filter(|&c| online().contains(c))
             .fold(CoreMask::EMPTY, CoreMask::with);
         if unfinished.is_empty() {
             break;
@@ -107,9 +116,16 @@ pub fn run_everywhere(job: Job, timeout_us: u64) -> Result<CoreMask, CoreMask> {
         }
         cpu::relax();
     }
+    let stopped = |c: usize| !online().contains(c);
     Ok(cores
         .iter()
-        .filter(|&c| DONE[c].ok.load(Ordering::Relaxed) == 0)
+        .filter(|&c| {
+            if stopped(c) {
+                !crate::arch::exceptions::overflow_expected(c)
+            } else {
+                DONE[c].ok.load(Ordering::Relaxed) == 0
+            }
+        })
         .fold(CoreMask::EMPTY, CoreMask::with))
 }
 

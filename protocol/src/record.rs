@@ -111,6 +111,27 @@ impl fmt::Display for Name {
     }
 }
 
+/// Why a patch was rolled back ([`Record::PatchFault`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FaultCause {
+    /// A synchronous exception with its `ELR` in the patch's block.
+    Exception = 0,
+    /// The call ran past its site's time budget (found by the loop's timer tick).
+    Hang = 1,
+}
+
+impl FaultCause {
+    /// The cause with this byte, if any.
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Exception),
+            1 => Some(Self::Hang),
+            _ => None,
+        }
+    }
+}
+
 /// One result of a kernel run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Record {
@@ -284,6 +305,39 @@ pub enum Record {
         /// The core that runs it.
         core: u8,
     },
+    /// A patch faulted or ran past its site's time budget; the site was rolled back to the code
+    /// it ran before (fault containment, `kernel/src/patch/contain.rs`).
+    PatchFault {
+        /// The site.
+        site: Name,
+        /// The core whose call faulted.
+        core: u8,
+        /// What happened.
+        cause: FaultCause,
+        /// The site's publication count when it faulted: the version that faulted.
+        version: u64,
+        /// The publication count whose code the rollback put back.
+        restored: u64,
+        /// `ESR_EL1` (0 for a hang).
+        esr: u64,
+        /// Where the patch was: `ELR_EL1`.
+        elr: u64,
+        /// `FAR_EL1` (0 for a hang).
+        far: u64,
+    },
+    /// A stack overflowed into its guard page; the core that overflowed stops, the others go on.
+    StackOverflow {
+        /// The core that took the fault.
+        core: u8,
+        /// The core whose stack the guard page protects.
+        owner: u8,
+        /// Whether it is that core's exception stack (else its own stack).
+        exception_stack: bool,
+        /// `ELR_EL1`.
+        elr: u64,
+        /// `FAR_EL1`: the address in the guard page.
+        far: u64,
+    },
     /// `live`: the host ended the session.
     LiveEnded {
         /// Frames applied.
@@ -333,6 +387,8 @@ pub enum DecodeError {
     UnknownRefusal(u8),
     /// A frame error holds no error's number.
     UnknownFrameError(u8),
+    /// A fault cause holds no cause's number.
+    UnknownFaultCause(u8),
 }
 
 impl fmt::Display for DecodeError {
@@ -340,6 +396,7 @@ impl fmt::Display for DecodeError {
         match *self {
             Self::Empty => f.write_str("empty record"),
             Self::BadTag(t) => write!(f, "bad record tag {t}"),
+            Self::UnknownFaultCause(c) => write!(f, "unknown fault cause {c}"),
             Self::Short { tag, expected, got } => {
                 write!(
                     f,

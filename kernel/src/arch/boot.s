@@ -3,7 +3,7 @@
 // The primary core enters at _start (x0 = device tree, unused); secondaries enter at
 // graft_secondary_entry with their linear index in x0 (PSCI CPU_ON context id, or a board
 // trampoline). Each core: mask interrupts, leave EL2 if it arrived there, enable FP/SIMD before
-// any Rust code (Rust emits NEON), install the vectors, and take its own stack. The primary clears
+// any Rust code (Rust emits NEON), install the vectors, unmask SError, and take its own stacks. The primary clears
 // .bss once; secondaries turn their MMU on from the configuration the primary published and
 // cleaned to the point of coherency, before they touch any shared data.
 
@@ -43,12 +43,12 @@ graft_common_entry:
     ldr     x1, =graft_vectors
     msr     vbar_el1, x1
     isb
+    msr     daifclr, #4                 // SError unmasked: reported by the vectors, not lost
 
-    // Stack top = STACKS + (index + 1) * STACK_SIZE.
+    // This core's stacks: x1 = STACKS + index * size of CoreStacks (boot.rs).
     ldr     x1, ={stacks}
-    ldr     x2, ={stack_size}
+    ldr     x2, ={core_stacks_size}
     madd    x1, x19, x2, x1
-    add     x1, x1, x2
     cbnz    x19, 3f
 
     // Primary: zero .bss (which holds the stacks) before the first stack use.
@@ -58,7 +58,7 @@ graft_common_entry:
     b.hs    4f
     stp     xzr, xzr, [x2], #16
     b       2b
-4:  mov     sp, x1
+4:  bl      graft_take_stacks
     mov     x0, x20
     bl      {primary_main}
     b       graft_halt
@@ -67,7 +67,8 @@ graft_common_entry:
     mov     x21, x1
     ldr     x0, ={mmu_config}
     bl      graft_enable_mmu
-    mov     sp, x21
+    mov     x1, x21
+    bl      graft_take_stacks
     mov     x0, x19
     mov     x1, x20
     bl      {secondary_main}
@@ -75,6 +76,17 @@ graft_common_entry:
 graft_halt:
     wfi
     b       graft_halt
+
+// From x1 = this core's CoreStacks: SP_EL1 := top of its exception stack, then select SP_EL0
+// (EL1t) := top of its own stack. Exceptions taken from here on switch to SP_EL1 by themselves.
+// Clobbers x2.
+graft_take_stacks:
+    add     x2, x1, #{exception_top}
+    mov     sp, x2
+    msr     spsel, #0
+    add     x2, x1, #{stack_top}
+    mov     sp, x2
+    ret
 
 // Leaves EL2 for EL1h with interrupts masked, returning to the caller at EL1.
 // Clobbers x2.

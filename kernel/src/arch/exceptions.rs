@@ -2,9 +2,13 @@
 //!
 //! An unexpected exception is reported (core, class, ESR, ELR, FAR) and ends the run with
 //! [`EXIT_FAULT`]: a test never hangs on a fault. A test may arm a [`FaultTrap`] on its own core to
-//! catch one expected abort and resume.
+//! catch one expected abort and resume. A fault or a hang in a patch that a loop called through
+//! `patch::contain::call` is contained instead (see there); a stack overflow into a guard page
+//! stops only the core it happened on. Every entry runs on the core's exception stack
+//! (`SP_EL1`), so none of this needs the interrupted stack.
 
-use crate::arch::{cpu, semihosting};
+use crate::arch::{boot, cpu, semihosting};
+use crate::patch::contain;
 use aarch64_cpu::registers::{ESR_EL1, FAR_EL1, Readable};
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering, compiler_fence};
 use protocol::esr;
@@ -36,7 +40,11 @@ core::arch::global_asm!(
     handler = sym handle_exception,
 );
 
-/// Vector-table entries: current EL with SP_ELx.
+/// Vector-table entries. The kernel runs on `SP_EL0`, so an exception from its code arrives at
+/// a "current EL with SP_EL0" entry; one from a handler (already on `SP_EL1`, the exception
+/// stack) at a "current EL with SP_ELx" entry.
+const CURRENT_SP0_SYNC: u64 = 0;
+const CURRENT_SP0_IRQ: u64 = 1;
 const CURRENT_SPX_SYNC: u64 = 4;
 const CURRENT_SPX_IRQ: u64 = 5;
 
@@ -168,21 +176,92 @@ pub fn interrupted_at(core: usize) -> (u64, u64) {
 
 extern "C" fn handle_exception(frame: &mut Frame, kind: u64) {
     match kind {
-        CURRENT_SPX_IRQ => {
+        CURRENT_SP0_IRQ | CURRENT_SPX_IRQ => {
             let at = &INTERRUPTED[cpu::core_id()];
             at.pc.store(frame.elr, Ordering::Relaxed);
             at.lr.store(frame.x[30], Ordering::Relaxed);
-            crate::irq::handle()
+            crate::irq::handle();
+            // A loop's tick that finds its guarded call still in a patch past its budget.
+            if kind == CURRENT_SP0_IRQ {
+                contain::on_tick(frame);
+            }
         }
-        CURRENT_SPX_SYNC => {
+        CURRENT_SP0_SYNC | CURRENT_SPX_SYNC => {
             let esr_val = ESR_EL1.get();
             let far = FAR_EL1.get();
-            if !try_trap(frame, esr_val, far) {
-                fatal(frame, kind, esr_val, far);
+            if try_trap(frame, esr_val, far)
+                || (kind == CURRENT_SP0_SYNC && contain::on_exception(frame, esr_val, far))
+            {
+                return;
             }
+            if esr::class(esr_val) == esr::ec::DATA_ABORT_SAME_EL
+                && let Some((owner, which)) = boot::guard_page_of(far)
+            {
+                stack_overflow(frame, owner, which, far);
+            }
+            fatal(frame, kind, esr_val, far);
         }
         _ => fatal(frame, kind, ESR_EL1.get(), FAR_EL1.get()),
     }
+}
+
+/// A stack ran into its guard page: report it, take this core out of the online set and stop it
+/// here, so the other cores keep running (a test passes or fails on them).
+fn stack_overflow(frame: &Frame, owner: usize, which: boot::Guarded, far: u64) -> ! {
+    let core = cpu::core_id();
+    let exception_stack = which == boot::Guarded::Exception;
+    defmt::error!(
+        "stack overflow on core {=usize}: FAR={=u64:#x} is in the guard page of core {=usize}'s {=str} (ELR={=u64:#x})",
+        core,
+        far,
+        owner,
+        if exception_stack {
+            "exception stack"
+        } else {
+            "stack"
+        },
+        frame.elr
+    );
+    crate::report::emit(&protocol::Record::StackOverflow {
+        core: core as u8,
+        owner: owner as u8,
+        exception_stack,
+        elr: frame.elr,
+        far,
+    });
+    OWN_STACK.fetch_or(
+        u64::from(owner == core && !exception_stack) << core,
+        Ordering::Relaxed,
+    );
+    OVERFLOWED.fetch_or(1 << core, Ordering::Release);
+    crate::smp::mark_stopped(core);
+    loop {
+        aarch64_cpu::asm::wfe();
+    }
+}
+
+/// Cores stopped by a stack overflow (a bit each).
+static OVERFLOWED: AtomicU64 = AtomicU64::new(0);
+
+/// Cores whose overflow was into their own stack's guard page (a bit each).
+static OWN_STACK: AtomicU64 = AtomicU64::new(0);
+/// Cores a test expects to overflow (a bit each): `smp::run_everywhere` counts them as passed.
+static EXPECTED: AtomicU64 = AtomicU64::new(0);
+
+/// Whether `core` stopped on a stack overflow, and whether into its own stack's guard page.
+pub fn overflowed(core: usize) -> Option<bool> {
+    (OVERFLOWED.load(Ordering::Acquire) & (1 << core) != 0)
+        .then(|| OWN_STACK.load(Ordering::Relaxed) & (1 << core) != 0)
+}
+
+/// The running test expects this core to overflow its stack.
+pub fn expect_overflow() {
+    EXPECTED.fetch_or(1 << cpu::core_id(), Ordering::Release);
+}
+
+/// Whether `core` stopped on an overflow its test expected.
+pub fn overflow_expected(core: usize) -> bool {
+    overflowed(core) == Some(true) && EXPECTED.load(Ordering::Acquire) & (1 << core) != 0
 }
 
 fn fatal(frame: &Frame, kind: u64, esr_val: u64, far: u64) -> ! {

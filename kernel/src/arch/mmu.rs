@@ -5,7 +5,8 @@
 //! arena is mapped twice: executable+read-only at its physical address, writable+never-executable
 //! at `physical + WRITE_ALIAS_OFFSET`, as are the pages of kernel text that hold call sites
 //! (`patch::call_sites`). No page is writable and executable through one mapping
-//! (`SCTLR_EL1.WXN` enforces it as well). Tables are built with `aarch64-paging` from a static
+//! (`SCTLR_EL1.WXN` enforces it as well). Each stack's guard page (`boot::guard_pages`) is left
+//! unmapped. Tables are built with `aarch64-paging` from a static
 //! pool of pages, by the primary, with the MMU still off.
 
 use crate::arch::boot::MMU_CONFIG;
@@ -178,6 +179,15 @@ pub unsafe fn init_primary() {
         text_end,
         NORMAL_RO,
     );
+    // Every stack's guard page stays unmapped: an overflow takes a data abort (reported from the
+    // exception stack, see `boot`) instead of writing whatever lies below.
+    for (_, _, page) in crate::arch::boot::guard_pages() {
+        let guard = Region {
+            start: page,
+            end: page + PAGE_SIZE,
+        };
+        map(&mut m, guard, page, El1Attributes::empty());
+    }
     let arena = arena();
     map(&mut m, arena, arena.start, NORMAL_RX);
     let alias = Region {

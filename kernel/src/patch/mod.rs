@@ -9,6 +9,7 @@
 //! (the flip site, the stop-the-world site, the flush stub, written once), and slots.
 
 pub mod call_sites;
+pub mod contain;
 pub mod negative;
 pub mod payload;
 pub mod platform;

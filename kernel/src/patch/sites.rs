@@ -14,7 +14,7 @@
 //! - indirect sites: `ADRP X16; LDR X16; BR X16` through one target cell (three instructions, no
 //!   barrier);
 //! - the sequence-checked site: its entry check, then the branch through its cell, all in its
-//!   trampoline (`seq_check_site!`: eight instructions when nothing was published);
+//!   trampoline (`seq_check_site!`: nine instructions when nothing was published);
 //! - per-core sites: `MRS X16, TPIDR_EL0` (or `TPIDRRO_EL0`); `LDR X17, [X16]; BR X17`, through
 //!   the calling core's own [`ConsumerCell`], leaving its address in `X16` as the flush stub
 //!   expects (no EL0 code runs here, so both registers are free);
@@ -29,7 +29,7 @@
 //! ([`announce`]), so neither the protocol crate nor xtask lists them.
 
 use super::payload::Answer;
-use super::{Fixed, PatchError, service};
+use super::{Fixed, PatchError, SLOT_SIZE, service};
 use boards::MAX_CORES;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
@@ -119,20 +119,26 @@ const _: () = assert!(core::mem::offset_of!(SeqState, check) % 8 == 0);
 
 /// Declares a sequence-checked entry point: its [`SeqState`] `$state` and its trampoline, named
 /// `$symbol` in the ELF, which runs the entry check itself (herd7:
-/// `tests/litmus/seq-check.litmus`), 8 instructions when nothing was published:
+/// `tests/litmus/seq-check.litmus`), 9 instructions when nothing was published:
 ///
 /// ```text
 /// ADRP X17, state; LDAR X16, [X17]      the cell first, with acquire
 /// LDR X9, [X17, #seq]                   the global sequence
-/// MRS X10, SP_EL0; LDR X11, [X10]       this core's record (see init_core)
+/// MRS X10, TPIDR_EL1                    this core's index (boot.s)
+/// ADD X10, X17, X10, LSL #shift         and its record, from the state's page
+/// LDR X11, [X10, #seen]
 /// CMP X9, X11; B.NE 1f; BR X16
-/// 1: ISB; STLR X9, [X10]; BR X16        behind: synchronize, then record the sequence
+/// 1: ISB; ADD X10, X10, #seen
+/// STLR X9, [X10]; BR X16                behind: synchronize, then record the sequence
 /// ```
 ///
 /// The `ISB` sits under the `B.NE` on the loaded sequence, so it is ordered after the
 /// producer's maintenance that the sequence's store-release follows; only then does the
 /// record (which the producer waits for before it stores the cell) say so. It clobbers only
-/// `X9`-`X11`, `X16` and `X17`, and passes every argument register through to the block.
+/// `X9`-`X11`, `X16` and `X17`, and passes every argument register through to the block. (It
+/// used to read its record's address from `SP_EL0`; that register is now the kernel's own stack,
+/// exceptions running on `SP_EL1`, so it computes the address from the core's index: one more
+/// instruction on its path.)
 macro_rules! seq_check_site {
     ($(#[$doc:meta])* $state:ident, $entry:ident, $symbol:literal) => {
         $(#[$doc])*
@@ -149,17 +155,22 @@ macro_rules! seq_check_site {
             "    adrp x17, {state}",
             "    ldar x16, [x17]",
             "    ldr  x9, [x17, #{seq}]",
-            "    mrs  x10, sp_el0",
-            "    ldr  x11, [x10]",
+            "    mrs  x10, tpidr_el1",
+            "    add  x10, x17, x10, lsl #{shift}",
+            "    ldr  x11, [x10, #{seen}]",
             "    cmp  x9, x11",
             "    b.ne 1f",
             "    br   x16",
             "1:  isb",
+            "    add  x10, x10, #{seen}",
             "    stlr x9, [x10]",
             "    br   x16",
             state = sym $state,
             seq = const core::mem::offset_of!(SeqState, check)
                 + SeqCheck::<MAX_CORES>::SEQUENCE_OFFSET,
+            seen = const core::mem::offset_of!(SeqState, check)
+                + SeqCheck::<MAX_CORES>::SEEN_OFFSET,
+            shift = const SeqCheck::<MAX_CORES>::SEEN_SHIFT,
         );
 
         fn $entry() -> usize {
@@ -207,25 +218,23 @@ per_core_site!(
 
 const _: () = assert!(core::mem::size_of::<ConsumerCell>() == 128);
 
-/// Points this core's per-core sites at its own cells, and `SP_EL0` at its sequence-check
-/// record: call once on every core at bring-up.
+/// Points this core's per-core sites at its own cells: call once on every core at bring-up.
 ///
-/// `SP_EL0` is free: the kernel runs on `SP_EL1` (`EL1h`) and runs nothing at EL0, so the
-/// register serves as a third per-core pointer beside `TPIDR_EL0` and `TPIDRRO_EL0`
-/// (`TPIDR_EL1` holds the core's index).
+/// (The sequence-checked trampoline finds its record from `TPIDR_EL1`, the core's index;
+/// `SP_EL0` is the kernel's own stack: exceptions run on `SP_EL1`, see `arch::boot`.)
 pub fn init_core(core: usize) {
-    use aarch64_cpu::registers::{
-        Readable as _, SP_EL0, SPSel, TPIDR_EL0, TPIDRRO_EL0, Writeable as _,
-    };
-    assert_eq!(
-        SPSel.get(),
-        1,
-        "the kernel must run on SP_EL1: SP_EL0 is a site's pointer"
-    );
+    use aarch64_cpu::registers::{TPIDR_EL0, TPIDRRO_EL0, Writeable as _};
     let cell = |site: &ConsumerCells| &site.cells()[core] as *const ConsumerCell as u64;
     TPIDR_EL0.set(cell(&FTR_CELLS));
     TPIDRRO_EL0.set(cell(&FTR_MULTI_CELLS));
-    SP_EL0.set(SEQ.check.seen_addr(CoreId(core as u8)) as u64);
+    debug_assert_eq!(
+        SEQ.check.seen_addr(CoreId(core as u8)),
+        &SEQ as *const SeqState as usize
+            + core::mem::offset_of!(SeqState, check)
+            + SeqCheck::<MAX_CORES>::SEEN_OFFSET
+            + (core << SeqCheck::<MAX_CORES>::SEEN_SHIFT),
+        "the trampoline's record address"
+    );
 }
 
 static IPI_SYNC: Bound<IpiSync, IndirectSite> = Bound::new(&IpiSync, &IPI_SYNC_CELL);
@@ -376,6 +385,41 @@ pub struct Site {
     slots: spin::Mutex<Slots>,
     /// Publications completed (what `running` reports for sites that copy code in place).
     published: AtomicU64,
+    /// The code it runs now and what it ran before: what a rollback puts back.
+    history: spin::Mutex<History>,
+}
+
+/// A site's last two codes, for [`Site::roll_back`].
+struct History {
+    current: Kept,
+    previous: Kept,
+}
+
+/// One code a site ran, copied when published (empty: none, or too long to keep).
+#[derive(Clone, Copy)]
+struct Kept {
+    bytes: [u8; SLOT_SIZE],
+    len: usize,
+    /// The publication count that made it current.
+    version: u64,
+}
+
+impl Kept {
+    const NONE: Self = Self {
+        bytes: [0; SLOT_SIZE],
+        len: 0,
+        version: 0,
+    };
+
+    fn of(code: &[u8], version: u64) -> Self {
+        let mut kept = Self::NONE;
+        if let Some(dst) = kept.bytes.get_mut(..code.len()) {
+            dst.copy_from_slice(code);
+            kept.len = code.len();
+            kept.version = version;
+        }
+        kept
+    }
 }
 
 impl Site {
@@ -432,6 +476,10 @@ impl Site {
             path: "",
             slots: spin::Mutex::new(Slots::new()),
             published: AtomicU64::new(0),
+            history: spin::Mutex::new(History {
+                current: Kept::NONE,
+                previous: Kept::NONE,
+            }),
         }
     }
 }
@@ -550,7 +598,7 @@ pub static SITES: [Site; STRATEGIES + 1] = [
         Entry::Trampoline(seq_entry),
     )
     .seq_checked(&SEQ.check)
-    .path("ADRP, LDAR, LDR, MRS, LDR, CMP, B.NE, BR"),
+    .path("ADRP, LDAR, LDR, MRS, ADD, LDR, CMP, B.NE, BR"),
     Site::new(
         names::STOP_THE_WORLD,
         Role::Strategy,
@@ -778,7 +826,47 @@ impl Site {
         vet: impl FnOnce(u64) -> bool,
         first: bool,
     ) -> Result<(), PatchError> {
-        self.publish_through((self.publisher)(), code, timeout, vet, first)
+        let policy = &patcher::check::Policy::KERNEL_SITES;
+        self.publish_through((self.publisher)(), code, timeout, vet, first, policy)
+    }
+
+    /// [`publish`](Self::publish) past the verifier (the shape rules still hold): the test-only
+    /// door through which the fault-containment tests publish code that faults or hangs. Only
+    /// kernel tests call it; no frame from outside reaches it.
+    pub(crate) fn publish_unverified_for_tests(
+        &self,
+        code: &[u8],
+        timeout: Duration,
+    ) -> Result<(), PatchError> {
+        let policy = &patcher::check::Policy::UNVERIFIED_TEST_DOOR;
+        self.publish_through((self.publisher)(), code, timeout, |_| true, false, policy)
+    }
+
+    /// The site's publication count (each publication's version, as fault reports name it).
+    pub fn version(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Rolls the site back to the code it ran before, if the block it leads to now holds `elr`
+    /// (the faulting instruction): one publication of the kept previous code, through the
+    /// site's own strategy and [`publish`](Self::publish)'s path. Returns the faulting and the
+    /// restored version, or `None` when the site no longer leads to that block (another core's
+    /// fault already rolled it back, or a producer replaced it).
+    pub fn roll_back(&self, elr: u64, timeout: Duration) -> Result<Option<(u64, u64)>, RollBack> {
+        let (block, version) = self.running();
+        let here = (block..block + SLOT_SIZE as u64).contains(&elr);
+        if !here || self.history.lock().current.version != version {
+            return Ok(None);
+        }
+        let previous = self.history.lock().previous;
+        if previous.len == 0 {
+            return Err(RollBack::NothingKept);
+        }
+        self.publish_with(&previous.bytes[..previous.len], timeout, |_| true, false)
+            .map_err(RollBack::Publish)?;
+        // What faulted is never put back by a later rollback.
+        self.history.lock().previous = Kept::NONE;
+        Ok(Some((version, previous.version)))
     }
 
     /// The one path: place, publish through `site` (this site's strategy, or a wrapper of it),
@@ -790,6 +878,7 @@ impl Site {
         timeout: Duration,
         vet: impl FnOnce(u64) -> bool,
         first: bool,
+        policy: &patcher::check::Policy<'static>,
     ) -> Result<(), PatchError> {
         let mut slots = self.slots.try_lock().ok_or(PatchError::Busy)?;
         let env = super::env(timeout);
@@ -800,7 +889,7 @@ impl Site {
                 timeout,
                 code,
                 &patcher::check::Externals::NONE,
-                &patcher::check::Policy::KERNEL_SITES,
+                policy,
                 vet,
             )
             .map_err(PatchError::Place)?;
@@ -810,7 +899,10 @@ impl Site {
             publisher.publish(&env, site, &mut slots, block)
         };
         result.map_err(PatchError::from)?;
-        self.published.fetch_add(1, Ordering::Release);
+        let version = self.published.fetch_add(1, Ordering::Release) + 1;
+        let mut history = self.history.lock();
+        history.previous = history.current;
+        history.current = Kept::of(code, version);
         Ok(())
     }
 
@@ -873,7 +965,8 @@ impl Site {
             }
         }
         let counted = Counted(publish, runs_in_slot, AtomicU64::new(0));
-        self.publish_through(&counted, code, timeout, |_| true, false)?;
+        let policy = &patcher::check::Policy::KERNEL_SITES;
+        self.publish_through(&counted, code, timeout, |_| true, false, policy)?;
         Ok(counted.2.load(Ordering::Relaxed))
     }
 
@@ -881,6 +974,15 @@ impl Site {
     pub fn hold(&self) -> Option<spin::MutexGuard<'_, Slots>> {
         self.slots.try_lock()
     }
+}
+
+/// Why a rollback did not happen.
+#[derive(Debug)]
+pub enum RollBack {
+    /// The site kept no previous code (its first, or a block longer than a slot).
+    NothingKept,
+    /// Publishing the previous code failed.
+    Publish(PatchError),
 }
 
 /// Calls the code at `entry` with the payload signature.

@@ -7,6 +7,7 @@
 
 mod bench;
 mod call_site;
+mod contain;
 mod demo;
 mod fault;
 mod ipi;
@@ -17,6 +18,7 @@ mod naive;
 pub(crate) mod patch;
 mod patch_errors;
 mod smp;
+mod stack_overflow;
 mod timer;
 mod wx;
 

@@ -81,6 +81,9 @@ pub struct Policy<'a> {
     pub sysreg_writes: &'a [SysReg],
     /// PSTATE fields the block may write; none by default.
     pub pstate_writes: &'a [PstateField],
+    /// Whether the verifier runs after the shape rules: true except in
+    /// [`Policy::UNVERIFIED_TEST_DOOR`].
+    pub verify: bool,
 }
 
 impl Policy<'static> {
@@ -92,6 +95,15 @@ impl Policy<'static> {
         sysreg_reads: &[],
         sysreg_writes: &[],
         pstate_writes: &[],
+        verify: true,
+    };
+
+    /// The shape rules alone, no verifier: the test-only door through which the kernel's
+    /// fault-containment tests (`patch-fault`, `patch-hang`) publish a `UDF`, a wild load or
+    /// `B .`, to see them contained. Nothing that takes patches from outside uses it.
+    pub const UNVERIFIED_TEST_DOOR: Self = Self {
+        verify: false,
+        ..Self::KERNEL_SITES
     };
 
     /// Every site of Graft's kernel, and what `cargo xtask patch check` checks with: the

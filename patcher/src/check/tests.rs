@@ -291,3 +291,17 @@ fn must_not_fall_off_the_end() {
         assert_eq!(check(&[movz1(), last]), Ok(()), "{last:#010x}");
     }
 }
+
+/// The test door skips the verifier only: `UDF` and `B .` pass it, the shape rules still hold.
+#[test]
+fn the_test_door_skips_only_the_verifier() {
+    let door = &Policy::UNVERIFIED_TEST_DOOR;
+    for words in [[0x0000_0000, ret()], [0x1400_0000, ret()]] {
+        let code = bytes(&words);
+        assert!(check_block(&code, AT, SLOT, &Externals::NONE, &Policy::KERNEL_SITES).is_err());
+        let c = check_block(&code, AT, SLOT, &Externals::NONE, door).unwrap();
+        assert_eq!(c.worst_case_insns(), door.max_insns);
+    }
+    // Falling off the end is still refused.
+    assert!(check_block(&bytes(&[movz1()]), AT, SLOT, &Externals::NONE, door).is_err());
+}

@@ -54,6 +54,7 @@ const _: () = assert!(core::mem::size_of::<Seq>() == 128);
 /// [`seen_addr`](Self::seen_addr).
 #[repr(C)]
 pub struct SeqCheck<const N: usize> {
+    // `SEEN_SHIFT` relies on a record's size being a power of two (it is its alignment).
     seq: Seq,
     seen: [Seq; N],
 }
@@ -79,6 +80,13 @@ impl<const N: usize> SeqCheck<N> {
 
     /// Where the global sequence (a `u64`) lies, from the start of the state.
     pub const SEQUENCE_OFFSET: usize = core::mem::offset_of!(Self, seq);
+
+    /// Where core 0's record lies, from the start of the state.
+    pub const SEEN_OFFSET: usize = core::mem::offset_of!(Self, seen);
+
+    /// log2 of the distance between two cores' records: core `i`'s record is at
+    /// `SEEN_OFFSET + (i << SEEN_SHIFT)`, so a trampoline finds it from the core's index.
+    pub const SEEN_SHIFT: u32 = core::mem::size_of::<Seq>().trailing_zeros();
 
     /// The address of `core`'s record (a `u64` alone on its cache line pair): what its entry
     /// check compares with the sequence and, after its `ISB`, store-releases the sequence into.

@@ -25,6 +25,8 @@ mod tag {
     pub const LIVE_RUNS: u8 = 34;
     pub const LIVE_ENDED: u8 = 35;
     pub const LITMUS_WATCH: u8 = 40;
+    pub const PATCH_FAULT: u8 = 50;
+    pub const STACK_OVERFLOW: u8 = 51;
 }
 
 /// Field bytes of a record with `tag`, None for an unknown tag.
@@ -49,6 +51,8 @@ pub(super) const fn body_len(t: u8) -> Option<usize> {
         tag::LIVE_RUNS => 1 + 8 + 1,
         tag::LIVE_ENDED => 4 + 4,
         tag::LITMUS_WATCH => 8 + 1,
+        tag::PATCH_FAULT => NAME_BYTES + 1 + 1 + 8 * 5,
+        tag::STACK_OVERFLOW => 1 + 1 + 1 + 8 * 2,
         _ => return None,
     })
 }
@@ -185,6 +189,8 @@ impl Record {
             Self::LiveRuns { .. } => tag::LIVE_RUNS,
             Self::LiveEnded { .. } => tag::LIVE_ENDED,
             Self::LitmusWatch { .. } => tag::LITMUS_WATCH,
+            Self::PatchFault { .. } => tag::PATCH_FAULT,
+            Self::StackOverflow { .. } => tag::STACK_OVERFLOW,
         }
     }
 
@@ -335,6 +341,36 @@ impl Record {
                 w.u64(va);
                 w.u8(core);
             }
+            Self::PatchFault {
+                site,
+                core,
+                cause,
+                version,
+                restored,
+                esr,
+                elr,
+                far,
+            } => {
+                w.name(&site);
+                w.u8(core);
+                w.u8(cause as u8);
+                for v in [version, restored, esr, elr, far] {
+                    w.u64(v);
+                }
+            }
+            Self::StackOverflow {
+                core,
+                owner,
+                exception_stack,
+                elr,
+                far,
+            } => {
+                w.u8(core);
+                w.u8(owner);
+                w.u8(exception_stack as u8);
+                w.u64(elr);
+                w.u64(far);
+            }
         }
         let body = w.at;
         debug_assert_eq!(body + CRC_BYTES, n);
@@ -465,6 +501,26 @@ impl Record {
             tag::LITMUS_WATCH => Self::LitmusWatch {
                 va: r.u64(),
                 core: r.u8(),
+            },
+            tag::PATCH_FAULT => Self::PatchFault {
+                site: r.name()?,
+                core: r.u8(),
+                cause: {
+                    let c = r.u8();
+                    super::FaultCause::from_u8(c).ok_or(DecodeError::UnknownFaultCause(c))?
+                },
+                version: r.u64(),
+                restored: r.u64(),
+                esr: r.u64(),
+                elr: r.u64(),
+                far: r.u64(),
+            },
+            tag::STACK_OVERFLOW => Self::StackOverflow {
+                core: r.u8(),
+                owner: r.u8(),
+                exception_stack: r.flag()?,
+                elr: r.u64(),
+                far: r.u64(),
             },
             _ => return Err(DecodeError::BadTag(t)),
         })

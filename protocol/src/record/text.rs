@@ -103,6 +103,38 @@ impl fmt::Display for Record {
                 "live: core {core} runs version {version} (checksum {})",
                 if checksum_ok { "ok" } else { "MISMATCH" }
             ),
+            Self::PatchFault {
+                site,
+                core,
+                cause,
+                version,
+                restored,
+                esr,
+                elr,
+                far,
+            } => write!(
+                f,
+                "patch-fault site={site} core={core} cause={} version={version} restored={restored} esr={esr:#x} elr={elr:#x} far={far:#x}",
+                match cause {
+                    super::FaultCause::Exception => "exception",
+                    super::FaultCause::Hang => "hang",
+                }
+            ),
+            Self::StackOverflow {
+                core,
+                owner,
+                exception_stack,
+                elr,
+                far,
+            } => write!(
+                f,
+                "stack-overflow core={core} guard={} of core {owner} elr={elr:#x} far={far:#x}",
+                if exception_stack {
+                    "exception stack"
+                } else {
+                    "stack"
+                }
+            ),
             Self::LitmusWatch { va, core } => {
                 write!(f, "litmus: rewritten word at {va:#x}, run by core {core}")
             }

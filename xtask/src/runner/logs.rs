@@ -25,10 +25,14 @@ pub struct Line {
 }
 
 impl Line {
-    /// Whether to show this frame to people: every log line and a damaged record (a good record
-    /// has its log line for people beside it).
+    /// Whether to show this frame to people: every log line, a damaged record (a good record
+    /// has its log line for people beside it), and the records of contained faults
+    /// (`PatchFault`, `StackOverflow`), printed as the host decoded them.
     pub fn for_people(&self) -> bool {
-        !matches!(self.record, Some(Ok(_)))
+        !matches!(
+            self.record,
+            Some(Ok(r)) if !matches!(r, Record::PatchFault { .. } | Record::StackOverflow { .. })
+        )
     }
 
     /// The record this frame carries, if it is a well-formed one.
