@@ -116,14 +116,7 @@ fn run(ctx: &Ctx, bad: &[&[u32]]) -> TestResult {
 }
 
 fn wait(b: &Barrier, ctx: &Ctx) -> TestResult {
-    b.wait(ctx.cores, BARRIER_TIMEOUT_US).map_err(|arrived| {
-        defmt::error!(
-            "core {=usize}: barrier timed out, arrived {=u64:#b}",
-            ctx.core,
-            arrived
-        );
-        Failed
-    })
+    super::wait_all(b, ctx, BARRIER_TIMEOUT_US)
 }
 
 fn publish(site: &Site, version: u64) -> TestResult {

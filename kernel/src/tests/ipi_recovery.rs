@@ -80,14 +80,7 @@ fn run(ctx: &Ctx) -> TestResult {
 }
 
 fn wait(b: &Barrier, ctx: &Ctx) -> TestResult {
-    b.wait(ctx.cores, BARRIER_TIMEOUT_US).map_err(|arrived| {
-        defmt::error!(
-            "core {=usize}: barrier timed out, arrived {=u64:#b}",
-            ctx.core,
-            arrived
-        );
-        Failed
-    })
+    super::wait_all(b, ctx, BARRIER_TIMEOUT_US)
 }
 
 fn publish(version: u64, timeout: Duration) -> Result<(), PatchError> {

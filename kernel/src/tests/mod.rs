@@ -210,3 +210,16 @@ pub fn run() -> ! {
         }
     }
 }
+
+/// Waits on `b` for every core of the test, at most `timeout_us`; a timeout is logged with the
+/// cores that arrived and fails the test.
+fn wait_all(b: &crate::sync::Barrier, ctx: &Ctx, timeout_us: u64) -> TestResult {
+    b.wait(ctx.cores, timeout_us).map_err(|arrived| {
+        defmt::error!(
+            "core {=usize}: barrier timed out, arrived {=u64:#b}",
+            ctx.core,
+            arrived
+        );
+        Failed
+    })
+}

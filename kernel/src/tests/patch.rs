@@ -163,14 +163,7 @@ pub fn run(site: &str, how: How, ctx: &Ctx) -> TestResult {
 }
 
 fn wait(b: &Barrier, ctx: &Ctx) -> TestResult {
-    b.wait(ctx.cores, BARRIER_TIMEOUT_US).map_err(|arrived| {
-        defmt::error!(
-            "core {=usize}: barrier timed out, arrived {=u64:#b}",
-            ctx.core,
-            arrived
-        );
-        Failed
-    })
+    super::wait_all(b, ctx, BARRIER_TIMEOUT_US)
 }
 
 /// Installs version 0, so that the site leads to valid code before consumers start.
