@@ -66,6 +66,30 @@ fn the_kernels_payloads_and_laws_pass() {
 }
 
 #[test]
+fn moves_into_fp_registers_keep_the_general_ones() {
+    // rustc's PI-AW law (patches/pi-antiwindup) loads a constant with `MOV W8; FMOV S0, W8`
+    // and then stores through X0: `FMOV S0, W8`, `SCVTF S0, W8` and `UCVTF S0, W8` write S0,
+    // not X0. (Before this was told apart, the store was refused as through an unknown X0.)
+    for to_fp in [0x1e27_0100, 0x1e22_0100, 0x1e23_0100] {
+        assert_eq!(
+            run(&[0x5280_0028, to_fp, 0xf900_0408, RET]),
+            Ok(4),
+            "{to_fp:#x}"
+        );
+    }
+    // The other way, `FMOV W0, S0` and `FCVTZS W0, S0` do overwrite X0.
+    for to_gp in [0x1e26_0000, 0x1e38_0000] {
+        assert!(
+            matches!(
+                run(&[to_gp, 0xf900_0408, RET]),
+                Err(CheckError::UnprovenAccess { .. })
+            ),
+            "{to_gp:#x}"
+        );
+    }
+}
+
+#[test]
 fn the_kernels_blocks_need_the_kernels_policy() {
     // Without the argument bound, their stores through X0 are unproven.
     let no_args = Policy::DEFAULT;

@@ -78,20 +78,23 @@ pub(super) fn fp(w: u32) -> Op {
         };
     }
     if bits(w, 10, 6) == 0 {
-        // Conversion between floating point and integer: may write a general register.
+        // Conversion between floating point and integer. `SCVTF`, `UCVTF` (opcode 010, 011)
+        // and `FMOV` from a general register (111) write an FP register, which is not tracked;
+        // the others (`FCVT*` to an integer, `FMOV` to a general register) write `Xd`/`Wd`.
         let (sf, rmode, opcode) = (bits(w, 31, 1), bits(w, 19, 2), bits(w, 16, 3));
         let ok = match opcode {
             0b000 | 0b001 => true,
             0b010..=0b101 => rmode == 0,
             _ => rmode == 0 && ((sf == 0 && ptype == 0) || (sf == 1 && ptype == 1)),
         };
-        return if ok {
-            Op::Compute {
+        let writes_fp = matches!(opcode, 0b010 | 0b011 | 0b111);
+        return match (ok, writes_fp) {
+            (false, _) => unlisted,
+            (true, true) => vreg,
+            (true, false) => Op::Compute {
                 rd: Some(rd),
                 flags: false,
-            }
-        } else {
-            unlisted
+            },
         };
     }
     unlisted
