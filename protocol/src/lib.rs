@@ -16,6 +16,7 @@
 pub mod cmdline;
 pub mod crc32;
 pub mod esr;
+pub mod exports;
 pub mod live;
 pub mod loader;
 pub mod names;

@@ -10,6 +10,7 @@
 
 pub mod call_sites;
 pub mod contain;
+pub mod exports;
 pub mod negative;
 pub mod payload;
 pub mod platform;
@@ -31,7 +32,7 @@ use platform::KernelPlatform;
 /// Slots in the arena: few, so that the stress tests reuse them through grace periods.
 pub const SLOTS: usize = 8;
 /// Bytes per slot.
-pub const SLOT_SIZE: usize = 128;
+pub const SLOT_SIZE: usize = protocol::exports::SLOT_BYTES;
 
 /// Offsets in the arena's fixed page.
 pub struct Fixed;

@@ -9,6 +9,7 @@ mod bench;
 mod call_site;
 mod contain;
 mod demo;
+mod exports;
 mod fault;
 mod ipi;
 mod ipi_recovery;

@@ -106,7 +106,7 @@ fn producer() -> TestResult {
         "version 1 does not run after its publication"
     );
 
-    let big = [0u8; 4 * crate::patch::SLOT_SIZE];
+    let big = [0u8; crate::patch::SLOT_SIZE + 8];
     let r = site.publish(&big, T);
     check!(
         matches!(
