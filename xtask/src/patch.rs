@@ -5,6 +5,7 @@
 //! the frames and the answers are [`crate::runner::live`]'s. The check is `patcher::check`
 //! itself, with the policy every kernel site uses.
 
+use crate::patch_build;
 use crate::runner::board::BoardInfo;
 use crate::runner::build::build_running;
 use crate::runner::live::{Link, SITE, template_block};
@@ -67,6 +68,38 @@ pub enum PatchCommand {
     /// the worst-case instruction count, or the rule broken with the offset and the decoded
     /// instruction (and exits non-zero).
     Check(CheckArgs),
+    /// Build a patch crate of Rust source for the running image: compile it for
+    /// aarch64-unknown-none, link it against the image's exports at the slot it will run from,
+    /// and check it as the board will (prints the verdict; `--disasm` the code).
+    Build(Box<BuildArgs>),
+}
+
+/// `cargo xtask patch build` options.
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// The patch crate (for example `patches/pid-gains`).
+    pub dir: PathBuf,
+    /// The board whose kernel the patch is for (its serving build, unless `--elf`).
+    #[arg(long, value_enum, default_value = "virt")]
+    pub board: BoardInfo,
+    /// The ELF of the image the patch is for.
+    #[arg(long)]
+    pub elf: Option<PathBuf>,
+    /// The address the block will run from (default: the image's first arena slot).
+    #[arg(long, value_parser = parse_addr)]
+    pub at: Option<u64>,
+    /// The slot size in bytes (the kernel's `patch::SLOT_SIZE`).
+    #[arg(long, default_value_t = protocol::exports::SLOT_BYTES)]
+    pub slot: usize,
+    /// The version the law records when it runs.
+    #[arg(long, default_value_t = 1)]
+    pub version: u64,
+    /// Where to write the raw block (default: target/patches/NAME.bin).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the block's disassembly.
+    #[arg(long)]
+    pub disasm: bool,
 }
 
 /// `cargo xtask patch check` options.
@@ -114,6 +147,9 @@ pub fn check(code: &[u8], at: u64, slot: usize) -> (bool, String) {
 
 /// Runs `cargo xtask patch`; true if every frame sent was applied (or the block checked passed).
 pub fn command(args: &PatchArgs) -> Result<bool> {
+    if let Some(PatchCommand::Build(b)) = &args.check {
+        return build_command(b);
+    }
     if let Some(PatchCommand::Check(c)) = &args.check {
         let code =
             std::fs::read(&c.file).with_context(|| format!("reading {}", c.file.display()))?;
@@ -188,6 +224,62 @@ pub fn command(args: &PatchArgs) -> Result<bool> {
         })?;
     }
     Ok(ok)
+}
+
+/// `cargo xtask patch build`: true if the patch was built and passed the board's checks.
+fn build_command(args: &BuildArgs) -> Result<bool> {
+    let (elf_path, elf) = match &args.elf {
+        Some(p) => (
+            p.clone(),
+            std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        ),
+        None => {
+            let built = build_running(&args.board, Some(crate::runner::live::TEST))?;
+            (built.elf, built.bytes)
+        }
+    };
+    let at = match args.at {
+        Some(a) => a,
+        None => patch_build::first_slot(&elf)?,
+    };
+    let symbols = Symbols::new(&elf)?;
+    let image = symbols.build_id.as_deref().map(hex).unwrap_or_default();
+    let outcome = patch_build::build(&args.dir, &elf, at, args.slot, args.version)?;
+    if let (true, Some(l)) = (args.disasm, &outcome.linked) {
+        print!(
+            "{}",
+            patch_build::disassemble(l, &patch_build::image_exports(&elf)?)
+        );
+    }
+    let (l, worst) = match (&outcome.linked, outcome.verdict) {
+        (Some(l), Ok(worst)) => (l, worst),
+        (_, Err(refusal)) => {
+            println!("refused: the patch {} {refusal}", args.dir.display());
+            return Ok(false);
+        }
+        (None, Ok(_)) => bail!("a patch passed with no block"),
+    };
+    let name = args
+        .dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("patch");
+    let out = args.out.clone().unwrap_or_else(|| {
+        crate::runner::build::root()
+            .join("target/patches")
+            .join(format!("{name}.bin"))
+    });
+    std::fs::write(&out, &l.code).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "OK: {name} version {} for image {image} ({}): {} bytes at {:#x}, at most {worst} \
+         instructions on any path; written to {}",
+        args.version,
+        elf_path.display(),
+        l.code.len(),
+        l.at,
+        out.display()
+    );
+    Ok(true)
 }
 
 /// The ELF the kernel was built from and its bytes.

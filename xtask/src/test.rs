@@ -165,6 +165,88 @@ fn fuzz(tally: &mut Tally) {
     }
 }
 
+/// Every patch crate under `patches/`, and what `cargo xtask patch build` must make of it: built
+/// and accepted by the verifier, or refused for this reason (`patch_build::Refusal::kind`).
+const PATCHES: [(&str, Option<&str>); 6] = [
+    ("pid-gains", None),
+    ("pi-antiwindup", None),
+    ("pid-kernel-helper", None),
+    ("refused/unexported", Some("unexported")),
+    ("refused/panics", Some("can-panic")),
+    ("refused/writable-static", Some("writable")),
+];
+
+/// The patch crates in `patches/` (and `patches/refused/`), by their path under `patches/`.
+fn patch_crates() -> Result<Vec<String>> {
+    let root = build::root().join("patches");
+    let mut found = Vec::new();
+    for dir in [root.clone(), root.join("refused")] {
+        for e in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+            let p = e?.path();
+            if p.join("Cargo.toml").exists() {
+                let rel = p.strip_prefix(&root)?.to_string_lossy().into_owned();
+                found.push(rel);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Builds every example patch from its Rust source against `b`'s image (at its first slot) and
+/// checks the verdict in [`PATCHES`]: the examples pass the board's verifier, each refused one is
+/// refused for its own reason.
+fn patches(b: &BoardBuild, tally: &mut Tally) -> Result<()> {
+    println!(
+        "== patches from Rust source: built and linked against the {} image's exports, checked as \
+         the board checks them",
+        b.board.name
+    );
+    let mut listed: Vec<String> = PATCHES.iter().map(|p| p.0.to_string()).collect();
+    listed.sort();
+    let found = patch_crates()?;
+    if found != listed {
+        println!("FAIL patches/: holds {found:?}, the test lists {listed:?}");
+        tally.failed += 1;
+        tally.failures.push("patches/ listing".into());
+    }
+    let at = crate::patch_build::first_slot(&b.built.bytes)?;
+    for (dir, want) in PATCHES {
+        let what = format!("patch build patches/{dir}");
+        let path = build::root().join("patches").join(dir);
+        let got =
+            crate::patch_build::build(&path, &b.built.bytes, at, protocol::exports::SLOT_BYTES, 1);
+        let verdict = match (got, want) {
+            (Err(e), _) => Err(format!("{e:#}")),
+            (Ok(o), None) => match (o.verdict, o.linked) {
+                (Ok(insns), Some(l)) => Ok(format!(
+                    "{} bytes, at most {insns} instructions",
+                    l.code.len()
+                )),
+                (Err(r), _) => Err(format!("refused: {r}")),
+                (Ok(_), None) => Err("passed with no block".into()),
+            },
+            (Ok(o), Some(kind)) => match o.verdict {
+                Err(r) if r.kind() == kind => Ok(format!("refused as it must be: {r}")),
+                Err(r) => Err(format!("refused, but not as {kind}: {r}")),
+                Ok(_) => Err(format!("accepted; it must be refused as {kind}")),
+            },
+        };
+        match verdict {
+            Ok(line) => {
+                println!("PASS {what}: {line}");
+                tally.passed += 1;
+            }
+            Err(line) => {
+                println!("FAIL {what}: {line}");
+                tally.failed += 1;
+                tally.failures.push(what);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// herd7's time limit per project litmus file.
 const HERD7_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -835,6 +917,9 @@ pub fn command(args: &TestArgs) -> Result<bool> {
     }
     if let Some(b) = boards.first() {
         check_filters(args, &b.built.tests)?;
+        if !args.no_host {
+            patches(b, &mut tally)?;
+        }
     }
     let jobs: Vec<Job> = boards
         .iter()

@@ -9,20 +9,8 @@
 
 use core::arch::global_asm;
 
-/// A control loop's state, shared by every version of the law.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LoopState {
-    /// Integral term.
-    pub integral: f32,
-    /// Previous error (PID's derivative term).
-    pub previous_error: f32,
-    /// The version of the law that ran last.
-    pub version: u64,
-}
-
-const _: () = assert!(core::mem::offset_of!(LoopState, previous_error) == 4);
-const _: () = assert!(core::mem::offset_of!(LoopState, version) == 8);
+/// A control loop's state, shared by every version of the law (and with Rust patches).
+pub use graft_patch::LoopState;
 
 /// The parameter block at the end of every law (`adr x10, params; ldp s2, s3; ldp s4, s16`).
 #[repr(C)]
@@ -44,7 +32,7 @@ const PARAMS_LEN: usize = core::mem::size_of::<Params>();
 const _: () = assert!(PARAMS_LEN == 24);
 
 /// A law's entry.
-pub type Law = unsafe extern "C" fn(state: *mut LoopState, measured: f32, setpoint: f32) -> f32;
+pub use graft_patch::Law;
 
 global_asm!(
     ".section .rodata.graft_laws, \"a\"",

@@ -46,6 +46,17 @@ pub const CHECKS: &[Check] = &[
         args: &["fmt", "--all", "--", "--check"],
     },
     Check {
+        name: "rustfmt (patches)",
+        args: &[
+            "fmt",
+            "--manifest-path",
+            "patches/Cargo.toml",
+            "--all",
+            "--",
+            "--check",
+        ],
+    },
+    Check {
         name: "clippy (host)",
         args: &[
             "clippy",
@@ -62,6 +73,8 @@ pub const CHECKS: &[Check] = &[
             "graft-sanitizer",
             "--package",
             "graft-loader",
+            "--package",
+            "graft-patch",
             "--all-targets",
             "--",
             "-D",
@@ -75,6 +88,25 @@ pub const CHECKS: &[Check] = &[
     target_clippy!("clippy (aarch64, loader rpi4)", "graft-loader", "rpi4"),
     // The seam as the kernel builds it: no_std, with its defmt formatting.
     target_clippy!("clippy (aarch64, protocol)", "graft-protocol", "defmt"),
+    // The example patches: their own workspace, built for the target only.
+    Check {
+        name: "clippy (aarch64, patches)",
+        args: &[
+            "clippy",
+            "--quiet",
+            "--manifest-path",
+            "patches/Cargo.toml",
+            "--workspace",
+            "--target",
+            "aarch64-unknown-none",
+            "--target-dir",
+            "target/patches",
+            "--release",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    },
 ];
 
 impl Check {
