@@ -177,10 +177,7 @@ pub fn command(args: &PatchArgs) -> Result<bool> {
         None => None,
     };
     let (elf, bytes) = match &args.elf {
-        Some(path) => (
-            path.clone(),
-            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-        ),
+        Some(path) => read_elf(path)?,
         None => {
             // The image `qemu --serve` and `flash --serve` run, unless the kernel says otherwise.
             let built = build_running(&args.board, Some(crate::runner::live::TEST))?;
@@ -226,13 +223,16 @@ pub fn command(args: &PatchArgs) -> Result<bool> {
     Ok(ok)
 }
 
+/// A kernel ELF given with `--elf`: its path and bytes.
+fn read_elf(path: &std::path::Path) -> Result<(PathBuf, Vec<u8>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((path.to_path_buf(), bytes))
+}
+
 /// `cargo xtask patch build`: true if the patch was built and passed the board's checks.
 fn build_command(args: &BuildArgs) -> Result<bool> {
     let (elf_path, elf) = match &args.elf {
-        Some(p) => (
-            p.clone(),
-            std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
-        ),
+        Some(p) => read_elf(p)?,
         None => {
             let built = build_running(&args.board, Some(crate::runner::live::TEST))?;
             (built.elf, built.bytes)

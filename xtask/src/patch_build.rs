@@ -369,32 +369,8 @@ fn link(lib: &Path, exports: &[Export], at: u64, out: &Path) -> Result<Result<Li
 }
 
 fn demangle(name: &str) -> String {
-    // Rust's legacy mangling, enough to name a static: `_ZN<len><part>...17h<hash>E`.
-    let Some(mut rest) = name.strip_prefix("_ZN") else {
-        return name.to_string();
-    };
-    let mut parts = Vec::new();
-    while let Some(digits) = rest.find(|c: char| !c.is_ascii_digit()).filter(|&n| n > 0) {
-        let Ok(n) = rest[..digits].parse::<usize>() else {
-            break;
-        };
-        let Some(part) = rest.get(digits..digits + n) else {
-            break;
-        };
-        parts.push(part);
-        rest = &rest[digits + n..];
-    }
-    if parts
-        .last()
-        .is_some_and(|p| p.starts_with('h') && p.len() == 17)
-    {
-        parts.pop();
-    }
-    if parts.is_empty() {
-        name.to_string()
-    } else {
-        parts.join("::")
-    }
+    // `{:#}` leaves out the hash.
+    format!("{:#}", rustc_demangle::demangle(name))
 }
 
 /// A patch built and checked.
@@ -516,8 +492,8 @@ mod tests {
     #[test]
     fn names_statics() {
         assert_eq!(
-            demangle("_ZN24patch_refused_writable5CALLS17h0123456789abcdefE"),
-            "patch_refused_writable::CALLS"
+            demangle("_ZN29patch_refused_writable_static5CALLS17h0123456789abcdefE"),
+            "patch_refused_writable_static::CALLS"
         );
         assert_eq!(demangle("graft_clamp"), "graft_clamp");
     }

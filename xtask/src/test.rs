@@ -70,6 +70,23 @@ struct Tally {
     litmus_agree: u64,
 }
 
+impl Tally {
+    /// Counts one check and prints its `PASS`/`FAIL` line.
+    fn record(&mut self, what: String, result: Result<String, String>) {
+        match result {
+            Ok(line) => {
+                println!("PASS {what}: {line}");
+                self.passed += 1;
+            }
+            Err(line) => {
+                println!("FAIL {what}: {line}");
+                self.failed += 1;
+                self.failures.push(what);
+            }
+        }
+    }
+}
+
 fn lints(tally: &mut Tally) -> Result<()> {
     println!("== lints");
     for check in lint::CHECKS {
@@ -151,17 +168,11 @@ fn fuzz(tally: &mut Tally) {
         let seed = 0x6772_6166_7400_0001;
         let o = crate::fuzz::run(target, FUZZ_CASES, seed);
         let what = format!("fuzz {target:?}");
-        match o.failure {
-            None => {
-                println!("PASS {what}: {} cases ({:.0} cases/s)", o.cases, o.rate);
-                tally.passed += 1;
-            }
-            Some((case, why)) => {
-                println!("FAIL {what}: case {case} of seed {seed:#x}: {why}");
-                tally.failed += 1;
-                tally.failures.push(what);
-            }
-        }
+        let result = match o.failure {
+            None => Ok(format!("{} cases ({:.0} cases/s)", o.cases, o.rate)),
+            Some((case, why)) => Err(format!("case {case} of seed {seed:#x}: {why}")),
+        };
+        tally.record(what, result);
     }
 }
 
@@ -232,17 +243,7 @@ fn patches(b: &BoardBuild, tally: &mut Tally) -> Result<()> {
                 Ok(_) => Err(format!("accepted; it must be refused as {kind}")),
             },
         };
-        match verdict {
-            Ok(line) => {
-                println!("PASS {what}: {line}");
-                tally.passed += 1;
-            }
-            Err(line) => {
-                println!("FAIL {what}: {line}");
-                tally.failed += 1;
-                tally.failures.push(what);
-            }
-        }
+        tally.record(what, verdict);
     }
     Ok(())
 }
@@ -310,17 +311,7 @@ fn litmus_files(tally: &mut Tally) -> Result<()> {
     let mut results = results;
     results.sort_by(|a, b| a.0.cmp(&b.0));
     for (what, result) in results {
-        match result {
-            Ok(got) => {
-                println!("PASS {what}: {got}");
-                tally.passed += 1;
-            }
-            Err(why) => {
-                println!("FAIL {what}: {why}");
-                tally.failed += 1;
-                tally.failures.push(what);
-            }
-        }
+        tally.record(what, result);
     }
     Ok(())
 }
