@@ -6,6 +6,17 @@
 //!                       | block length u16 | block | crc32 of everything before it
 //! host:   who frame   = "GWHO"                   (the kernel answers with Record::Image)
 //! host:   end frame   = "GEND"                   (the session ends; the kernel exits 0)
+//!
+//! Staging, in two phases (a block linked at the address the board reserved):
+//! host:   stage frame = "GSTG" | build id | name length u8 | site name
+//!                       | payload length u16 (4) | block length u32 | crc32
+//!                       -> LiveStaged { site, nonce, addr, len }: a slot is reserved at addr
+//! host:   data frame  = "GDAT" | ... | payload = nonce u64 | offset u32 | bytes | crc32
+//!                       -> LiveReceived { nonce, received } (in order, at most MAX_CHUNK each)
+//! host:   activate    = "GACT" | ... | payload = nonce u64 | crc32
+//!                       -> LiveApplied (checked, written, published) or LiveRefused
+//! host:   cancel      = "GCAN" | ... | payload = nonce u64 | crc32
+//!                       -> LiveCancelled: the slot is free again
 //! kernel: one record per frame (crate::record), beside a log line for people:
 //!         LiveApplied { site, bytes, slot }
 //!         LiveRefused { site, reason: Refusal }  (nothing was written; WrongImage when the
@@ -24,6 +35,16 @@ pub const MAGIC: [u8; 4] = *b"GPAT";
 pub const END: [u8; 4] = *b"GEND";
 /// The whole of a frame asking the kernel which image it runs (it answers `Record::Image`).
 pub const WHO: [u8; 4] = *b"GWHO";
+/// The first bytes of a stage frame.
+pub const STAGE: [u8; 4] = *b"GSTG";
+/// The first bytes of a data frame (a staged block's next bytes).
+pub const DATA: [u8; 4] = *b"GDAT";
+/// The first bytes of an activate frame.
+pub const ACTIVATE: [u8; 4] = *b"GACT";
+/// The first bytes of a cancel frame.
+pub const CANCEL: [u8; 4] = *b"GCAN";
+/// The most block bytes one data frame carries.
+pub const MAX_CHUNK: usize = MAX_BLOCK - 16;
 /// Bytes of the build id a patch frame is bound to (`record::BUILD_ID_BYTES`).
 pub const IMAGE_BYTES: usize = crate::record::BUILD_ID_BYTES;
 /// The longest site name.
@@ -52,6 +73,8 @@ pub enum FrameError {
         /// The checksum of what arrived.
         computed: u32,
     },
+    /// A stage, data, activate or cancel frame's payload has the wrong length.
+    Payload(usize),
 }
 
 #[cfg(feature = "defmt")]
@@ -67,6 +90,7 @@ impl defmt::Format for FrameError {
                 sent,
                 computed
             ),
+            Self::Payload(n) => defmt::write!(f, "payload of {=usize} bytes", n),
         }
     }
 }
@@ -80,6 +104,7 @@ impl core::fmt::Display for FrameError {
             Self::Checksum { sent, computed } => {
                 write!(f, "checksum {sent:#010x}, computed {computed:#010x}")
             }
+            Self::Payload(n) => write!(f, "payload of {n} bytes"),
         }
     }
 }
@@ -185,6 +210,25 @@ pub enum Refusal {
     },
     /// The arena refused a state change (a bookkeeping error).
     Arena,
+    /// The frame's nonce names no open staging (never issued, cancelled, already activated:
+    /// a replayed frame), or its site is not the staged one.
+    NotStaged,
+    /// A data frame's bytes do not start where the staged bytes end.
+    OutOfOrder {
+        /// Where they start.
+        offset: u32,
+        /// Where the staged bytes end.
+        expected: u32,
+    },
+    /// Activation before every byte arrived (or a data frame past the staged length).
+    Incomplete {
+        /// Bytes received.
+        received: u32,
+        /// Bytes staged for.
+        len: u32,
+    },
+    /// Another staging is open: activate or cancel it first.
+    StageOpen,
 }
 
 impl Refusal {
@@ -213,6 +257,10 @@ impl Refusal {
             Self::PositionUnknown { core } => (19, core.into(), 0),
             Self::Unsafe { offset, word } => (20, offset.into(), word.into()),
             Self::WrongImage => (21, 0, 0),
+            Self::NotStaged => (22, 0, 0),
+            Self::OutOfOrder { offset, expected } => (23, offset.into(), expected.into()),
+            Self::Incomplete { received, len } => (24, received.into(), len.into()),
+            Self::StageOpen => (25, 0, 0),
         }
     }
 
@@ -255,6 +303,16 @@ impl Refusal {
                 offset: small(a)?,
                 word: small(b)?,
             },
+            22 => Self::NotStaged,
+            23 => Self::OutOfOrder {
+                offset: small(a)?,
+                expected: small(b)?,
+            },
+            24 => Self::Incomplete {
+                received: small(a)?,
+                len: small(b)?,
+            },
+            25 => Self::StageOpen,
             _ => return None,
         })
     }
@@ -320,6 +378,18 @@ impl core::fmt::Display for Refusal {
                 f,
                 "the verifier refused the instruction {word:#010x} at +{offset:#x}"
             ),
+            Self::NotStaged => f.write_str(
+                "no staging is open with this nonce for this site (cancelled, activated or \
+                 replayed)",
+            ),
+            Self::OutOfOrder { offset, expected } => write!(
+                f,
+                "bytes at +{offset:#x}, but the staged bytes end at +{expected:#x}"
+            ),
+            Self::Incomplete { received, len } => {
+                write!(f, "{received} of the staged {len} bytes arrived")
+            }
+            Self::StageOpen => f.write_str("another staging is open"),
         }
     }
 }
@@ -332,21 +402,77 @@ pub fn encode(
     block: &[u8],
     out: &mut [u8; MAX_FRAME],
 ) -> Result<usize, FrameError> {
+    encode_frame(MAGIC, image, name, &[block], out)
+}
+
+/// Writes a stage frame: reserve a slot at site `name` for a block of `len` bytes.
+pub fn encode_stage(
+    image: &[u8; IMAGE_BYTES],
+    name: &str,
+    len: u32,
+    out: &mut [u8; MAX_FRAME],
+) -> Result<usize, FrameError> {
+    encode_frame(STAGE, image, name, &[&len.to_le_bytes()], out)
+}
+
+/// Writes a data frame: `bytes` of staging `nonce`'s block, from `offset`.
+pub fn encode_data(
+    image: &[u8; IMAGE_BYTES],
+    name: &str,
+    nonce: u64,
+    offset: u32,
+    bytes: &[u8],
+    out: &mut [u8; MAX_FRAME],
+) -> Result<usize, FrameError> {
+    if bytes.len() > MAX_CHUNK {
+        return Err(FrameError::BlockTooLong(bytes.len()));
+    }
+    encode_frame(
+        DATA,
+        image,
+        name,
+        &[&nonce.to_le_bytes(), &offset.to_le_bytes(), bytes],
+        out,
+    )
+}
+
+/// Writes an activate (`ACTIVATE`) or cancel (`CANCEL`) frame for staging `nonce`.
+pub fn encode_end_of_stage(
+    magic: [u8; 4],
+    image: &[u8; IMAGE_BYTES],
+    name: &str,
+    nonce: u64,
+    out: &mut [u8; MAX_FRAME],
+) -> Result<usize, FrameError> {
+    encode_frame(magic, image, name, &[&nonce.to_le_bytes()], out)
+}
+
+/// Every frame but `GWHO` and `GEND`: magic, build id, site name, a payload of `parts`, CRC.
+fn encode_frame(
+    magic: [u8; 4],
+    image: &[u8; IMAGE_BYTES],
+    name: &str,
+    parts: &[&[u8]],
+    out: &mut [u8; MAX_FRAME],
+) -> Result<usize, FrameError> {
     if name.len() > MAX_NAME {
         return Err(FrameError::NameTooLong(name.len()));
     }
-    if block.len() > MAX_BLOCK {
-        return Err(FrameError::BlockTooLong(block.len()));
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > MAX_BLOCK {
+        return Err(FrameError::BlockTooLong(len));
     }
     let mut n = 0;
     for part in [
-        &MAGIC[..],
+        &magic[..],
         &image[..],
         &[name.len() as u8],
         name.as_bytes(),
-        &(block.len() as u16).to_le_bytes(),
-        block,
-    ] {
+        &(len as u16).to_le_bytes(),
+    ]
+    .into_iter()
+    .chain(parts.iter().copied())
+    {
         out[n..n + part.len()].copy_from_slice(part);
         n += part.len();
     }
@@ -366,6 +492,46 @@ pub enum Event<'a> {
         site: &'a str,
         /// The block, not yet checked as code.
         block: &'a [u8],
+    },
+    /// Reserve a slot at `site` for a block of `len` bytes.
+    Stage {
+        /// The build id of the image it was built for.
+        image: &'a [u8; IMAGE_BYTES],
+        /// The site it names.
+        site: &'a str,
+        /// The block's length.
+        len: u32,
+    },
+    /// The next bytes of a staged block.
+    Data {
+        /// The build id of the image it was built for.
+        image: &'a [u8; IMAGE_BYTES],
+        /// The site it names.
+        site: &'a str,
+        /// The staging's nonce.
+        nonce: u64,
+        /// Where the bytes go in the block.
+        offset: u32,
+        /// The bytes.
+        bytes: &'a [u8],
+    },
+    /// Check, write and publish a staged block.
+    Activate {
+        /// The build id of the image it was built for.
+        image: &'a [u8; IMAGE_BYTES],
+        /// The site it names.
+        site: &'a str,
+        /// The staging's nonce.
+        nonce: u64,
+    },
+    /// Drop a staged block and free its slot.
+    Cancel {
+        /// The build id of the image it was built for.
+        image: &'a [u8; IMAGE_BYTES],
+        /// The site it names.
+        site: &'a str,
+        /// The staging's nonce.
+        nonce: u64,
     },
     /// The host ended the session.
     End,
@@ -446,23 +612,55 @@ impl Receiver {
             return Some(Event::Bad(FrameError::Checksum { sent, computed }));
         }
         let (magic_and_image, rest) = self.buf.split_at(NAME_AT);
+        let magic: [u8; 4] = magic_and_image[..4].try_into().expect("4 bytes");
         let image = magic_and_image[4..]
             .try_into()
             .expect("the frame's build id is IMAGE_BYTES long");
-        match core::str::from_utf8(&rest[1..1 + name_len]) {
-            Ok(site) => Some(Event::Patch {
+        let Ok(site) = core::str::from_utf8(&rest[1..1 + name_len]) else {
+            return Some(Event::Bad(FrameError::NameNotUtf8));
+        };
+        let payload = &rest[head - NAME_AT..end - NAME_AT];
+        let u64_at = |at: usize| u64::from_le_bytes(payload[at..at + 8].try_into().expect("8"));
+        let u32_at = |at: usize| u32::from_le_bytes(payload[at..at + 4].try_into().expect("4"));
+        let bad = Some(Event::Bad(FrameError::Payload(payload.len())));
+        match magic {
+            MAGIC => Some(Event::Patch {
                 image,
                 site,
-                block: &rest[head - NAME_AT..end - NAME_AT],
+                block: payload,
             }),
-            Err(_) => Some(Event::Bad(FrameError::NameNotUtf8)),
+            STAGE if payload.len() == 4 => Some(Event::Stage {
+                image,
+                site,
+                len: u32_at(0),
+            }),
+            DATA if payload.len() >= 12 && payload.len() <= 12 + MAX_CHUNK => Some(Event::Data {
+                image,
+                site,
+                nonce: u64_at(0),
+                offset: u32_at(8),
+                bytes: &payload[12..],
+            }),
+            ACTIVATE if payload.len() == 8 => Some(Event::Activate {
+                image,
+                site,
+                nonce: u64_at(0),
+            }),
+            CANCEL if payload.len() == 8 => Some(Event::Cancel {
+                image,
+                site,
+                nonce: u64_at(0),
+            }),
+            _ => bad,
         }
     }
 }
 
 /// True if `bytes` (at most 4) could be the start of a magic word.
 fn starts_magic(bytes: &[u8]) -> bool {
-    [MAGIC, END, WHO].iter().any(|m| m.starts_with(bytes))
+    [MAGIC, END, WHO, STAGE, DATA, ACTIVATE, CANCEL]
+        .iter()
+        .any(|m| m.starts_with(bytes))
 }
 
 #[cfg(test)]
@@ -552,6 +750,63 @@ mod tests {
         assert_eq!(got, vec!["Bad(NameTooLong(200))".to_string()]);
         let got = feed(&mut r, &head(&[1, b's', 0xff, 0xff]));
         assert_eq!(got, vec!["Bad(BlockTooLong(65535))".to_string()]);
+    }
+
+    #[test]
+    fn staging_frames_round_trip() {
+        let mut out = [0u8; MAX_FRAME];
+        let mut bytes = Vec::new();
+        let n = encode_stage(&IMAGE, "law", 164, &mut out).unwrap();
+        bytes.extend(&out[..n]);
+        let n = encode_data(&IMAGE, "law", 7, 96, &[1, 2, 3, 4], &mut out).unwrap();
+        bytes.extend(&out[..n]);
+        let n = encode_end_of_stage(ACTIVATE, &IMAGE, "law", 7, &mut out).unwrap();
+        bytes.extend(&out[..n]);
+        let n = encode_end_of_stage(CANCEL, &IMAGE, "law", 8, &mut out).unwrap();
+        bytes.extend(&out[..n]);
+        let mut r = Receiver::new();
+        let got = feed(&mut r, &bytes);
+        let want = [
+            Event::Stage {
+                image: &IMAGE,
+                site: "law",
+                len: 164,
+            },
+            Event::Data {
+                image: &IMAGE,
+                site: "law",
+                nonce: 7,
+                offset: 96,
+                bytes: &[1, 2, 3, 4],
+            },
+            Event::Activate {
+                image: &IMAGE,
+                site: "law",
+                nonce: 7,
+            },
+            Event::Cancel {
+                image: &IMAGE,
+                site: "law",
+                nonce: 8,
+            },
+        ]
+        .map(|e| format!("{e:?}"));
+        assert_eq!(got, want);
+        assert_eq!(
+            encode_data(&IMAGE, "law", 7, 0, &[0; MAX_CHUNK + 1], &mut out),
+            Err(FrameError::BlockTooLong(MAX_CHUNK + 1))
+        );
+    }
+
+    #[test]
+    fn a_staging_payload_of_the_wrong_length_is_refused() {
+        let mut out = [0u8; MAX_FRAME];
+        // A stage frame whose payload is a u64, not the u32 length.
+        let n = encode_frame(STAGE, &IMAGE, "law", &[&[0; 8]], &mut out).unwrap();
+        let mut r = Receiver::new();
+        assert_eq!(feed(&mut r, &out[..n]), vec!["Bad(Payload(8))".to_string()]);
+        let n = encode_frame(ACTIVATE, &IMAGE, "law", &[&[0; 4]], &mut out).unwrap();
+        assert_eq!(feed(&mut r, &out[..n]), vec!["Bad(Payload(4))".to_string()]);
     }
 
     #[test]

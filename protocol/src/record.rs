@@ -338,6 +338,38 @@ pub enum Record {
         /// `FAR_EL1`: the address in the guard page.
         far: u64,
     },
+    /// `live`: a slot is reserved for a staged block (two-phase patching).
+    LiveStaged {
+        /// The site.
+        site: Name,
+        /// The staging's nonce: every later frame of it names it, and no other staging gets it.
+        nonce: u64,
+        /// The reserved slot's executable address: the address to link the block at.
+        addr: u64,
+        /// Bytes staged for.
+        len: u32,
+    },
+    /// `live`: a data frame's bytes were taken.
+    LiveReceived {
+        /// The staging's nonce.
+        nonce: u64,
+        /// Bytes received so far.
+        received: u32,
+    },
+    /// `live`: a staging was cancelled; its slot is free.
+    LiveCancelled {
+        /// The site.
+        site: Name,
+        /// The staging's nonce.
+        nonce: u64,
+    },
+    /// `live`: a control loop's law now records another version.
+    LiveLawRuns {
+        /// The core.
+        core: u8,
+        /// The version the law recorded.
+        version: u64,
+    },
     /// `live`: the host ended the session.
     LiveEnded {
         /// Frames applied.

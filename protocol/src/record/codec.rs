@@ -24,6 +24,10 @@ mod tag {
     pub const LIVE_BAD_FRAME: u8 = 33;
     pub const LIVE_RUNS: u8 = 34;
     pub const LIVE_ENDED: u8 = 35;
+    pub const LIVE_STAGED: u8 = 36;
+    pub const LIVE_RECEIVED: u8 = 37;
+    pub const LIVE_CANCELLED: u8 = 38;
+    pub const LIVE_LAW_RUNS: u8 = 39;
     pub const LITMUS_WATCH: u8 = 40;
     pub const PATCH_FAULT: u8 = 50;
     pub const STACK_OVERFLOW: u8 = 51;
@@ -50,6 +54,10 @@ pub(super) const fn body_len(t: u8) -> Option<usize> {
         tag::LIVE_BAD_FRAME => 1 + 4 + 4,
         tag::LIVE_RUNS => 1 + 8 + 1,
         tag::LIVE_ENDED => 4 + 4,
+        tag::LIVE_STAGED => NAME_BYTES + 8 + 8 + 4,
+        tag::LIVE_RECEIVED => 8 + 4,
+        tag::LIVE_CANCELLED => NAME_BYTES + 8,
+        tag::LIVE_LAW_RUNS => 1 + 8,
         tag::LITMUS_WATCH => 8 + 1,
         tag::PATCH_FAULT => NAME_BYTES + 1 + 1 + 8 * 5,
         tag::STACK_OVERFLOW => 1 + 1 + 1 + 8 * 2,
@@ -144,6 +152,7 @@ impl FrameError {
             Self::BlockTooLong(n) => (1, wide(n), 0),
             Self::NameNotUtf8 => (2, 0, 0),
             Self::Checksum { sent, computed } => (3, sent, computed),
+            Self::Payload(n) => (4, wide(n), 0),
         }
     }
 
@@ -156,6 +165,7 @@ impl FrameError {
                 sent: a,
                 computed: b,
             },
+            4 => Self::Payload(a as usize),
             _ => return None,
         })
     }
@@ -188,6 +198,10 @@ impl Record {
             Self::LiveBadFrame { .. } => tag::LIVE_BAD_FRAME,
             Self::LiveRuns { .. } => tag::LIVE_RUNS,
             Self::LiveEnded { .. } => tag::LIVE_ENDED,
+            Self::LiveStaged { .. } => tag::LIVE_STAGED,
+            Self::LiveReceived { .. } => tag::LIVE_RECEIVED,
+            Self::LiveCancelled { .. } => tag::LIVE_CANCELLED,
+            Self::LiveLawRuns { .. } => tag::LIVE_LAW_RUNS,
             Self::LitmusWatch { .. } => tag::LITMUS_WATCH,
             Self::PatchFault { .. } => tag::PATCH_FAULT,
             Self::StackOverflow { .. } => tag::STACK_OVERFLOW,
@@ -336,6 +350,29 @@ impl Record {
             Self::LiveEnded { applied, refused } => {
                 w.u32(applied);
                 w.u32(refused);
+            }
+            Self::LiveStaged {
+                site,
+                nonce,
+                addr,
+                len,
+            } => {
+                w.name(&site);
+                w.u64(nonce);
+                w.u64(addr);
+                w.u32(len);
+            }
+            Self::LiveReceived { nonce, received } => {
+                w.u64(nonce);
+                w.u32(received);
+            }
+            Self::LiveCancelled { site, nonce } => {
+                w.name(&site);
+                w.u64(nonce);
+            }
+            Self::LiveLawRuns { core, version } => {
+                w.u8(core);
+                w.u64(version);
             }
             Self::LitmusWatch { va, core } => {
                 w.u64(va);
@@ -497,6 +534,24 @@ impl Record {
             tag::LIVE_ENDED => Self::LiveEnded {
                 applied: r.u32(),
                 refused: r.u32(),
+            },
+            tag::LIVE_STAGED => Self::LiveStaged {
+                site: r.name()?,
+                nonce: r.u64(),
+                addr: r.u64(),
+                len: r.u32(),
+            },
+            tag::LIVE_RECEIVED => Self::LiveReceived {
+                nonce: r.u64(),
+                received: r.u32(),
+            },
+            tag::LIVE_CANCELLED => Self::LiveCancelled {
+                site: r.name()?,
+                nonce: r.u64(),
+            },
+            tag::LIVE_LAW_RUNS => Self::LiveLawRuns {
+                core: r.u8(),
+                version: r.u64(),
             },
             tag::LITMUS_WATCH => Self::LitmusWatch {
                 va: r.u64(),

@@ -138,6 +138,21 @@ fn every() -> Vec<Record> {
             applied: 2,
             refused: 5,
         },
+        Record::LiveStaged {
+            site,
+            nonce: 0x1234_5678_9abc_def0,
+            addr: 0x4060_3000,
+            len: 164,
+        },
+        Record::LiveReceived {
+            nonce: 3,
+            received: 1008,
+        },
+        Record::LiveCancelled { site, nonce: 3 },
+        Record::LiveLawRuns {
+            core: 2,
+            version: 9,
+        },
         Record::LitmusWatch {
             va: 0x4060_1040,
             core: 1,
@@ -313,6 +328,16 @@ fn every_refusal_round_trips() {
         Refusal::Unsynchronized { missing: 0b110 },
         Refusal::InsideSite { core: 2 },
         Refusal::PositionUnknown { core: 3 },
+        Refusal::NotStaged,
+        Refusal::OutOfOrder {
+            offset: 8,
+            expected: 4,
+        },
+        Refusal::Incomplete {
+            received: 4,
+            len: 164,
+        },
+        Refusal::StageOpen,
     ];
     for reason in all {
         let r = Record::LiveRefused {

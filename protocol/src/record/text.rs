@@ -94,6 +94,24 @@ impl fmt::Display for Record {
                 write!(f, "live-patch refused site={site}: {reason}")
             }
             Self::LiveBadFrame { error } => write!(f, "live-patch bad frame: {error}"),
+            Self::LiveStaged {
+                site,
+                nonce,
+                addr,
+                len,
+            } => write!(
+                f,
+                "live-patch staged site={site} nonce={nonce:#x} addr={addr:#x} bytes={len}"
+            ),
+            Self::LiveReceived { nonce, received } => {
+                write!(f, "live-patch received nonce={nonce:#x} bytes={received}")
+            }
+            Self::LiveCancelled { site, nonce } => {
+                write!(f, "live-patch cancelled site={site} nonce={nonce:#x}")
+            }
+            Self::LiveLawRuns { core, version } => {
+                write!(f, "live: core {core}'s loop runs law version {version}")
+            }
             Self::LiveRuns {
                 core,
                 version,
