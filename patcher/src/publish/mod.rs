@@ -27,7 +27,7 @@ mod tests;
 
 use core::time::Duration;
 
-use crate::arena::{Arena, ArenaError, CodeBlock, SlotId};
+use crate::arena::{Arena, ArenaError, CodeBlock, SlotId, SlotWriter};
 use crate::cache::Maintenance;
 use crate::check::{CheckError, Externals, Policy};
 use crate::grace::Qsbr;
@@ -186,6 +186,23 @@ impl<const S: usize, const N: usize> Publisher<S, N> {
         policy: &Policy<'static>,
         vet: impl FnOnce(u64) -> bool,
     ) -> Result<CodeBlock<'static>, PlaceError> {
+        let slot = self.reserve(platform, timeout)?;
+        let exec = slot.exec_addr();
+        if !vet(exec) {
+            return Err(PlaceError::Vetoed { exec });
+        }
+        Self::fill(slot, code, externals, policy)
+    }
+
+    /// Takes a free slot, reclaiming slots whose grace period has ended and waiting at most
+    /// `timeout` for one: the first half of [`place`](Self::place), for a block that must be
+    /// built for the slot's address first (two-phase patching). Dropping the writer frees the
+    /// slot; nothing can reach it until [`fill`](Self::fill) and a publication.
+    pub fn reserve<P: Platform + ?Sized>(
+        &self,
+        platform: &P,
+        timeout: Duration,
+    ) -> Result<SlotWriter<'static, S>, PlaceError> {
         let mut slot = None;
         let mut other = None;
         platform.wait_for(timeout, &mut || match self.arena.alloc() {
@@ -205,15 +222,19 @@ impl<const S: usize, const N: usize> Publisher<S, N> {
         if let Some(e) = other {
             return Err(PlaceError::Arena(e));
         }
-        let Some(mut slot) = slot else {
-            return Err(PlaceError::ArenaFull {
-                lagging: self.qsbr.lagging(self.qsbr.current()),
-            });
-        };
-        let exec = slot.exec_addr();
-        if !vet(exec) {
-            return Err(PlaceError::Vetoed { exec });
-        }
+        slot.ok_or_else(|| PlaceError::ArenaFull {
+            lagging: self.qsbr.lagging(self.qsbr.current()),
+        })
+    }
+
+    /// Checks `code` against the reserved `slot` and writes it: the second half of
+    /// [`place`](Self::place). A refused block leaves nothing written, and the slot free.
+    pub fn fill(
+        mut slot: SlotWriter<'static, S>,
+        code: &[u8],
+        externals: &Externals<'static>,
+        policy: &Policy<'static>,
+    ) -> Result<CodeBlock<'static>, PlaceError> {
         let checked = slot
             .check(code, externals, policy)
             .map_err(PlaceError::Check)?;

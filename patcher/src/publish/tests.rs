@@ -206,6 +206,43 @@ fn a_refused_block_writes_nothing_and_frees_its_slot() {
     assert_eq!(r.arena.census()[0], SLOTS);
 }
 
+/// Two-phase placement: a reserved slot is held (not free, not reachable) until it is filled
+/// or dropped; a refused fill frees it, and the block is written at the reserved address.
+#[test]
+fn a_reserved_slot_is_held_until_filled_or_dropped() {
+    let r = rig();
+    let p = FakePlatform::new(r.rec, 2);
+    let slot = r.publisher.reserve(&p, Duration::from_millis(1)).unwrap();
+    let at = slot.exec_addr();
+    assert_eq!(
+        r.arena.census()[0],
+        SLOTS - 1,
+        "the reserved slot is not free"
+    );
+    drop(slot);
+    assert_eq!(
+        r.arena.census()[0],
+        SLOTS,
+        "a dropped reservation frees its slot"
+    );
+
+    let slot = r.publisher.reserve(&p, Duration::from_millis(1)).unwrap();
+    let e = Publisher::<SLOTS, 4>::fill(slot, &[0u8; 6], &Externals::NONE, &Policy::DEFAULT)
+        .unwrap_err();
+    assert_eq!(
+        e,
+        PlaceError::Check(CheckError::MisalignedLength { len: 6 })
+    );
+    assert_eq!(r.arena.census()[0], SLOTS, "a refused fill frees its slot");
+
+    let slot = r.publisher.reserve(&p, Duration::from_millis(1)).unwrap();
+    assert_eq!(slot.exec_addr(), at);
+    let block =
+        Publisher::<SLOTS, 4>::fill(slot, &code(3), &Externals::NONE, &Policy::DEFAULT).unwrap();
+    assert_eq!(block.exec_addr(), at);
+    assert_eq!(r.state(block.slot()), SlotState::Live);
+}
+
 /// A full arena waits (bounded) for grace periods, then names the cores holding them back.
 #[test]
 fn a_full_arena_names_the_cores_that_hold_it() {
