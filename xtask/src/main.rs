@@ -13,7 +13,6 @@ mod image;
 mod lint;
 mod litmus_run;
 mod patch;
-mod patch_build;
 mod qemu;
 mod test;
 

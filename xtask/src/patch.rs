@@ -5,16 +5,16 @@
 //! the frames and the answers are [`crate::runner::live`]'s. The check is `patcher::check`
 //! itself, with the policy every kernel site uses.
 
-use crate::patch_build;
 use crate::runner::board::BoardInfo;
 use crate::runner::build::build_running;
 use crate::runner::live::{Link, SITE, template_block};
 use crate::runner::logs::Symbols;
+use crate::runner::patch_build;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use patcher::check::{Externals, Policy, check_block};
 use protocol::Record;
-use protocol::live::END;
+use protocol::live::{self, END};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -72,6 +72,60 @@ pub enum PatchCommand {
     /// aarch64-unknown-none, link it against the image's exports at the slot it will run from,
     /// and check it as the board will (prints the verdict; `--disasm` the code).
     Build(Box<BuildArgs>),
+    /// Build a patch crate for the running kernel and send it in two phases: stage (the kernel
+    /// reserves a slot and answers its address and a nonce), link at that address, send with a
+    /// progress bar, activate (checked on the board, published with the site's strategy).
+    Send(Box<SendArgs>),
+    /// As `send`, without the activation: prints the nonce that `activate` or `cancel` names.
+    Stage(Box<SendArgs>),
+    /// Activate the open staging `--nonce` at `--site`.
+    Activate(Box<EndArgs>),
+    /// Cancel the open staging `--nonce` at `--site` (its slot is freed).
+    Cancel(Box<EndArgs>),
+}
+
+/// The running kernel: its port, and the ELF it was built from.
+#[derive(Args, Debug)]
+pub struct Target {
+    /// The serial port of the running kernel (a board's adapter, or the pty that
+    /// `cargo xtask qemu --serve` printed).
+    #[arg(long)]
+    pub port: PathBuf,
+    /// The board the kernel was built for.
+    #[arg(long, value_enum, default_value = "virt")]
+    pub board: BoardInfo,
+    /// The ELF of the running kernel (default: the board's serving build, or whichever kernel
+    /// ELF under target/kernel the running kernel says it is).
+    #[arg(long)]
+    pub elf: Option<PathBuf>,
+    /// The site.
+    #[arg(long, default_value = crate::runner::live::LAW_SITE)]
+    pub site: String,
+    /// Seconds to wait for each of the kernel's answers.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+}
+
+/// `cargo xtask patch send` and `stage` options.
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    /// The patch crate (for example `patches/pi-antiwindup`).
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub target: Target,
+    /// The version the law records when it runs.
+    #[arg(long, default_value_t = 1)]
+    pub version: u64,
+}
+
+/// `cargo xtask patch activate` and `cancel` options.
+#[derive(Args, Debug)]
+pub struct EndArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// The staging's nonce, as `stage` printed it.
+    #[arg(long, value_parser = parse_addr)]
+    pub nonce: u64,
 }
 
 /// `cargo xtask patch build` options.
@@ -147,8 +201,13 @@ pub fn check(code: &[u8], at: u64, slot: usize) -> (bool, String) {
 
 /// Runs `cargo xtask patch`; true if every frame sent was applied (or the block checked passed).
 pub fn command(args: &PatchArgs) -> Result<bool> {
-    if let Some(PatchCommand::Build(b)) = &args.check {
-        return build_command(b);
+    match &args.check {
+        Some(PatchCommand::Build(b)) => return build_command(b),
+        Some(PatchCommand::Send(a)) => return send_command(a, true),
+        Some(PatchCommand::Stage(a)) => return send_command(a, false),
+        Some(PatchCommand::Activate(a)) => return end_command(a, live::ACTIVATE),
+        Some(PatchCommand::Cancel(a)) => return end_command(a, live::CANCEL),
+        _ => {}
     }
     if let Some(PatchCommand::Check(c)) = &args.check {
         let code =
@@ -219,6 +278,114 @@ pub fn command(args: &PatchArgs) -> Result<bool> {
         link.until("the end of the session", timeout, |r| {
             matches!(r, Record::LiveEnded { .. })
         })?;
+    }
+    Ok(ok)
+}
+
+/// The running kernel's ELF (checked against what it announces), as [`command`] finds it.
+fn target_elf(t: &Target) -> Result<(PathBuf, Vec<u8>)> {
+    match &t.elf {
+        Some(path) => read_elf(path),
+        None => {
+            let built = build_running(&t.board, Some(crate::runner::live::TEST))?;
+            running_elf(&t.port, built.elf, built.bytes)
+        }
+    }
+}
+
+/// Opens a link to the kernel on `t.port` and checks it runs the ELF `symbols` is from.
+fn connect<'a>(t: &Target, elf: &std::path::Path, symbols: &'a Symbols) -> Result<Link<'a>> {
+    let mut link = Link::open(&t.port, symbols)?;
+    let running = link.who(Duration::from_secs(t.timeout))?;
+    if symbols.build_id.as_deref() != Some(&running[..]) {
+        bail!(
+            "the kernel on {} runs build {}, not {} ({}); give --elf with its ELF",
+            t.port.display(),
+            hex(&running),
+            symbols.build_id.as_deref().map(hex).unwrap_or_default(),
+            elf.display()
+        );
+    }
+    Ok(link)
+}
+
+/// `cargo xtask patch send` (`activate`) and `stage`.
+fn send_command(args: &SendArgs, activate: bool) -> Result<bool> {
+    let t = &args.target;
+    let (elf, bytes) = target_elf(t)?;
+    let symbols = Symbols::new(&bytes)?;
+    let mut link = connect(t, &elf, &symbols)?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>9} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let start = std::time::Instant::now();
+    let sent = crate::runner::live::send_patch(
+        &mut link,
+        &bytes,
+        &args.dir,
+        &t.site,
+        args.version,
+        Duration::from_secs(t.timeout),
+        activate,
+        |stage, done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(stage.to_string());
+        },
+    )?;
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    use crate::runner::live::Sent;
+    match sent {
+        Sent::Applied { answer, bytes, .. } => {
+            println!("{answer} ({bytes} bytes staged and activated in {secs:.2} s)");
+            link.echo = true;
+            link.read_for(SHOW, |_| false)?;
+            Ok(true)
+        }
+        Sent::Staged { nonce, addr, bytes } => {
+            println!(
+                "staged {bytes} bytes at {addr:#x} on site {}: nonce {nonce:#x} (cargo xtask \
+                 patch activate --port {} --site {} --nonce {nonce:#x})",
+                t.site,
+                t.port.display(),
+                t.site
+            );
+            Ok(true)
+        }
+        Sent::Refused(why) => {
+            println!(
+                "refused on the host: the patch {} {why}",
+                args.dir.display()
+            );
+            Ok(false)
+        }
+        Sent::KernelRefused(answer) => {
+            println!("{answer}");
+            Ok(false)
+        }
+    }
+}
+
+/// `cargo xtask patch activate` and `cancel`.
+fn end_command(args: &EndArgs, magic: [u8; 4]) -> Result<bool> {
+    let t = &args.target;
+    let (elf, bytes) = target_elf(t)?;
+    let symbols = Symbols::new(&bytes)?;
+    let mut link = connect(t, &elf, &symbols)?;
+    let answer = link.end_stage(magic, &t.site, args.nonce, Duration::from_secs(t.timeout))?;
+    println!("{answer}");
+    let ok = matches!(
+        answer,
+        Record::LiveApplied { .. } | Record::LiveCancelled { .. }
+    );
+    if ok && magic == live::ACTIVATE {
+        link.echo = true;
+        link.read_for(SHOW, |_| false)?;
     }
     Ok(ok)
 }

@@ -221,12 +221,17 @@ fn patches(b: &BoardBuild, tally: &mut Tally) -> Result<()> {
         tally.failed += 1;
         tally.failures.push("patches/ listing".into());
     }
-    let at = crate::patch_build::first_slot(&b.built.bytes)?;
+    let at = crate::runner::patch_build::first_slot(&b.built.bytes)?;
     for (dir, want) in PATCHES {
         let what = format!("patch build patches/{dir}");
         let path = build::root().join("patches").join(dir);
-        let got =
-            crate::patch_build::build(&path, &b.built.bytes, at, protocol::exports::SLOT_BYTES, 1);
+        let got = crate::runner::patch_build::build(
+            &path,
+            &b.built.bytes,
+            at,
+            protocol::exports::SLOT_BYTES,
+            1,
+        );
         let verdict = match (got, want) {
             (Err(e), _) => Err(format!("{e:#}")),
             (Ok(o), None) => match (o.verdict, o.linked) {

@@ -100,3 +100,19 @@ impl Allowed {
         }
     }
 }
+
+static ALLOWED: spin::Once<Option<Allowed>> = spin::Once::new();
+static EXTERNALS: spin::Once<Option<patcher::check::Externals<'static>>> = spin::Once::new();
+
+/// What patches staged from outside may refer to (the image's own table, read once); `None` if
+/// the table is damaged.
+pub fn externals() -> Option<&'static patcher::check::Externals<'static>> {
+    EXTERNALS
+        .call_once(|| {
+            ALLOWED
+                .call_once(Allowed::from_table)
+                .as_ref()
+                .map(Allowed::externals)
+        })
+        .as_ref()
+}

@@ -29,7 +29,7 @@
 //! ([`announce`]), so neither the protocol crate nor xtask lists them.
 
 use super::payload::Answer;
-use super::{Fixed, PatchError, SLOT_SIZE, service};
+use super::{Fixed, PatchError, PlaceError, SLOT_SIZE, service};
 use boards::MAX_CORES;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
@@ -389,6 +389,40 @@ pub struct Site {
     history: spin::Mutex<History>,
 }
 
+/// The one publication path's publisher over the kernel's arena.
+type KernelPublisher = patcher::publish::Publisher<{ super::SLOTS }, MAX_CORES>;
+
+/// A slot reserved for a block still to be built for its address ([`Site::reserve`]).
+pub struct Reservation {
+    slot: patcher::arena::SlotWriter<'static, { super::SLOTS }>,
+}
+
+impl Reservation {
+    /// The slot's executable address: where the block will run.
+    pub fn addr(&self) -> u64 {
+        self.slot.exec_addr()
+    }
+}
+
+/// Placement in a free slot, with `vet` and `policy` ([`Site::publish`]'s).
+fn fresh<'c>(
+    code: &'c [u8],
+    timeout: Duration,
+    vet: impl FnOnce(u64) -> bool + 'c,
+    policy: &'static patcher::check::Policy<'static>,
+) -> impl FnOnce(&KernelPublisher) -> Result<CodeBlock<'static>, PlaceError> + 'c {
+    move |p| {
+        p.place(
+            &KernelPlatform,
+            timeout,
+            code,
+            &patcher::check::Externals::NONE,
+            policy,
+            vet,
+        )
+    }
+}
+
 /// A site's last two codes, for [`Site::roll_back`].
 struct History {
     current: Kept,
@@ -521,6 +555,18 @@ fn live() -> &'static Publisher {
     &LIVE
 }
 
+indirect_site!(
+    /// The `law` site's target: a control law (`graft_patch::Law`) the host patches from Rust
+    /// source, staged at a reserved slot.
+    LAW_CELL,
+    law_entry,
+    "graft_site_law"
+);
+static LAW: Bound<IpiSync, IndirectSite> = Bound::new(&IpiSync, &LAW_CELL);
+fn law() -> &'static Publisher {
+    &LAW
+}
+
 /// The strategies' names, as reports and the host spell them (at most `NAME_BYTES` bytes).
 pub mod names {
     /// [`patcher::strategy::BranchFlip`].
@@ -545,7 +591,7 @@ pub mod names {
 pub const STRATEGIES: usize = 8;
 
 /// Every site, publication strategies first, in the order the demo and the bench run them.
-pub static SITES: [Site; STRATEGIES + 1] = [
+pub static SITES: [Site; STRATEGIES + 2] = [
     Site::new(
         names::BRANCH_FLIP,
         Role::Strategy,
@@ -613,6 +659,14 @@ pub static SITES: [Site; STRATEGIES + 1] = [
         Entry::Trampoline(live_entry),
     )
     .named("indirect")
+    .path("ADRP, LDR, BR"),
+    Site::new(
+        names::IPI_SYNC,
+        Role::Live,
+        law,
+        Entry::Trampoline(law_entry),
+    )
+    .named("law")
     .path("ADRP, LDR, BR"),
 ];
 
@@ -827,7 +881,39 @@ impl Site {
         first: bool,
     ) -> Result<(), PatchError> {
         let policy = &patcher::check::Policy::KERNEL_SITES;
-        self.publish_through((self.publisher)(), code, timeout, vet, first, policy)
+        let place = fresh(code, timeout, vet, policy);
+        self.publish_through((self.publisher)(), code, timeout, first, place)
+    }
+
+    /// Reserves a free slot for a block still to be built for its address (two-phase patching:
+    /// the host links a patch at [`Reservation::addr`], then [`publish_reserved`] checks and
+    /// publishes it). Nothing can reach the slot; dropping the reservation frees it.
+    ///
+    /// [`publish_reserved`]: Self::publish_reserved
+    pub fn reserve(&self, timeout: Duration) -> Result<Reservation, PatchError> {
+        service()
+            .publisher()
+            .reserve(&KernelPlatform, timeout)
+            .map(|slot| Reservation { slot })
+            .map_err(PatchError::Place)
+    }
+
+    /// Checks `code` at the reserved slot with `externals` (what the image exports for
+    /// patches) and the sites' policy, writes it there and publishes it with the site's
+    /// strategy: [`publish`](Self::publish)'s path from the placement on. A refusal writes
+    /// nothing and frees the slot.
+    pub fn publish_reserved(
+        &self,
+        reservation: Reservation,
+        code: &[u8],
+        externals: &'static patcher::check::Externals<'static>,
+        timeout: Duration,
+    ) -> Result<(), PatchError> {
+        let policy = &patcher::check::Policy::KERNEL_SITES;
+        let place = move |_: &KernelPublisher| {
+            KernelPublisher::fill(reservation.slot, code, externals, policy)
+        };
+        self.publish_through((self.publisher)(), code, timeout, false, place)
     }
 
     /// [`publish`](Self::publish) past the verifier (the shape rules still hold): the test-only
@@ -839,7 +925,8 @@ impl Site {
         timeout: Duration,
     ) -> Result<(), PatchError> {
         let policy = &patcher::check::Policy::UNVERIFIED_TEST_DOOR;
-        self.publish_through((self.publisher)(), code, timeout, |_| true, false, policy)
+        let place = fresh(code, timeout, |_| true, policy);
+        self.publish_through((self.publisher)(), code, timeout, false, place)
     }
 
     /// The site's publication count (each publication's version, as fault reports name it).
@@ -870,29 +957,20 @@ impl Site {
     }
 
     /// The one path: place, publish through `site` (this site's strategy, or a wrapper of it),
-    /// settle the slots.
+    /// settle the slots. `place` puts `code` in a slot ([`fresh`] takes a free one; a staged
+    /// block fills the slot it reserved).
     fn publish_through(
         &self,
         site: &Publisher,
         code: &[u8],
         timeout: Duration,
-        vet: impl FnOnce(u64) -> bool,
         first: bool,
-        policy: &patcher::check::Policy<'static>,
+        place: impl FnOnce(&KernelPublisher) -> Result<CodeBlock<'static>, PlaceError>,
     ) -> Result<(), PatchError> {
         let mut slots = self.slots.try_lock().ok_or(PatchError::Busy)?;
         let env = super::env(timeout);
         let publisher = service().publisher();
-        let block = publisher
-            .place(
-                &KernelPlatform,
-                timeout,
-                code,
-                &patcher::check::Externals::NONE,
-                policy,
-                vet,
-            )
-            .map_err(PatchError::Place)?;
+        let block = place(&publisher).map_err(PatchError::Place)?;
         let result = if first {
             publisher.install(&env, site, &mut slots, block)
         } else {
@@ -966,7 +1044,8 @@ impl Site {
         }
         let counted = Counted(publish, runs_in_slot, AtomicU64::new(0));
         let policy = &patcher::check::Policy::KERNEL_SITES;
-        self.publish_through(&counted, code, timeout, |_| true, false, policy)?;
+        let place = fresh(code, timeout, |_| true, policy);
+        self.publish_through(&counted, code, timeout, false, place)?;
         Ok(counted.2.load(Ordering::Relaxed))
     }
 

@@ -1,11 +1,19 @@
 //! `live`: a running system that takes patches from the host over the UART.
 //!
 //! Cores 1.. call the `indirect` named site in a loop, as a control loop would, and say whenever
-//! the version they run changes (checking the block's checksum of its own code words). Core 0
+//! the version they run changes (checking the block's checksum of its own code words); between
+//! those calls each calls the `law` site, a control law (`graft_patch::Law`) on its own loop
+//! state, and says whenever the version the law records changes. Core 0
 //! reads frames ([`protocol::live`]) from the UART and hands each one to the named-site
 //! service: `cargo xtask patch` sends them, and `cargo xtask test` drives a scripted session
 //! (`xtask/src/runner/live.rs`). Every frame gets one `live-patch` line and one record; a refused one leaves the
 //! site and the code the cores run exactly as they were. The host's `GEND` frame ends the run.
+//!
+//! Two-phase patching (a block built for the address it will run at): a stage frame reserves a
+//! slot and answers its address and a fresh nonce; data frames carry the block in order; the
+//! activate frame checks it there (with the image's exports) and publishes it with the site's
+//! strategy, and a cancel frame frees the slot. One staging is open at a time; a frame naming
+//! another nonce (a replay, a cancelled or activated staging) is refused.
 //!
 //! Interactive: it waits for a host, so `cargo xtask test` runs it only through that session.
 //! Round-robin TCG, like the stress tests: QEMU never leaves a core on old code there, so a core
@@ -26,7 +34,7 @@ use patcher::platform::CoreId;
 use patcher::platform::IpiError;
 use patcher::strategy::PublishError;
 use protocol::Record;
-use protocol::live::{Event, Receiver, Refusal};
+use protocol::live::{Event, IMAGE_BYTES, Receiver, Refusal};
 use protocol::record::Name;
 
 kernel_test!(
@@ -42,6 +50,8 @@ kernel_test!(
 
 /// The site a live session patches before the host sends anything.
 const SITE: &str = "indirect";
+/// The control-law site the host patches with blocks built from Rust source.
+const LAW_SITE: &str = "law";
 /// How long every core has to acknowledge a publication.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -73,6 +83,22 @@ fn serve() -> TestResult {
         defmt::error!("live: the first block was refused: {}", e);
         return Err(super::Failed);
     }
+    // The law site's version 0: the demo's PID template.
+    let (law, law_len) = crate::demo::controller::build(
+        crate::demo::controller::Kind::Pid,
+        crate::demo::controller::Params {
+            kp: 0.05,
+            ki_dt: 4.0e-4,
+            k3: 0.2,
+            umax: 1.0,
+            version: 0,
+        },
+    );
+    let law_site = sites::site(LAW_SITE).map_err(|_| super::Failed)?;
+    if let Err(e) = law_site.publish(&law[..law_len], TIMEOUT) {
+        defmt::error!("live: the first law was refused: {}", e);
+        return Err(super::Failed);
+    }
     READY.store(true, Ordering::Release);
     defmt::info!(
         "live-patch ready: send frames (cargo xtask patch); site {=str}",
@@ -83,19 +109,23 @@ fn serve() -> TestResult {
     });
     let (mut applied, mut refused) = (0u32, 0u32);
     let mut rx = Receiver::new();
+    let mut staging: Option<Staging> = None;
+    let mut nonces = 0u64;
     loop {
         let Some(byte) = Current::console_read() else {
             // Let the consumers run while the line is idle (round-robin TCG).
             cpu::relax();
             continue;
         };
-        match rx.push(byte) {
+        let event = rx.push(byte);
+        match event {
             None => {}
             Some(Event::End) => break,
             Some(Event::Who) => report::emit(&Record::Image {
                 build_id: crate::arch::build_id::get(),
             }),
-            Some(Event::Patch { image, site, .. }) if *image != crate::arch::build_id::get() => {
+            Some(ref e) if image_of(e).is_some_and(|i| *i != crate::arch::build_id::get()) => {
+                let site = site_of(e);
                 refused += 1;
                 defmt::warn!(
                     "live-patch refused site={=str}: the frame was built for another image",
@@ -111,6 +141,47 @@ fn serve() -> TestResult {
                 defmt::warn!("live-patch bad frame: {}", e);
                 report::emit(&Record::LiveBadFrame { error: e });
             }
+            Some(Event::Stage { site, len, .. }) => {
+                if let Err(reason) = stage(&mut staging, &mut nonces, site, len) {
+                    refused += 1;
+                    refuse(site, reason);
+                }
+            }
+            Some(Event::Data {
+                site,
+                nonce,
+                offset,
+                bytes,
+                ..
+            }) => {
+                if let Err(reason) = take(&mut staging, site, nonce, offset, bytes) {
+                    refused += 1;
+                    refuse(site, reason);
+                }
+            }
+            Some(Event::Activate { site, nonce, .. }) => {
+                match activate(&mut staging, site, nonce) {
+                    Ok(()) => applied += 1,
+                    Err(reason) => {
+                        refused += 1;
+                        refuse(site, reason);
+                    }
+                }
+            }
+            Some(Event::Cancel { site, nonce, .. }) => match open(&staging, site, nonce) {
+                Ok(()) => {
+                    staging = None;
+                    defmt::info!("live-patch cancelled site={=str}", site);
+                    report::emit(&Record::LiveCancelled {
+                        site: Name::new(site),
+                        nonce,
+                    });
+                }
+                Err(reason) => {
+                    refused += 1;
+                    refuse(site, reason);
+                }
+            },
             Some(Event::Patch { site, block, .. }) => {
                 let result = sites::site(site).and_then(|s| {
                     s.publish(block, TIMEOUT)?;
@@ -149,6 +220,173 @@ fn serve() -> TestResult {
         refused
     );
     report::emit(&Record::LiveEnded { applied, refused });
+    Ok(())
+}
+
+/// The build id a frame is bound to (frames that carry one).
+fn image_of<'a>(e: &Event<'a>) -> Option<&'a [u8; IMAGE_BYTES]> {
+    match *e {
+        Event::Patch { image, .. }
+        | Event::Stage { image, .. }
+        | Event::Data { image, .. }
+        | Event::Activate { image, .. }
+        | Event::Cancel { image, .. } => Some(image),
+        Event::End | Event::Who | Event::Bad(_) => None,
+    }
+}
+
+/// The site a frame names ("" for frames that name none).
+fn site_of<'a>(e: &Event<'a>) -> &'a str {
+    match *e {
+        Event::Patch { site, .. }
+        | Event::Stage { site, .. }
+        | Event::Data { site, .. }
+        | Event::Activate { site, .. }
+        | Event::Cancel { site, .. } => site,
+        Event::End | Event::Who | Event::Bad(_) => "",
+    }
+}
+
+/// Logs and reports a refusal.
+fn refuse(site: &str, reason: Refusal) {
+    // The record carries the reason; xtask prints it decoded.
+    defmt::warn!("live-patch refused site={=str}", site);
+    report::emit(&Record::LiveRefused {
+        site: Name::new(site),
+        reason,
+    });
+}
+
+/// The open staging: a reserved slot, and the bytes received for it so far.
+struct Staging {
+    site: &'static sites::Site,
+    nonce: u64,
+    reservation: sites::Reservation,
+    block: [u8; patch::SLOT_SIZE],
+    len: usize,
+    received: usize,
+}
+
+/// A stage frame: reserve a slot at `site` for `len` bytes under a fresh nonce.
+fn stage(
+    staging: &mut Option<Staging>,
+    nonces: &mut u64,
+    site: &str,
+    len: u32,
+) -> Result<(), Refusal> {
+    if staging.is_some() {
+        return Err(Refusal::StageOpen);
+    }
+    let s = sites::site(site).map_err(|e| refusal(&e))?;
+    let len = len as usize;
+    if len == 0 {
+        return Err(Refusal::Empty);
+    }
+    if len > patch::SLOT_SIZE {
+        return Err(Refusal::TooLarge {
+            len: len as u32,
+            max: patch::SLOT_SIZE as u32,
+        });
+    }
+    let reservation = s.reserve(TIMEOUT).map_err(|e| refusal(&e))?;
+    // Never issued before in this boot (strictly increasing), and not guessable from the
+    // frames before it (the counter's value).
+    *nonces = (*nonces + 1).max(cpu::ticks().rotate_left(17));
+    let nonce = *nonces;
+    let addr = reservation.addr();
+    defmt::info!(
+        "live-patch staged site={=str} bytes={=usize} addr={=u64:#x}",
+        site,
+        len,
+        addr
+    );
+    report::emit(&Record::LiveStaged {
+        site: Name::new(site),
+        nonce,
+        addr,
+        len: len as u32,
+    });
+    *staging = Some(Staging {
+        site: s,
+        nonce,
+        reservation,
+        block: [0; patch::SLOT_SIZE],
+        len,
+        received: 0,
+    });
+    Ok(())
+}
+
+/// Whether `nonce` at `site` names the open staging.
+fn open(staging: &Option<Staging>, site: &str, nonce: u64) -> Result<(), Refusal> {
+    match staging {
+        Some(s) if s.nonce == nonce && s.site.name == site => Ok(()),
+        _ => Err(Refusal::NotStaged),
+    }
+}
+
+/// A data frame: the next bytes of the open staging's block.
+fn take(
+    staging: &mut Option<Staging>,
+    site: &str,
+    nonce: u64,
+    offset: u32,
+    bytes: &[u8],
+) -> Result<(), Refusal> {
+    open(staging, site, nonce)?;
+    let s = staging.as_mut().ok_or(Refusal::NotStaged)?;
+    if offset as usize != s.received {
+        return Err(Refusal::OutOfOrder {
+            offset,
+            expected: s.received as u32,
+        });
+    }
+    let end = s.received + bytes.len();
+    if end > s.len {
+        return Err(Refusal::Incomplete {
+            received: end as u32,
+            len: s.len as u32,
+        });
+    }
+    s.block[s.received..end].copy_from_slice(bytes);
+    s.received = end;
+    report::emit(&Record::LiveReceived {
+        nonce,
+        received: end as u32,
+    });
+    Ok(())
+}
+
+/// An activate frame: check the staged block at its slot and publish it with the site's
+/// strategy. The staging ends either way, except when bytes are missing.
+fn activate(staging: &mut Option<Staging>, site: &str, nonce: u64) -> Result<(), Refusal> {
+    open(staging, site, nonce)?;
+    if let Some(s) = staging.as_ref()
+        && s.received < s.len
+    {
+        return Err(Refusal::Incomplete {
+            received: s.received as u32,
+            len: s.len as u32,
+        });
+    }
+    let s = staging.take().ok_or(Refusal::NotStaged)?;
+    let externals = patch::exports::externals().ok_or(Refusal::PublishFailed)?;
+    let code = &s.block[..s.len];
+    s.site
+        .publish_reserved(s.reservation, code, externals, TIMEOUT)
+        .map_err(|e| refusal(&e))?;
+    let target = s.site.running().0;
+    defmt::info!(
+        "live-patch applied site={=str} bytes={=usize} slot={=u64:#x}",
+        site,
+        s.len,
+        target
+    );
+    report::emit(&Record::LiveApplied {
+        site: Name::new(site),
+        bytes: s.len as u32,
+        slot: target,
+    });
     Ok(())
 }
 
@@ -237,6 +475,13 @@ fn consume(core: usize) -> TestResult {
     // Grace periods: a replaced block's slot is reused only after this core passed a call
     // boundary since it was unlinked.
     let entry = sites::site(SITE).map_err(|_| super::Failed)?.entry();
+    let law_entry = sites::site(LAW_SITE).map_err(|_| super::Failed)?.entry();
+    // SAFETY: the law site's trampoline has the law's signature (it passes every argument
+    // register through), and it leads to a law from before READY on.
+    let law: graft_patch::Law =
+        unsafe { core::mem::transmute::<usize, graft_patch::Law>(law_entry) };
+    let mut state = graft_patch::LoopState::default();
+    let mut last_law = u64::MAX;
     let qsbr = &patch::service().qsbr;
     let me = CoreId(core as u8);
     qsbr.online(me);
@@ -260,6 +505,21 @@ fn consume(core: usize) -> TestResult {
                 checksum_ok: ok,
             });
             last = a.version;
+        }
+        // SAFETY: `state` is this core's own, valid for the call (the site's argument).
+        let _u = unsafe { law(&mut state, 20.0 + core as f32, 60.0) };
+        qsbr.quiescent(me);
+        if state.version != last_law {
+            defmt::info!(
+                "live: core {=usize}'s loop runs law version {=u64}",
+                core,
+                state.version
+            );
+            report::emit(&Record::LiveLawRuns {
+                core: core as u8,
+                version: state.version,
+            });
+            last_law = state.version;
         }
         cpu::relax();
     }

@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 pub const TEST: &str = "live";
 /// The site a live session patches unless told otherwise.
 pub const SITE: &str = "indirect";
+/// The live session's control-law site, patched from Rust source through staging.
+pub const LAW_SITE: &str = "law";
 
 /// `cargo xtask qemu --serve`: the `live` test under QEMU with its UART on a pty; waits until
 /// QEMU ends (a `GEND` frame, or Ctrl-C).
@@ -46,7 +48,14 @@ pub fn serve(board: &BoardInfo) -> Result<bool> {
         port.display()
     );
     println!(
-        "send patches with: cargo xtask patch --board {} --port {} --version 7",
+        "send a control law from Rust source with: cargo xtask patch send --board {} --port {} \
+         patches/pi-antiwindup --version 7",
+        board.name,
+        port.display()
+    );
+    println!(
+        "or a payload block to the `indirect` site: cargo xtask patch --board {} --port {} \
+         --version 7",
         board.name,
         port.display()
     );
@@ -142,6 +151,69 @@ impl<'a> Link<'a> {
         self.answer(timeout)
     }
 
+    /// Stages a block of `len` bytes at `site`: the kernel's answer (`LiveStaged` with the
+    /// reserved address and the nonce, or a refusal).
+    pub fn stage(&mut self, site: &str, len: u32, timeout: Duration) -> Result<Record> {
+        let mut frame = [0u8; MAX_FRAME];
+        let n =
+            live::encode_stage(&self.image, site, len, &mut frame).map_err(|e| anyhow!("{e}"))?;
+        self.send(&frame[..n])?;
+        self.answer(timeout)
+    }
+
+    /// Sends `block` for staging `nonce` from `from` on, in data frames, each acknowledged
+    /// before the next; `progress` sees the bytes received so far. Stops at the first answer
+    /// that is not `LiveReceived` and returns it (`None`: every byte arrived).
+    pub fn send_block(
+        &mut self,
+        site: &str,
+        nonce: u64,
+        block: &[u8],
+        from: usize,
+        timeout: Duration,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Option<Record>> {
+        let mut frame = [0u8; MAX_FRAME];
+        let mut at = from;
+        while at < block.len() {
+            let end = block.len().min(at + live::MAX_CHUNK);
+            let n = live::encode_data(
+                &self.image,
+                site,
+                nonce,
+                at as u32,
+                &block[at..end],
+                &mut frame,
+            )
+            .map_err(|e| anyhow!("{e}"))?;
+            self.send(&frame[..n])?;
+            match self.answer(timeout)? {
+                Record::LiveReceived { received, .. } if received as usize == end => {
+                    progress(end);
+                    at = end;
+                }
+                other => return Ok(Some(other)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sends an activate ([`live::ACTIVATE`]) or cancel ([`live::CANCEL`]) frame for staging
+    /// `nonce`; the kernel's answer.
+    pub fn end_stage(
+        &mut self,
+        magic: [u8; 4],
+        site: &str,
+        nonce: u64,
+        timeout: Duration,
+    ) -> Result<Record> {
+        let mut frame = [0u8; MAX_FRAME];
+        let n = live::encode_end_of_stage(magic, &self.image, site, nonce, &mut frame)
+            .map_err(|e| anyhow!("{e}"))?;
+        self.send(&frame[..n])?;
+        self.answer(timeout)
+    }
+
     /// Asks the kernel which image it runs; its build id.
     pub fn who(&mut self, timeout: Duration) -> Result<[u8; IMAGE_BYTES]> {
         self.send(&WHO)?;
@@ -154,7 +226,8 @@ impl<'a> Link<'a> {
         }
     }
 
-    /// The next answer to a frame: `LiveApplied`, `LiveRefused` or `LiveBadFrame`.
+    /// The next answer to a frame: `LiveApplied`, `LiveRefused`, `LiveBadFrame`, or for staging
+    /// frames `LiveStaged`, `LiveReceived`, `LiveCancelled`.
     pub fn answer(&mut self, timeout: Duration) -> Result<Record> {
         let lines = self.until("the kernel's answer", timeout, |r| {
             matches!(
@@ -162,6 +235,9 @@ impl<'a> Link<'a> {
                 Record::LiveApplied { .. }
                     | Record::LiveRefused { .. }
                     | Record::LiveBadFrame { .. }
+                    | Record::LiveStaged { .. }
+                    | Record::LiveReceived { .. }
+                    | Record::LiveCancelled { .. }
             )
         })?;
         lines
@@ -246,6 +322,290 @@ pub fn e2e(board: &BoardInfo) -> Vec<(String, Result<(), String>)> {
         ));
     }
     results
+}
+
+/// How a patch from Rust source went.
+#[derive(Debug)]
+pub enum Sent {
+    /// Published: the kernel's `LiveApplied`, and the staging's nonce.
+    Applied {
+        /// The kernel's answer.
+        answer: Record,
+        /// The staging's nonce (an activate frame naming it again is a replay).
+        nonce: u64,
+        /// Bytes sent.
+        bytes: usize,
+    },
+    /// The host refused to build or send it (nothing was staged, or the staging was cancelled).
+    Refused(String),
+    /// The kernel refused a frame (its answer); the staging is over or cancelled.
+    KernelRefused(Record),
+    /// Staged and every byte sent, not activated (`activate: false`).
+    Staged {
+        /// The staging's nonce: an activate or cancel frame names it.
+        nonce: u64,
+        /// The reserved slot's address.
+        addr: u64,
+        /// Bytes sent.
+        bytes: usize,
+    },
+}
+
+/// Builds the patch crate `dir` for the running image and sends it to `site` in two phases:
+/// stage (the kernel reserves a slot and answers its address), link there, send, activate.
+/// The block is first built at the image's first slot to learn its length; a block whose
+/// length changes at the reserved address is not sent (the staging is cancelled). Without
+/// `activate`, it stops once every byte is staged.
+#[allow(clippy::too_many_arguments)]
+pub fn send_patch(
+    link: &mut Link,
+    elf: &[u8],
+    dir: &Path,
+    site: &str,
+    version: u64,
+    timeout: Duration,
+    activate: bool,
+    mut progress: impl FnMut(&str, usize, usize),
+) -> Result<Sent> {
+    use super::patch_build;
+    let slot = protocol::exports::SLOT_BYTES;
+    let first = patch_build::first_slot(elf)?;
+    let probe = patch_build::build(dir, elf, first, slot, version)?;
+    let len = match (probe.linked, probe.verdict) {
+        (Some(l), Ok(_)) => l.code.len(),
+        (_, Err(r)) => return Ok(Sent::Refused(format!("{r}"))),
+        (None, Ok(_)) => bail!("a patch passed with no block"),
+    };
+    progress("stage", 0, len);
+    let (nonce, addr) = match link.stage(site, len as u32, timeout)? {
+        Record::LiveStaged { nonce, addr, .. } => (nonce, addr),
+        other => return Ok(Sent::KernelRefused(other)),
+    };
+    let built = patch_build::build(dir, elf, addr, slot, version)?;
+    let code = match (built.linked, built.verdict) {
+        (Some(l), Ok(_)) if l.code.len() == len => l.code,
+        (linked, verdict) => {
+            link.end_stage(live::CANCEL, site, nonce, timeout)?;
+            let why = match verdict {
+                Err(r) => format!("{r}"),
+                Ok(_) => format!(
+                    "its length at {addr:#x} ({} bytes) is not the staged {len}",
+                    linked.map_or(0, |l| l.code.len())
+                ),
+            };
+            return Ok(Sent::Refused(why));
+        }
+    };
+    if let Some(answer) =
+        link.send_block(site, nonce, &code, 0, timeout, |n| progress("send", n, len))?
+    {
+        link.end_stage(live::CANCEL, site, nonce, timeout)?;
+        return Ok(Sent::KernelRefused(answer));
+    }
+    if !activate {
+        return Ok(Sent::Staged {
+            nonce,
+            addr,
+            bytes: len,
+        });
+    }
+    progress("activate", len, len);
+    match link.end_stage(live::ACTIVATE, site, nonce, timeout)? {
+        answer @ Record::LiveApplied { .. } => Ok(Sent::Applied {
+            answer,
+            nonce,
+            bytes: len,
+        }),
+        other => Ok(Sent::KernelRefused(other)),
+    }
+}
+
+/// The `law` site through two-phase staging: two example patches from Rust source, built for the
+/// slot the kernel reserved, move every loop to their versions; then a replayed activation, an
+/// activation after a cancel, data out of order, an early activation and a block linked for
+/// another address are each refused by name, and no loop changes law.
+fn staged_session(
+    link: &mut Link,
+    elf: &[u8],
+    board: &BoardInfo,
+    consumers: u32,
+    results: &mut Vec<(String, Result<(), String>)>,
+) -> Result<()> {
+    let patches = build::root().join("patches");
+    let what = |s: &str| format!("live patch on {}: {s}", board.name);
+    let quiet = |_: &str, _: usize, _: usize| {};
+    let mut last_nonce = None;
+    for (dir, version) in [("pid-gains", 11), ("pi-antiwindup", 12)] {
+        let sent = send_patch(
+            link,
+            elf,
+            &patches.join(dir),
+            LAW_SITE,
+            version,
+            ANSWER,
+            true,
+            quiet,
+        )?;
+        let r = match sent {
+            Sent::Applied { nonce, .. } => {
+                last_nonce = Some(nonce);
+                all_laws_run(link, consumers, version)
+            }
+            other => Err(format!("{other:?}")),
+        };
+        results.push((
+            what(&format!(
+                "patches/{dir} from Rust source, staged and activated, runs in every loop"
+            )),
+            r,
+        ));
+    }
+    let refused_as = |answer: Record, want: fn(&Refusal) -> bool, name: &str| match answer {
+        Record::LiveRefused { reason, .. } if want(&reason) => Ok(()),
+        other => Err(format!("expected a refusal {name}, got: {other}")),
+    };
+    // A replayed activation.
+    let nonce = last_nonce.unwrap_or(0);
+    let answer = link.end_stage(live::ACTIVATE, LAW_SITE, nonce, ANSWER)?;
+    results.push((
+        what("a replayed activation is refused"),
+        refused_as(answer, |r| *r == Refusal::NotStaged, "NotStaged"),
+    ));
+    // Stage, cancel, activate the cancelled staging.
+    let r = match link.stage(LAW_SITE, 8, ANSWER)? {
+        Record::LiveStaged { nonce, .. } => {
+            match link.end_stage(live::CANCEL, LAW_SITE, nonce, ANSWER)? {
+                Record::LiveCancelled { .. } => {
+                    let answer = link.end_stage(live::ACTIVATE, LAW_SITE, nonce, ANSWER)?;
+                    refused_as(answer, |r| *r == Refusal::NotStaged, "NotStaged")
+                }
+                other => Err(format!("cancel answered: {other}")),
+            }
+        }
+        other => Err(format!("stage answered: {other}")),
+    };
+    results.push((what("a cancelled staging cannot be activated"), r));
+    // Data out of order, then an activation before every byte arrived.
+    let r = match link.stage(LAW_SITE, 8, ANSWER)? {
+        Record::LiveStaged { nonce, .. } => {
+            let late = link.send_block(LAW_SITE, nonce, &[0; 8], 4, ANSWER, |_| {})?;
+            let early = link.end_stage(live::ACTIVATE, LAW_SITE, nonce, ANSWER)?;
+            link.end_stage(live::CANCEL, LAW_SITE, nonce, ANSWER)?;
+            match late {
+                Some(answer) => refused_as(
+                    answer,
+                    |r| {
+                        matches!(
+                            r,
+                            Refusal::OutOfOrder {
+                                offset: 4,
+                                expected: 0
+                            }
+                        )
+                    },
+                    "OutOfOrder",
+                )
+                .and(refused_as(
+                    early,
+                    |r| {
+                        matches!(
+                            r,
+                            Refusal::Incomplete {
+                                received: 0,
+                                len: 8
+                            }
+                        )
+                    },
+                    "Incomplete",
+                )),
+                None => Err("bytes out of order were taken".into()),
+            }
+        }
+        other => Err(format!("stage answered: {other}")),
+    };
+    results.push((
+        what("data out of order and an early activation are refused"),
+        r,
+    ));
+    // A patch linked for another address than the reserved one: its calls to the kernel's
+    // exports land elsewhere, and the board's verifier refuses it.
+    let dir = patches.join("pid-kernel-helper");
+    let r = match link.stage(LAW_SITE, 0, ANSWER)? {
+        // Length 0 is refused: learn the real length first.
+        Record::LiveRefused {
+            reason: Refusal::Empty,
+            ..
+        } => {
+            let first = super::patch_build::first_slot(elf)?;
+            let slot = protocol::exports::SLOT_BYTES;
+            let wrong = super::patch_build::build(&dir, elf, first + 0x10_0000, slot, 13)?;
+            match wrong.linked {
+                Some(l) => match link.stage(LAW_SITE, l.code.len() as u32, ANSWER)? {
+                    Record::LiveStaged { nonce, .. } => {
+                        let sent = link.send_block(LAW_SITE, nonce, &l.code, 0, ANSWER, |_| {})?;
+                        let answer = link.end_stage(live::ACTIVATE, LAW_SITE, nonce, ANSWER)?;
+                        match sent {
+                            None => refused_as(
+                                answer,
+                                |r| matches!(r, Refusal::Escapes { .. }),
+                                "Escapes",
+                            ),
+                            Some(a) => Err(format!("its bytes were refused: {a}")),
+                        }
+                    }
+                    other => Err(format!("stage answered: {other}")),
+                },
+                None => Err(format!("it did not link: {:?}", wrong.verdict.err())),
+            }
+        }
+        other => Err(format!("an empty staging answered: {other}")),
+    };
+    results.push((
+        what("an empty staging and a block linked for another slot are refused"),
+        r,
+    ));
+    let quiet_lines = link.read_for(QUIET, |_| false)?.0;
+    let moved: Vec<String> = quiet_lines
+        .iter()
+        .filter_map(Line::record)
+        .filter(|r| matches!(r, Record::LiveLawRuns { .. }))
+        .map(|r| r.to_string())
+        .collect();
+    results.push((
+        what("after the refused stagings every loop still runs law version 12"),
+        if moved.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("loops changed law: {moved:?}"))
+        },
+    ));
+    Ok(())
+}
+
+/// Every consumer core's loop says its law records `version` (in any order).
+fn all_laws_run(link: &mut Link, consumers: u32, version: u64) -> Result<(), String> {
+    let mut missing: BTreeSet<u8> = (1..=consumers).map(|c| c as u8).collect();
+    let (lines, _) = link
+        .read_for(ANSWER, |r| {
+            if let Record::LiveLawRuns { core, version: v } = *r
+                && v == version
+            {
+                missing.remove(&core);
+            }
+            missing.is_empty()
+        })
+        .map_err(|e| format!("{e:#}"))?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let seen: Vec<String> = lines
+        .iter()
+        .filter_map(Line::record)
+        .map(|r| r.to_string())
+        .collect();
+    Err(format!(
+        "cores {missing:?} never said their law records version {version} (saw: {seen:?})"
+    ))
 }
 
 /// Every consumer core says it runs `version` with a good checksum (in any order).
@@ -443,6 +803,8 @@ fn session(board: &BoardInfo, results: &mut Vec<(String, Result<(), String>)>) -
         ),
         r,
     ));
+    staged_session(&mut link, &built.bytes, board, consumers, results)?;
+
     link.send(&END)?;
     let ended = link.until("the end of the session", ANSWER, |r| {
         matches!(r, Record::LiveEnded { .. })
@@ -467,8 +829,8 @@ fn session(board: &BoardInfo, results: &mut Vec<(String, Result<(), String>)>) -
         ),
         if summary
             == Some(Record::LiveEnded {
-                applied: 2,
-                refused: 6,
+                applied: 4,
+                refused: 12,
             })
             && good_end
         {

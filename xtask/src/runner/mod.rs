@@ -17,6 +17,7 @@ pub mod live;
 pub mod loader;
 pub mod loader_e2e;
 pub mod logs;
+pub mod patch_build;
 pub mod prereq;
 pub mod pty;
 pub mod qemu;

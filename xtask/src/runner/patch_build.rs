@@ -171,7 +171,7 @@ fn rust_lld() -> Result<PathBuf> {
     let out = |args: &[&str]| -> Result<String> {
         let o = Command::new(&rustc)
             .args(args)
-            .current_dir(crate::runner::build::root())
+            .current_dir(super::build::root())
             .output()
             .with_context(|| format!("running {rustc} {}", args.join(" ")))?;
         Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
@@ -385,7 +385,7 @@ pub struct Outcome {
 /// bytes). A refusal of the patch is in the outcome; `Err` is a failure of the tools.
 pub fn build(dir: &Path, elf: &[u8], at: u64, slot: usize, version: u64) -> Result<Outcome> {
     let exports = image_exports(elf)?;
-    let target_dir = crate::runner::build::root().join("target").join("patches");
+    let target_dir = super::build::root().join("target").join("patches");
     let lib = compile(dir, version, &target_dir)?;
     let name = lib
         .file_stem()
