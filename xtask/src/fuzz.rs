@@ -2,7 +2,7 @@
 //! input on stable Rust, each case checked for panics and for the properties below.
 //!
 //! - `frames`: the kernel's live-patch [`Receiver`](protocol::live::Receiver). No input panics;
-//!   every patch frame it yields re-encodes to bytes it reads back as the same frame; a valid
+//!   every patch or staging frame it yields re-encodes to bytes it reads back as the same frame; a valid
 //!   frame with one byte changed never yields that same frame.
 //! - `loader`: the chainloader's receiver (`graft_loader::receiver::serve`) over a fake line and
 //!   memory. No input panics, none writes outside the capacity it was given, and a refused
@@ -154,11 +154,49 @@ fn valid_frame(rng: &mut Rng) -> Vec<u8> {
     let name: String = (0..1 + rng.below(live::MAX_NAME))
         .map(|_| char::from(b'a' + rng.below(26) as u8))
         .collect();
-    let len = rng.below(160);
-    let block = rng.bytes(len);
+    let nonce = rng.next();
     let mut out = [0u8; MAX_FRAME];
-    let n = live::encode(&IMAGE, &name, &block, &mut out).expect("a frame within the limits");
+    // Patch frames, and each staging frame kind.
+    let n = match rng.below(5) {
+        0 => {
+            let len = rng.below(160);
+            live::encode(&IMAGE, &name, &rng.bytes(len), &mut out)
+        }
+        1 => live::encode_stage(&IMAGE, &name, rng.next() as u32, &mut out),
+        2 => {
+            let len = rng.below(live::MAX_CHUNK + 1);
+            let bytes = rng.bytes(len);
+            live::encode_data(&IMAGE, &name, nonce, rng.next() as u32, &bytes, &mut out)
+        }
+        3 => live::encode_end_of_stage(live::ACTIVATE, &IMAGE, &name, nonce, &mut out),
+        _ => live::encode_end_of_stage(live::CANCEL, &IMAGE, &name, nonce, &mut out),
+    }
+    .expect("a frame within the limits");
     out[..n].to_vec()
+}
+
+/// The frame that reads back as `e`, for the events frames carry.
+fn reencode(e: &Event<'_>) -> Option<Result<Vec<u8>, live::FrameError>> {
+    let mut out = [0u8; MAX_FRAME];
+    let n = match *e {
+        Event::Patch { image, site, block } => live::encode(image, site, block, &mut out),
+        Event::Stage { image, site, len } => live::encode_stage(image, site, len, &mut out),
+        Event::Data {
+            image,
+            site,
+            nonce,
+            offset,
+            bytes,
+        } => live::encode_data(image, site, nonce, offset, bytes, &mut out),
+        Event::Activate { image, site, nonce } => {
+            live::encode_end_of_stage(live::ACTIVATE, image, site, nonce, &mut out)
+        }
+        Event::Cancel { image, site, nonce } => {
+            live::encode_end_of_stage(live::CANCEL, image, site, nonce, &mut out)
+        }
+        Event::End | Event::Who | Event::Bad(_) => return None,
+    };
+    Some(n.map(|n| out[..n].to_vec()))
 }
 
 fn frame_input(rng: &mut Rng) -> Vec<u8> {
@@ -179,32 +217,28 @@ fn frames(input: &[u8]) -> Result<(), String> {
     let mut rx = Receiver::new();
     let mut seen = Vec::new();
     for &b in input {
-        if let Some(Event::Patch { image, site, block }) = rx.push(b) {
-            if site.len() > live::MAX_NAME || block.len() > live::MAX_BLOCK {
-                return Err(format!(
-                    "a frame past the limits: {} {}",
-                    site.len(),
-                    block.len()
-                ));
-            }
-            seen.push((*image, site.to_string(), block.to_vec()));
+        let Some(e) = rx.push(b) else { continue };
+        if let Event::Patch { site, block, .. } = e
+            && (site.len() > live::MAX_NAME || block.len() > live::MAX_BLOCK)
+        {
+            return Err(format!(
+                "a frame past the limits: {} {}",
+                site.len(),
+                block.len()
+            ));
+        }
+        if let Some(bytes) = reencode(&e) {
+            let bytes = bytes.map_err(|err| format!("{e:?} does not encode: {err}"))?;
+            seen.push((format!("{e:?}"), bytes));
         }
     }
-    for (image, site, block) in seen {
-        let mut out = [0u8; MAX_FRAME];
-        let n = live::encode(&image, &site, &block, &mut out).map_err(|e| e.to_string())?;
+    for (what, bytes) in seen {
         let mut again = Receiver::new();
-        let back = out[..n].iter().find_map(|&b| match again.push(b) {
-            Some(Event::Patch {
-                image: i,
-                site: s,
-                block: k,
-            }) => Some((*i == image && s == site && *k == block[..]).then_some(())),
-            Some(_) => Some(None),
-            None => None,
-        });
-        if back != Some(Some(())) {
-            return Err(format!("frame for {site} did not read back as itself"));
+        let back = bytes
+            .iter()
+            .find_map(|&b| again.push(b).map(|e| format!("{e:?}")));
+        if back.as_deref() != Some(what.as_str()) {
+            return Err(format!("{what} did not read back as itself: {back:?}"));
         }
     }
     Ok(())
@@ -434,7 +468,7 @@ mod tests {
         let cut = &f[..f.len() - 1];
         assert!(
             cut.iter()
-                .all(|&b| !matches!(rx.push(b), Some(Event::Patch { .. })))
+                .all(|&b| !matches!(rx.push(b), Some(e) if reencode(&e).is_some()))
         );
     }
 
