@@ -248,6 +248,7 @@ impl fmt::Display for ReturnFault {
                 "returns with X30 overwritten (by BL or a write) and not restored from the stack",
             ),
             Self::CalleeSaved(r) => write!(f, "returns with callee-saved X{r} not restored"),
+            Self::CalleeSavedFp(r) => write!(f, "returns with callee-saved D{r} not restored"),
             Self::Unbalanced(n) => {
                 write!(f, "returns with SP still {n} bytes below its entry value")
             }

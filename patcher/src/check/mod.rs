@@ -13,7 +13,7 @@
 //! system-register, PSTATE, wait or global maintenance instruction), memory accesses only inside
 //! the stack budget, the site's declared argument objects or the block (and allowed data), `SP`
 //! only moved by balanced adjustments, `RET` only through the link register the block was entered
-//! with (and with `X19`-`X29` and `SP` as they were), and every path no longer than the
+//! with (and with `X19`-`X29`, `D8`-`D15` and `SP` as they were), and every path no longer than the
 //! instruction budget. [`Policy`] states those budgets and exceptions; `verify`'s documentation
 //! says exactly what is tracked.
 //!
@@ -238,6 +238,9 @@ pub enum ReturnFault {
     LinkClobbered,
     /// This callee-saved register (`X19`-`X29`) does not hold its entry value.
     CalleeSaved(u8),
+    /// This callee-saved FP register (`D8`-`D15`: the low 64 bits of `V8`-`V15`) does not hold
+    /// its entry value.
+    CalleeSavedFp(u8),
     /// `SP` is not back where it was on entry: this many bytes below.
     Unbalanced(u32),
 }

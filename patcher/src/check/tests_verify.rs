@@ -381,3 +381,27 @@ fn too_many_pending_paths_are_refused_not_guessed() {
         })
     );
 }
+
+#[test]
+fn callee_saved_fp_registers_must_be_restored() {
+    let fp_ret = |r: u8, offset: usize| {
+        Err(CheckError::BadReturn {
+            offset,
+            word: RET,
+            why: ReturnFault::CalleeSavedFp(r),
+        })
+    };
+    // FMOV D8, #1.0 clobbers D8; FMOV D0 and D16 are the caller's to lose.
+    assert_eq!(run(&[0x1e6e_1008, RET]), fp_ret(8, 4));
+    assert_eq!(run(&[0x1e6e_1000, 0x1e6e_1010, RET]), Ok(3));
+    // Saved and restored through the stack: STR D8, [SP, #-16]!; FMOV D8; LDR D8, [SP], #16.
+    assert_eq!(run(&[0xfc1f_0fe8, 0x1e6e_1008, 0xfc41_07e8, RET]), Ok(4));
+    // As a pair: STP D8, D9, [SP, #-16]!; FMOV D9; LDP D8, D9, [SP], #16.
+    assert_eq!(run(&[0x6dbf_27e8, 0x1e6e_1009, 0x6cc1_27e8, RET]), Ok(4));
+    // Restored crosswise (LDP D9, D8): neither holds its own entry value.
+    assert_eq!(run(&[0x6dbf_27e8, 0x6cc1_23e9, RET]), fp_ret(8, 8));
+    // A literal load into D8 (LDR D8, =0; RET; the literal).
+    assert_eq!(run(&[0x5c00_0048, RET, 0, 0]), fp_ret(8, 4));
+    // Written on one path only (CBZ X0 over the FMOV): refused on the path that wrote it.
+    assert_eq!(run(&[0xb400_0040, 0x1e6e_100f, RET]), fp_ret(15, 8));
+}

@@ -11,10 +11,8 @@ pub(super) fn fp(w: u32) -> Op {
         rd: None,
         flags: true,
     };
-    let vreg = Op::Compute {
-        rd: None,
-        flags: false,
-    };
+    // Every listed instruction that writes an FP register names it in bits 4:0.
+    let vreg = Op::FpWrite { rd };
     let unlisted = Op::Refuse(Class::Unlisted);
     // AdvSIMD modified immediate: 0 Q op 0111100000 abc cmode o2 1 defgh Rd.
     if w & 0x9ff8_0400 == 0x0f00_0400 {
@@ -79,8 +77,7 @@ pub(super) fn fp(w: u32) -> Op {
     }
     if bits(w, 10, 6) == 0 {
         // Conversion between floating point and integer. `SCVTF`, `UCVTF` (opcode 010, 011)
-        // and `FMOV` from a general register (111) write an FP register, which is not tracked;
-        // the others (`FCVT*` to an integer, `FMOV` to a general register) write `Xd`/`Wd`.
+        // and `FMOV` from a general register (111) write an FP register; the others (`FCVT*` to an integer, `FMOV` to a general register) write `Xd`/`Wd`.
         let (sf, rmode, opcode) = (bits(w, 31, 1), bits(w, 19, 2), bits(w, 16, 3));
         let ok = match opcode {
             0b000 | 0b001 => true,

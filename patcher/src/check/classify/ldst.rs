@@ -13,7 +13,7 @@ pub(super) fn load_store(w: u32) -> Op {
     if let Insn::LdrLiteral { kind, rt, .. } = decode(w) {
         return match kind {
             LiteralKind::Prfm => Op::Nop,
-            LiteralKind::Simd(_) => Op::LoadLiteral { rt: None },
+            LiteralKind::Simd(_) => Op::FpWrite { rd: rt.number() },
             _ => Op::LoadLiteral {
                 rt: Some(rt.number()),
             },

@@ -130,6 +130,9 @@ pub enum Op {
     /// Any other computation: writes general register `rd` (if any, 31 being `XZR`) with an
     /// unknown value, and the flags if `flags`.
     Compute { rd: Option<u8>, flags: bool },
+    /// Writes SIMD&FP register `rd` (bits 4:0 of every listed FP instruction, an `LDR (literal)`
+    /// of one): nothing general is touched, but `D8`-`D15` are callee-saved.
+    FpWrite { rd: u8 },
     /// A memory access.
     Mem(Mem),
     /// A literal load (`LDR (literal)`), already bounded by the shape check.

@@ -13,6 +13,10 @@
 //! - `SP` as `entry SP - k`, always: it may change only by `ADD/SUB SP, Xn, #imm` (where `Xn` is
 //!   `SP` or holds `entry SP + k`) and by load/store writeback, and only to a 16-byte-aligned
 //!   value within `stack_bytes` below the entry `SP`; anything else is [`CheckError::SpWrite`];
+//! - whether each of `D8`-`D15` (the AAPCS64's callee-saved FP registers) holds its entry value:
+//!   any FP write to it clears that (every listed FP instruction and FP load names its
+//!   destination), an 8-byte FP store of it to a stack slot records it there, and an 8-byte FP
+//!   load from such a slot back into the same register restores it;
 //! - the flags, as known only after `CMP`/`CMN`/`SUBS`/`ADDS` of known constants; any other
 //!   flag-setting instruction makes them unknown;
 //! - 32 stack slots of 8 bytes below the entry `SP` (what `STP X29, X30, [SP, #-16]!` saved);
@@ -32,7 +36,8 @@
 //! [`CheckError::TooComplex`] past a fixed amount of work, never accepting what it did not see.
 //!
 //! A path ends at `RET` (through `X30` only) or at a direct branch to an exported target, and
-//! only if `X30` and `X19`-`X29` hold their entry values and `SP` is back at its entry value.
+//! only if `X30`, `X19`-`X29` and `D8`-`D15` hold their entry values and `SP` is back at its
+//! entry value.
 //! `BL` to an exported target is a call: `X0`-`X18` and `X30` and the flags become unknown (the
 //! AAPCS64), the stack slots too if a register passed a stack address or one was ever stored
 //! outside the stack; what the helper itself does is not seen (it is trusted to follow the
@@ -124,7 +129,7 @@ impl Ctx<'_> {
                     (false, _) => Err(AccessFault::OutOfBounds),
                 }
             }
-            Val::Unknown | Val::Entry(_) => Err(AccessFault::UnknownBase),
+            Val::Unknown | Val::Entry(_) | Val::EntryFp(_) => Err(AccessFault::UnknownBase),
         }
     }
 
@@ -152,6 +157,9 @@ impl Ctx<'_> {
             if s.x[r as usize] != Val::Entry(r) {
                 return Err(ReturnFault::CalleeSaved(r));
             }
+        }
+        if let Some(r) = (8..=15u8).find(|&r| !s.fp_entry(r)) {
+            return Err(ReturnFault::CalleeSavedFp(r));
         }
         if s.sp != 0 {
             return Err(ReturnFault::Unbalanced((-s.sp) as u32));
@@ -187,10 +195,15 @@ impl Ctx<'_> {
             && m.store
         {
             s.forget(k, len);
-            if !m.load && !m.simd && m.elem == 8 {
+            if !m.load && m.elem == 8 {
                 for (j, r) in m.rt.iter().enumerate() {
                     if let (Some(r), Some(i)) = (r, s.slot(k + 8 * j as i64)) {
-                        s.slots[i] = s.get(*r);
+                        s.slots[i] = match m.simd {
+                            false => s.get(*r),
+                            // A saved D8-D15, so that loading it back restores it.
+                            true if (8..=15).contains(r) && s.fp_entry(*r) => Val::EntryFp(*r),
+                            true => Val::Unknown,
+                        };
                     }
                 }
             }
@@ -220,10 +233,12 @@ impl Ctx<'_> {
         if let Some(rs) = m.rs {
             s.set(rs, Val::Unknown);
         }
-        if m.load && !m.simd {
+        if m.load {
             for (r, v) in m.rt.iter().zip(loaded) {
-                if let Some(r) = r {
-                    s.set(*r, v);
+                match (r, m.simd) {
+                    (Some(r), false) => s.set(*r, v),
+                    (Some(r), true) => s.set_fp(*r, v == Val::EntryFp(*r)),
+                    (None, _) => {}
                 }
             }
         }
@@ -390,6 +405,7 @@ impl Ctx<'_> {
                     s.nzcv = None;
                 }
             }
+            Op::FpWrite { rd } => s.set_fp(rd, false),
             Op::Mem(m) => self.mem(s, m, offset, word)?,
             Op::LoadLiteral { rt } => {
                 if let Some(r) = rt {
@@ -496,6 +512,7 @@ pub fn verify(
         x: [Val::Unknown; 31],
         nzcv: None,
         slots: [Val::Unknown; SLOTS],
+        fp_saved: 0xff,
         escaped: false,
     };
     for r in 19..=30u8 {

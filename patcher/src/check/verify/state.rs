@@ -15,6 +15,8 @@ pub(super) enum Val {
     Sp(i64),
     Arg(u8, i64),
     Entry(u8),
+    /// The entry value of `D8`-`D15` (in a stack slot an 8-byte FP store left).
+    EntryFp(u8),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -30,6 +32,8 @@ pub(super) struct State {
     pub(super) x: [Val; 31],
     pub(super) nzcv: Option<u8>,
     pub(super) slots: [Val; SLOTS],
+    /// Bit `i` set: `D(8 + i)` holds its entry value.
+    pub(super) fp_saved: u8,
     /// Whether a stack address was stored outside the stack (a helper may then write the frame).
     pub(super) escaped: bool,
 }
@@ -41,6 +45,7 @@ impl State {
             && self.x == o.x
             && self.nzcv == o.nzcv
             && self.slots == o.slots
+            && self.fp_saved == o.fp_saved
             && self.escaped == o.escaped
     }
 
@@ -70,6 +75,24 @@ impl State {
     pub(super) fn slot(&self, k: i64) -> Option<usize> {
         let i = (k + 8 * SLOTS as i64) / 8;
         (k < 0 && k % 8 == 0 && i >= 0).then_some(i as usize)
+    }
+
+    /// Whether FP register `r` holds its entry value (always true outside `D8`-`D15`: only
+    /// those must be restored).
+    pub(super) fn fp_entry(&self, r: u8) -> bool {
+        !(8..=15).contains(&r) || self.fp_saved & (1 << (r - 8)) != 0
+    }
+
+    /// FP register `r` now holds its entry value (`restored`) or something else.
+    pub(super) fn set_fp(&mut self, r: u8, restored: bool) {
+        if (8..=15).contains(&r) {
+            let bit = 1 << (r - 8);
+            if restored {
+                self.fp_saved |= bit;
+            } else {
+                self.fp_saved &= !bit;
+            }
+        }
     }
 
     /// Forgets every slot overlapping `k..k + len` (relative to the entry `SP`).
@@ -177,6 +200,7 @@ pub(super) fn join(a: &mut State, b: &State) {
     if a.nzcv != b.nzcv {
         a.nzcv = None;
     }
+    a.fp_saved &= b.fp_saved;
     a.escaped |= b.escaped;
     if b.steps > a.steps {
         a.steps = b.steps;
