@@ -21,6 +21,7 @@ pub mod live;
 pub mod loader;
 pub mod names;
 pub mod record;
+pub mod signing;
 pub mod testinfo;
 
 pub use names::Board;

@@ -13,6 +13,9 @@
 //!                       -> LiveStaged { site, nonce, addr, len }: a slot is reserved at addr
 //! host:   data frame  = "GDAT" | ... | payload = nonce u64 | offset u32 | bytes | crc32
 //!                       -> LiveReceived { nonce, received } (in order, at most MAX_CHUNK each)
+//! host:   seal frame  = "GSIG" | ... | payload = nonce u64 | Ed25519 signature (64) | crc32
+//!                       -> LiveSealed { nonce }: the signature (crate::signing) verified and
+//!                          the block passed the checks at its address
 //! host:   activate    = "GACT" | ... | payload = nonce u64 | crc32
 //!                       -> LiveApplied (checked, written, published) or LiveRefused
 //! host:   cancel      = "GCAN" | ... | payload = nonce u64 | crc32
@@ -39,6 +42,8 @@ pub const WHO: [u8; 4] = *b"GWHO";
 pub const STAGE: [u8; 4] = *b"GSTG";
 /// The first bytes of a data frame (a staged block's next bytes).
 pub const DATA: [u8; 4] = *b"GDAT";
+/// The first bytes of a seal frame (a staged block's signature).
+pub const SEAL: [u8; 4] = *b"GSIG";
 /// The first bytes of an activate frame.
 pub const ACTIVATE: [u8; 4] = *b"GACT";
 /// The first bytes of a cancel frame.
@@ -229,6 +234,11 @@ pub enum Refusal {
     },
     /// Another staging is open: activate or cancel it first.
     StageOpen,
+    /// The patch carries no signature the image can check: an image with a key activates only
+    /// sealed stagings; one without accepts nothing unless built with the development switch.
+    Unsigned,
+    /// The staging's signature does not verify with the image's key.
+    BadSignature,
 }
 
 impl Refusal {
@@ -261,6 +271,8 @@ impl Refusal {
             Self::OutOfOrder { offset, expected } => (23, offset.into(), expected.into()),
             Self::Incomplete { received, len } => (24, received.into(), len.into()),
             Self::StageOpen => (25, 0, 0),
+            Self::Unsigned => (26, 0, 0),
+            Self::BadSignature => (27, 0, 0),
         }
     }
 
@@ -313,6 +325,8 @@ impl Refusal {
                 len: small(b)?,
             },
             25 => Self::StageOpen,
+            26 => Self::Unsigned,
+            27 => Self::BadSignature,
             _ => return None,
         })
     }
@@ -390,6 +404,14 @@ impl core::fmt::Display for Refusal {
                 write!(f, "{received} of the staged {len} bytes arrived")
             }
             Self::StageOpen => f.write_str("another staging is open"),
+            Self::Unsigned => f.write_str(
+                "unsigned: this image admits only patches signed with its key (a development \
+                 build admits unsigned ones)",
+            ),
+            Self::BadSignature => f.write_str(
+                "the signature does not verify with this image's key for this staging (wrong \
+                 key, or a frame replayed, re-targeted or changed)",
+            ),
         }
     }
 }
@@ -434,6 +456,17 @@ pub fn encode_data(
         &[&nonce.to_le_bytes(), &offset.to_le_bytes(), bytes],
         out,
     )
+}
+
+/// Writes a seal frame: staging `nonce`'s signature (`crate::signing::sign`).
+pub fn encode_seal(
+    image: &[u8; IMAGE_BYTES],
+    name: &str,
+    nonce: u64,
+    signature: &[u8; crate::signing::SIGNATURE_BYTES],
+    out: &mut [u8; MAX_FRAME],
+) -> Result<usize, FrameError> {
+    encode_frame(SEAL, image, name, &[&nonce.to_le_bytes(), signature], out)
 }
 
 /// Writes an activate (`ACTIVATE`) or cancel (`CANCEL`) frame for staging `nonce`.
@@ -514,6 +547,17 @@ pub enum Event<'a> {
         offset: u32,
         /// The bytes.
         bytes: &'a [u8],
+    },
+    /// A staged block's signature.
+    Seal {
+        /// The build id of the image it was built for.
+        image: &'a [u8; IMAGE_BYTES],
+        /// The site it names.
+        site: &'a str,
+        /// The staging's nonce.
+        nonce: u64,
+        /// The Ed25519 signature.
+        signature: &'a [u8; crate::signing::SIGNATURE_BYTES],
     },
     /// Check, write and publish a staged block.
     Activate {
@@ -641,6 +685,12 @@ impl Receiver {
                 offset: u32_at(8),
                 bytes: &payload[12..],
             }),
+            SEAL if payload.len() == 8 + crate::signing::SIGNATURE_BYTES => Some(Event::Seal {
+                image,
+                site,
+                nonce: u64_at(0),
+                signature: payload[8..].try_into().expect("64 bytes"),
+            }),
             ACTIVATE if payload.len() == 8 => Some(Event::Activate {
                 image,
                 site,
@@ -658,7 +708,7 @@ impl Receiver {
 
 /// True if `bytes` (at most 4) could be the start of a magic word.
 fn starts_magic(bytes: &[u8]) -> bool {
-    [MAGIC, END, WHO, STAGE, DATA, ACTIVATE, CANCEL]
+    [MAGIC, END, WHO, STAGE, DATA, SEAL, ACTIVATE, CANCEL]
         .iter()
         .any(|m| m.starts_with(bytes))
 }
@@ -760,6 +810,8 @@ mod tests {
         bytes.extend(&out[..n]);
         let n = encode_data(&IMAGE, "law", 7, 96, &[1, 2, 3, 4], &mut out).unwrap();
         bytes.extend(&out[..n]);
+        let n = encode_seal(&IMAGE, "law", 7, &[0x3c; 64], &mut out).unwrap();
+        bytes.extend(&out[..n]);
         let n = encode_end_of_stage(ACTIVATE, &IMAGE, "law", 7, &mut out).unwrap();
         bytes.extend(&out[..n]);
         let n = encode_end_of_stage(CANCEL, &IMAGE, "law", 8, &mut out).unwrap();
@@ -778,6 +830,12 @@ mod tests {
                 nonce: 7,
                 offset: 96,
                 bytes: &[1, 2, 3, 4],
+            },
+            Event::Seal {
+                image: &IMAGE,
+                site: "law",
+                nonce: 7,
+                signature: &[0x3c; 64],
             },
             Event::Activate {
                 image: &IMAGE,
@@ -807,6 +865,12 @@ mod tests {
         assert_eq!(feed(&mut r, &out[..n]), vec!["Bad(Payload(8))".to_string()]);
         let n = encode_frame(ACTIVATE, &IMAGE, "law", &[&[0; 4]], &mut out).unwrap();
         assert_eq!(feed(&mut r, &out[..n]), vec!["Bad(Payload(4))".to_string()]);
+        // A seal frame cut to a nonce and half a signature.
+        let n = encode_frame(SEAL, &IMAGE, "law", &[&[0; 8], &[0; 32]], &mut out).unwrap();
+        assert_eq!(
+            feed(&mut r, &out[..n]),
+            vec!["Bad(Payload(40))".to_string()]
+        );
     }
 
     #[test]

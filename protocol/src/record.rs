@@ -363,6 +363,24 @@ pub enum Record {
         /// The staging's nonce.
         nonce: u64,
     },
+    /// `live`: a staged block's signature verified and the block passed the checks at its
+    /// address; it can be activated.
+    LiveSealed {
+        /// The site.
+        site: Name,
+        /// The staging's nonce.
+        nonce: u64,
+    },
+    /// `live`: which patches this image admits (`crate::signing::Admission`), announced before
+    /// `LiveReady`.
+    PatchKey {
+        /// The public key staged patches must be signed with (zeros when `signed` is false).
+        key: [u8; crate::signing::PUBLIC_KEY_BYTES],
+        /// Whether the image embeds a key.
+        signed: bool,
+        /// Whether it was built with the development switch (unsigned patches admitted).
+        development: bool,
+    },
     /// `live`: a control loop's law now records another version.
     LiveLawRuns {
         /// The core.

@@ -157,7 +157,7 @@ fn valid_frame(rng: &mut Rng) -> Vec<u8> {
     let nonce = rng.next();
     let mut out = [0u8; MAX_FRAME];
     // Patch frames, and each staging frame kind.
-    let n = match rng.below(5) {
+    let n = match rng.below(6) {
         0 => {
             let len = rng.below(160);
             live::encode(&IMAGE, &name, &rng.bytes(len), &mut out)
@@ -169,6 +169,10 @@ fn valid_frame(rng: &mut Rng) -> Vec<u8> {
             live::encode_data(&IMAGE, &name, nonce, rng.next() as u32, &bytes, &mut out)
         }
         3 => live::encode_end_of_stage(live::ACTIVATE, &IMAGE, &name, nonce, &mut out),
+        4 => {
+            let sig: [u8; 64] = rng.bytes(64).try_into().expect("64 bytes");
+            live::encode_seal(&IMAGE, &name, nonce, &sig, &mut out)
+        }
         _ => live::encode_end_of_stage(live::CANCEL, &IMAGE, &name, nonce, &mut out),
     }
     .expect("a frame within the limits");
@@ -188,6 +192,12 @@ fn reencode(e: &Event<'_>) -> Option<Result<Vec<u8>, live::FrameError>> {
             offset,
             bytes,
         } => live::encode_data(image, site, nonce, offset, bytes, &mut out),
+        Event::Seal {
+            image,
+            site,
+            nonce,
+            signature,
+        } => live::encode_seal(image, site, nonce, signature, &mut out),
         Event::Activate { image, site, nonce } => {
             live::encode_end_of_stage(live::ACTIVATE, image, site, nonce, &mut out)
         }

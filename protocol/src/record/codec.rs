@@ -28,6 +28,8 @@ mod tag {
     pub const LIVE_RECEIVED: u8 = 37;
     pub const LIVE_CANCELLED: u8 = 38;
     pub const LIVE_LAW_RUNS: u8 = 39;
+    pub const LIVE_SEALED: u8 = 41;
+    pub const PATCH_KEY: u8 = 42;
     pub const LITMUS_WATCH: u8 = 40;
     pub const PATCH_FAULT: u8 = 50;
     pub const STACK_OVERFLOW: u8 = 51;
@@ -58,6 +60,8 @@ pub(super) const fn body_len(t: u8) -> Option<usize> {
         tag::LIVE_RECEIVED => 8 + 4,
         tag::LIVE_CANCELLED => NAME_BYTES + 8,
         tag::LIVE_LAW_RUNS => 1 + 8,
+        tag::LIVE_SEALED => NAME_BYTES + 8,
+        tag::PATCH_KEY => 32 + 1 + 1,
         tag::LITMUS_WATCH => 8 + 1,
         tag::PATCH_FAULT => NAME_BYTES + 1 + 1 + 8 * 5,
         tag::STACK_OVERFLOW => 1 + 1 + 1 + 8 * 2,
@@ -202,6 +206,8 @@ impl Record {
             Self::LiveReceived { .. } => tag::LIVE_RECEIVED,
             Self::LiveCancelled { .. } => tag::LIVE_CANCELLED,
             Self::LiveLawRuns { .. } => tag::LIVE_LAW_RUNS,
+            Self::LiveSealed { .. } => tag::LIVE_SEALED,
+            Self::PatchKey { .. } => tag::PATCH_KEY,
             Self::LitmusWatch { .. } => tag::LITMUS_WATCH,
             Self::PatchFault { .. } => tag::PATCH_FAULT,
             Self::StackOverflow { .. } => tag::STACK_OVERFLOW,
@@ -366,9 +372,18 @@ impl Record {
                 w.u64(nonce);
                 w.u32(received);
             }
-            Self::LiveCancelled { site, nonce } => {
+            Self::LiveCancelled { site, nonce } | Self::LiveSealed { site, nonce } => {
                 w.name(&site);
                 w.u64(nonce);
+            }
+            Self::PatchKey {
+                key,
+                signed,
+                development,
+            } => {
+                w.bytes(&key);
+                w.u8(signed.into());
+                w.u8(development.into());
             }
             Self::LiveLawRuns { core, version } => {
                 w.u8(core);
@@ -548,6 +563,15 @@ impl Record {
             tag::LIVE_CANCELLED => Self::LiveCancelled {
                 site: r.name()?,
                 nonce: r.u64(),
+            },
+            tag::LIVE_SEALED => Self::LiveSealed {
+                site: r.name()?,
+                nonce: r.u64(),
+            },
+            tag::PATCH_KEY => Self::PatchKey {
+                key: r.take(),
+                signed: r.flag()?,
+                development: r.flag()?,
             },
             tag::LIVE_LAW_RUNS => Self::LiveLawRuns {
                 core: r.u8(),

@@ -149,6 +149,17 @@ fn every() -> Vec<Record> {
             received: 1008,
         },
         Record::LiveCancelled { site, nonce: 3 },
+        Record::LiveSealed { site, nonce: 4 },
+        Record::PatchKey {
+            key: [0xa5; 32],
+            signed: true,
+            development: false,
+        },
+        Record::PatchKey {
+            key: [0; 32],
+            signed: false,
+            development: true,
+        },
         Record::LiveLawRuns {
             core: 2,
             version: 9,

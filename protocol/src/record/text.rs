@@ -109,6 +109,30 @@ impl fmt::Display for Record {
             Self::LiveCancelled { site, nonce } => {
                 write!(f, "live-patch cancelled site={site} nonce={nonce:#x}")
             }
+            Self::LiveSealed { site, nonce } => {
+                write!(
+                    f,
+                    "live-patch sealed site={site} nonce={nonce:#x}: signature verified"
+                )
+            }
+            Self::PatchKey {
+                key,
+                signed,
+                development,
+            } => {
+                if signed {
+                    f.write_str("live-patch key ")?;
+                    for b in key {
+                        write!(f, "{b:02x}")?;
+                    }
+                } else {
+                    f.write_str("live-patch key none")?;
+                }
+                if development {
+                    f.write_str("; DEVELOPMENT BUILD: unsigned patches are admitted")?;
+                }
+                Ok(())
+            }
             Self::LiveLawRuns { core, version } => {
                 write!(f, "live: core {core}'s loop runs law version {version}")
             }
