@@ -38,6 +38,10 @@ pub struct FlashArgs {
     /// leave the port to `cargo xtask patch`.
     #[arg(long, conflicts_with = "test")]
     pub serve: bool,
+    /// With --serve: a development build that admits unsigned patches (the kernel's log says
+    /// so); without it, a serving kernel embeds the key `cargo xtask keygen` wrote.
+    #[arg(long, requires = "serve")]
+    pub unsigned: bool,
 }
 
 /// `cargo xtask flash`.
@@ -67,6 +71,9 @@ pub fn command(args: &FlashArgs) -> Result<bool> {
         None => board::find(&announce.board)?,
     };
     prereq::rust_target()?;
+    if args.serve {
+        crate::keys::for_serving(args.unsigned)?;
+    }
     let built = build_running(&board, args.serve.then_some(live::TEST))?;
     if let Some(name) = &args.test {
         find_test(&built.tests, name)?;

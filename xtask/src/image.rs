@@ -31,6 +31,10 @@ pub struct ImageArgs {
     /// the demo, for `cargo xtask patch`.
     #[arg(long, conflicts_with = "loader")]
     pub serve: bool,
+    /// With --serve: a development build that admits unsigned patches (the kernel's log says
+    /// so); without it, a serving kernel embeds the key `cargo xtask keygen` wrote.
+    #[arg(long, requires = "serve")]
+    pub unsigned: bool,
     /// Copy the firmware files in from Debian's raspi-firmware package (needs apt and network).
     #[arg(long)]
     pub firmware: bool,
@@ -276,6 +280,9 @@ pub fn command(args: &ImageArgs) -> Result<bool> {
         );
     }
     prereq::rust_target()?;
+    if args.serve {
+        crate::keys::for_serving(args.unsigned)?;
+    }
     let kernel8 = if args.loader {
         build_loader(&board)?
     } else {

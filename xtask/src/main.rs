@@ -10,6 +10,7 @@ mod bench;
 mod flash;
 mod fuzz;
 mod image;
+mod keys;
 mod lint;
 mod litmus_run;
 mod patch;
@@ -46,6 +47,9 @@ enum Command {
     Flash(flash::FlashArgs),
     /// Send a patch to a running kernel's `live` test over its serial port.
     Patch(patch::PatchArgs),
+    /// Write a patch-signing key pair outside the repository (kernels built later embed its
+    /// public key).
+    Keygen(keys::KeygenArgs),
     /// Feed the parsers of outside bytes (live frames, the loader, the verifier) seeded random
     /// and mutated input, and check no case panics or breaks their properties.
     Fuzz(fuzz::FuzzArgs),
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Command::Patch(args) => patch::command(&args),
         Command::Litmus(args) => litmus_run::command(&args),
         Command::Fuzz(args) => fuzz::command(&args),
+        Command::Keygen(args) => keys::command(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

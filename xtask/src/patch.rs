@@ -116,6 +116,10 @@ pub struct SendArgs {
     /// The version the law records when it runs.
     #[arg(long, default_value_t = 1)]
     pub version: u64,
+    /// The secret key to sign with (a `patch-key` file; default: the one `cargo xtask keygen`
+    /// wrote). A development image without a key takes the patch unsigned.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
 }
 
 /// `cargo xtask patch activate` and `cancel` options.
@@ -268,6 +272,10 @@ pub fn command(args: &PatchArgs) -> Result<bool> {
     if let Some(block) = block {
         let reply = link.patch(&args.site, &block, timeout)?;
         ok = matches!(reply, Record::LiveApplied { .. });
+        if !ok {
+            // The log line says that it was refused; the record says why.
+            println!("{reply}");
+        }
         if ok {
             // Show the cores moving to the new code.
             link.read_for(SHOW, |_| false)?;
@@ -282,15 +290,22 @@ pub fn command(args: &PatchArgs) -> Result<bool> {
     Ok(ok)
 }
 
-/// The running kernel's ELF (checked against what it announces), as [`command`] finds it.
+/// The running kernel's ELF (checked against what it announces): `--elf`, else the board's
+/// serving build as `--serve` left it (built only if there is none: a rebuild made now could
+/// differ from what runs, in its key among others), else any kernel ELF that matches.
 fn target_elf(t: &Target) -> Result<(PathBuf, Vec<u8>)> {
-    match &t.elf {
-        Some(path) => read_elf(path),
-        None => {
-            let built = build_running(&t.board, Some(crate::runner::live::TEST))?;
-            running_elf(&t.port, built.elf, built.bytes)
-        }
+    if let Some(path) = &t.elf {
+        return read_elf(path);
     }
+    let serving = crate::runner::build::kernel_path(&t.board, Some(crate::runner::live::TEST));
+    let (elf, bytes) = match std::fs::read(&serving) {
+        Ok(bytes) => (serving, bytes),
+        Err(_) => {
+            let built = build_running(&t.board, Some(crate::runner::live::TEST))?;
+            (built.elf, built.bytes)
+        }
+    };
+    running_elf(&t.port, elf, bytes)
 }
 
 /// Opens a link to the kernel on `t.port` and checks it runs the ELF `symbols` is from.
@@ -312,6 +327,11 @@ fn connect<'a>(t: &Target, elf: &std::path::Path, symbols: &'a Symbols) -> Resul
 /// `cargo xtask patch send` (`activate`) and `stage`.
 fn send_command(args: &SendArgs, activate: bool) -> Result<bool> {
     let t = &args.target;
+    // A key given by name must be there; the default one may be absent (a development image).
+    let signer = match &args.key {
+        Some(path) => Some(crate::keys::signer(Some(path))?),
+        None => crate::keys::signer(None).ok(),
+    };
     let (elf, bytes) = target_elf(t)?;
     let symbols = Symbols::new(&bytes)?;
     let mut link = connect(t, &elf, &symbols)?;
@@ -329,6 +349,7 @@ fn send_command(args: &SendArgs, activate: bool) -> Result<bool> {
         &args.dir,
         &t.site,
         args.version,
+        signer.as_ref(),
         Duration::from_secs(t.timeout),
         activate,
         |stage, done, total| {

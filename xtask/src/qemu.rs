@@ -29,6 +29,10 @@ pub struct QemuArgs {
     /// Run the `live` test with the UART on a pty, for `cargo xtask patch --port PTY`.
     #[arg(long, conflicts_with_all = ["test", "sanitize", "gdb"])]
     pub serve: bool,
+    /// With --serve: a development build that admits unsigned patches (the kernel's log says
+    /// so); without it, a serving kernel embeds the key `cargo xtask keygen` wrote.
+    #[arg(long, requires = "serve")]
+    pub unsigned: bool,
     /// Start halted and wait for a debugger on localhost:1234.
     #[arg(long)]
     pub gdb: bool,
@@ -52,6 +56,7 @@ pub fn command(args: &QemuArgs) -> Result<bool> {
     let cores = board.cores(args.smp)?;
     prerequisites()?;
     if args.serve {
+        crate::keys::for_serving(args.unsigned)?;
         return live::serve(&board);
     }
     if args.test.as_deref() == Some(live::TEST) {

@@ -874,6 +874,12 @@ pub fn command(args: &TestArgs) -> Result<bool> {
         return Ok(true);
     }
     prerequisites()?;
+    // Test kernels embed the suite's own key and the development switch (`keys`).
+    let pair = crate::keys::test_pair()?;
+    crate::keys::embed(crate::keys::Embedded {
+        public: Some(pair.public),
+        development: true,
+    })?;
     let mut tally = Tally::default();
     if !args.no_host {
         lints(&mut tally)?;

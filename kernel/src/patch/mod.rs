@@ -34,6 +34,11 @@ pub const SLOTS: usize = 8;
 /// Bytes per slot.
 pub const SLOT_SIZE: usize = protocol::exports::SLOT_BYTES;
 
+/// Which patches this image admits: the public key and the development switch it was built with
+/// (`kernel/build.rs` writes them from `GRAFT_PATCH_PUBLIC_KEY` and `GRAFT_UNSIGNED_PATCHES`).
+pub const ADMISSION: protocol::signing::Admission =
+    include!(concat!(env!("OUT_DIR"), "/patch_key.rs"));
+
 /// Offsets in the arena's fixed page.
 pub struct Fixed;
 

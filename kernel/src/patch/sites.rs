@@ -402,6 +402,19 @@ impl Reservation {
     pub fn addr(&self) -> u64 {
         self.slot.exec_addr()
     }
+
+    /// Runs the checks [`Site::publish_reserved`] runs on `code` at this slot, writing nothing:
+    /// a staged block is checked before it is activated.
+    pub fn check(
+        &self,
+        code: &[u8],
+        externals: &'static patcher::check::Externals<'static>,
+    ) -> Result<(), PatchError> {
+        self.slot
+            .check(code, externals, &patcher::check::Policy::KERNEL_SITES)
+            .map(|_| ())
+            .map_err(|e| PatchError::Place(PlaceError::Check(e)))
+    }
 }
 
 /// Placement in a free slot, with `vet` and `policy` ([`Site::publish`]'s).

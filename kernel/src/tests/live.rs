@@ -11,9 +11,14 @@
 //!
 //! Two-phase patching (a block built for the address it will run at): a stage frame reserves a
 //! slot and answers its address and a fresh nonce; data frames carry the block in order; the
-//! activate frame checks it there (with the image's exports) and publishes it with the site's
-//! strategy, and a cancel frame frees the slot. One staging is open at a time; a frame naming
-//! another nonce (a replay, a cancelled or activated staging) is refused.
+//! seal frame carries its Ed25519 signature over image, site, address, nonce and bytes
+//! (`protocol::signing`), which is verified, and the block is checked at its slot (with the
+//! image's exports); the activate frame publishes it with the site's strategy, and a cancel
+//! frame frees the slot. One staging is open at a time; a frame naming another nonce (a replay,
+//! a cancelled or activated staging) is refused. Which patches are admitted at all is fixed
+//! when the image is built ([`patch::ADMISSION`], announced as `Record::PatchKey`): an image
+//! with a key activates only sealed stagings; single-frame patches (`GPAT`, unsigned) and
+//! unsealed stagings of an image without a key need the development switch.
 //!
 //! Interactive: it waits for a host, so `cargo xtask test` runs it only through that session.
 //! Round-robin TCG, like the stress tests: QEMU never leaves a core on old code there, so a core
@@ -99,6 +104,7 @@ fn serve() -> TestResult {
         defmt::error!("live: the first law was refused: {}", e);
         return Err(super::Failed);
     }
+    announce_admission();
     READY.store(true, Ordering::Release);
     defmt::info!(
         "live-patch ready: send frames (cargo xtask patch); site {=str}",
@@ -121,9 +127,13 @@ fn serve() -> TestResult {
         match event {
             None => {}
             Some(Event::End) => break,
-            Some(Event::Who) => report::emit(&Record::Image {
-                build_id: crate::arch::build_id::get(),
-            }),
+            Some(Event::Who) => {
+                // What it admits, then which image it is (the host waits for the latter).
+                report::emit(&admission_record());
+                report::emit(&Record::Image {
+                    build_id: crate::arch::build_id::get(),
+                });
+            }
             Some(ref e) if image_of(e).is_some_and(|i| *i != crate::arch::build_id::get()) => {
                 let site = site_of(e);
                 refused += 1;
@@ -182,6 +192,21 @@ fn serve() -> TestResult {
                     refuse(site, reason);
                 }
             },
+            Some(Event::Patch { site, .. }) if patch::ADMISSION.single_frame().is_err() => {
+                refused += 1;
+                refuse(site, Refusal::Unsigned);
+            }
+            Some(Event::Seal {
+                site,
+                nonce,
+                signature,
+                ..
+            }) => {
+                if let Err(reason) = seal(&mut staging, site, nonce, signature) {
+                    refused += 1;
+                    refuse(site, reason);
+                }
+            }
             Some(Event::Patch { site, block, .. }) => {
                 let result = sites::site(site).and_then(|s| {
                     s.publish(block, TIMEOUT)?;
@@ -229,6 +254,7 @@ fn image_of<'a>(e: &Event<'a>) -> Option<&'a [u8; IMAGE_BYTES]> {
         Event::Patch { image, .. }
         | Event::Stage { image, .. }
         | Event::Data { image, .. }
+        | Event::Seal { image, .. }
         | Event::Activate { image, .. }
         | Event::Cancel { image, .. } => Some(image),
         Event::End | Event::Who | Event::Bad(_) => None,
@@ -241,6 +267,7 @@ fn site_of<'a>(e: &Event<'a>) -> &'a str {
         Event::Patch { site, .. }
         | Event::Stage { site, .. }
         | Event::Data { site, .. }
+        | Event::Seal { site, .. }
         | Event::Activate { site, .. }
         | Event::Cancel { site, .. } => site,
         Event::End | Event::Who | Event::Bad(_) => "",
@@ -265,6 +292,41 @@ struct Staging {
     block: [u8; patch::SLOT_SIZE],
     len: usize,
     received: usize,
+    /// Its signature verified and it passed the checks at its slot.
+    sealed: bool,
+}
+
+/// Says which patches this image admits, in the log for people and as a record.
+fn announce_admission() {
+    let a = patch::ADMISSION;
+    match a.key {
+        Some(key) => defmt::info!(
+            "live-patch: staged patches must be signed with key {=[u8]:02x}",
+            key
+        ),
+        None if a.development => {}
+        None => defmt::warn!(
+            "live-patch: this image embeds no patch key, so it admits no patches (build with \
+             `cargo xtask keygen` done first, or with the development switch)"
+        ),
+    }
+    if a.development {
+        defmt::warn!(
+            "live-patch: DEVELOPMENT BUILD (GRAFT_UNSIGNED_PATCHES=1): unsigned patches are \
+             admitted"
+        );
+    }
+    report::emit(&admission_record());
+}
+
+/// [`patch::ADMISSION`] as a record.
+fn admission_record() -> Record {
+    let a = patch::ADMISSION;
+    Record::PatchKey {
+        key: a.key.unwrap_or([0; 32]),
+        signed: a.key.is_some(),
+        development: a.development,
+    }
 }
 
 /// A stage frame: reserve a slot at `site` for `len` bytes under a fresh nonce.
@@ -274,6 +336,7 @@ fn stage(
     site: &str,
     len: u32,
 ) -> Result<(), Refusal> {
+    patch::ADMISSION.staging()?;
     if staging.is_some() {
         return Err(Refusal::StageOpen);
     }
@@ -313,6 +376,7 @@ fn stage(
         block: [0; patch::SLOT_SIZE],
         len,
         received: 0,
+        sealed: false,
     });
     Ok(())
 }
@@ -357,17 +421,65 @@ fn take(
     Ok(())
 }
 
-/// An activate frame: check the staged block at its slot and publish it with the site's
-/// strategy. The staging ends either way, except when bytes are missing.
-fn activate(staging: &mut Option<Staging>, site: &str, nonce: u64) -> Result<(), Refusal> {
+/// A seal frame: verify the complete staged block's signature, then check it at its slot. A bad
+/// signature or a refused block ends the staging (its slot is freed); missing bytes do not.
+fn seal(
+    staging: &mut Option<Staging>,
+    site: &str,
+    nonce: u64,
+    signature: &[u8; protocol::signing::SIGNATURE_BYTES],
+) -> Result<(), Refusal> {
     open(staging, site, nonce)?;
-    if let Some(s) = staging.as_ref()
-        && s.received < s.len
-    {
+    let s = staging.as_mut().ok_or(Refusal::NotStaged)?;
+    if s.received < s.len {
         return Err(Refusal::Incomplete {
             received: s.received as u32,
             len: s.len as u32,
         });
+    }
+    let image = crate::arch::build_id::get();
+    let binding = protocol::signing::Binding {
+        image: &image,
+        site: s.site.name,
+        addr: s.reservation.addr(),
+        nonce,
+    };
+    let externals = patch::exports::externals().ok_or(Refusal::PublishFailed);
+    let verdict = patch::ADMISSION
+        .seal(&binding, &s.block[..s.len], signature)
+        .and_then(|()| {
+            s.reservation
+                .check(&s.block[..s.len], externals?)
+                .map_err(|e| refusal(&e))
+        });
+    if let Err(reason) = verdict {
+        *staging = None;
+        return Err(reason);
+    }
+    s.sealed = true;
+    defmt::info!(
+        "live-patch sealed site={=str}: signature verified, block checked",
+        site
+    );
+    report::emit(&Record::LiveSealed {
+        site: Name::new(site),
+        nonce,
+    });
+    Ok(())
+}
+
+/// An activate frame: publish the staged block at its slot with the site's strategy (checked
+/// again there). The staging ends either way, except when bytes or the signature are missing.
+fn activate(staging: &mut Option<Staging>, site: &str, nonce: u64) -> Result<(), Refusal> {
+    open(staging, site, nonce)?;
+    if let Some(s) = staging.as_ref() {
+        if s.received < s.len {
+            return Err(Refusal::Incomplete {
+                received: s.received as u32,
+                len: s.len as u32,
+            });
+        }
+        patch::ADMISSION.activation(s.sealed)?;
     }
     let s = staging.take().ok_or(Refusal::NotStaged)?;
     let externals = patch::exports::externals().ok_or(Refusal::PublishFailed)?;

@@ -20,16 +20,13 @@ pub fn root() -> PathBuf {
 /// has none); without it, the demo. Such a kernel is built in its own target folder, so the
 /// ordinary build stays as it is.
 pub fn kernel(board: &BoardInfo, run: Option<&str>) -> Result<PathBuf> {
-    let folder = match run {
-        Some(run) => format!("{}-{run}", board.feature),
-        None => board.feature.to_string(),
-    };
-    let target_dir = root().join("target").join("kernel").join(folder);
+    let target_dir = target_dir(board, run);
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     match run {
         Some(run) => cmd.env("GRAFT_RUN", run),
         None => cmd.env_remove("GRAFT_RUN"),
     };
+    crate::keys::apply(&mut cmd);
     let status = cmd
         .current_dir(root())
         .args([
@@ -49,7 +46,21 @@ pub fn kernel(board: &BoardInfo, run: Option<&str>) -> Result<PathBuf> {
     if !status.success() {
         bail!("the kernel did not build for board {}", board.name);
     }
-    Ok(target_dir.join("aarch64-unknown-none/release/graft-kernel"))
+    Ok(kernel_path(board, run))
+}
+
+/// The target folder of [`kernel`]'s build.
+fn target_dir(board: &BoardInfo, run: Option<&str>) -> PathBuf {
+    let folder = match run {
+        Some(run) => format!("{}-{run}", board.feature),
+        None => board.feature.to_string(),
+    };
+    root().join("target").join("kernel").join(folder)
+}
+
+/// Where [`kernel`] leaves the ELF (whether or not it was built yet).
+pub fn kernel_path(board: &BoardInfo, run: Option<&str>) -> PathBuf {
+    target_dir(board, run).join("aarch64-unknown-none/release/graft-kernel")
 }
 
 /// The prerequisites of every QEMU run.

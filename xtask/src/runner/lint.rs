@@ -112,7 +112,10 @@ pub const CHECKS: &[Check] = &[
 impl Check {
     /// Runs the check; `Ok(None)` when it passed, `Ok(Some(output))` when it did not.
     pub fn run(&self) -> Result<Option<String>> {
-        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        // The kernel's build script reads these: the same values as the builds keep it fresh.
+        crate::keys::apply(&mut cmd);
+        let out = cmd
             .current_dir(root())
             .args(self.args)
             .stdin(Stdio::null())

@@ -54,8 +54,8 @@ pub fn serve(board: &BoardInfo) -> Result<bool> {
         port.display()
     );
     println!(
-        "or a payload block to the `indirect` site: cargo xtask patch --board {} --port {} \
-         --version 7",
+        "or, on a development build (--unsigned), an unsigned payload block to the `indirect` \
+         site: cargo xtask patch --board {} --port {} --version 7",
         board.name,
         port.display()
     );
@@ -103,6 +103,18 @@ pub struct Link<'a> {
     backlog: VecDeque<Line>,
     /// Print every decoded line as it arrives.
     pub echo: bool,
+    /// What the kernel said it admits (`Record::PatchKey`, at boot and before each `who`
+    /// answer), once seen.
+    pub admits: Option<Admits>,
+}
+
+/// Which patches a kernel admits, as it announced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admits {
+    /// The public key it embeds.
+    pub key: Option<[u8; 32]>,
+    /// Whether it is a development build.
+    pub development: bool,
 }
 
 impl<'a> Link<'a> {
@@ -121,6 +133,7 @@ impl<'a> Link<'a> {
             decoder: symbols.decoder(),
             backlog: VecDeque::new(),
             echo: false,
+            admits: None,
         })
     }
 
@@ -198,6 +211,45 @@ impl<'a> Link<'a> {
         Ok(None)
     }
 
+    /// Sends staging `nonce`'s seal frame with `signature`; the kernel's answer (`LiveSealed`,
+    /// or a refusal).
+    pub fn seal(
+        &mut self,
+        site: &str,
+        nonce: u64,
+        signature: &[u8; 64],
+        timeout: Duration,
+    ) -> Result<Record> {
+        let mut frame = [0u8; MAX_FRAME];
+        let n = live::encode_seal(&self.image, site, nonce, signature, &mut frame)
+            .map_err(|e| anyhow!("{e}"))?;
+        self.send(&frame[..n])?;
+        self.answer(timeout)
+    }
+
+    /// Signs `block` for staging `nonce` at `addr` of `site` on this link's image with `pair`,
+    /// and seals it.
+    pub fn sign_and_seal(
+        &mut self,
+        pair: &crate::keys::KeyPair,
+        site: &str,
+        nonce: u64,
+        addr: u64,
+        block: &[u8],
+        timeout: Duration,
+    ) -> Result<Record> {
+        let image = self.image;
+        let binding = protocol::signing::Binding {
+            image: &image,
+            site,
+            addr,
+            nonce,
+        };
+        let signature = protocol::signing::sign(&pair.seed, &binding, block)
+            .context("the block or site name is too long to sign")?;
+        self.seal(site, nonce, &signature, timeout)
+    }
+
     /// Sends an activate ([`live::ACTIVATE`]) or cancel ([`live::CANCEL`]) frame for staging
     /// `nonce`; the kernel's answer.
     pub fn end_stage(
@@ -238,6 +290,7 @@ impl<'a> Link<'a> {
                     | Record::LiveStaged { .. }
                     | Record::LiveReceived { .. }
                     | Record::LiveCancelled { .. }
+                    | Record::LiveSealed { .. }
             )
         })?;
         lines
@@ -261,6 +314,17 @@ impl<'a> Link<'a> {
             while let Some(line) = self.backlog.pop_front() {
                 if let Some(Err(e)) = &line.record {
                     bail!("a damaged record from the kernel: {e}");
+                }
+                if let Some(Record::PatchKey {
+                    key,
+                    signed,
+                    development,
+                }) = line.record()
+                {
+                    self.admits = Some(Admits {
+                        key: signed.then_some(*key),
+                        development: *development,
+                    });
                 }
                 let last = line.record().is_some_and(&mut done);
                 lines.push(line);
@@ -351,11 +415,40 @@ pub enum Sent {
     },
 }
 
+/// Whether `signer` can sign patches `admits` admits: the reason not, if not. `None` for
+/// `admits` (the kernel never said) is an error: a kernel too old to say, or not this one.
+fn signable(admits: Option<Admits>, signer: Option<&crate::keys::KeyPair>) -> Option<String> {
+    use crate::keys::hex;
+    let Some(a) = admits else {
+        return Some("the kernel did not say which patches it admits (no PatchKey record)".into());
+    };
+    match (a.key, signer) {
+        (Some(k), Some(s)) if s.public == k => None,
+        (Some(k), Some(s)) => Some(format!(
+            "is signed with key {}, but the image admits only key {} (give --key with its \
+             secret, or serve an image built with yours)",
+            hex(&s.public),
+            hex(&k)
+        )),
+        (Some(k), None) => Some(format!(
+            "is not signed, and the image admits only patches signed with key {}",
+            hex(&k)
+        )),
+        (None, _) if a.development => None,
+        (None, _) => Some(
+            "cannot be sent: the image embeds no patch key and is no development build, so it \
+             admits no patches (run `cargo xtask keygen`, then serve a new image)"
+                .into(),
+        ),
+    }
+}
+
 /// Builds the patch crate `dir` for the running image and sends it to `site` in two phases:
-/// stage (the kernel reserves a slot and answers its address), link there, send, activate.
-/// The block is first built at the image's first slot to learn its length; a block whose
-/// length changes at the reserved address is not sent (the staging is cancelled). Without
-/// `activate`, it stops once every byte is staged.
+/// stage (the kernel reserves a slot and answers its address), link there, send, sign and seal
+/// (with `signer`, when the image has a key), activate. The block is first built at the image's
+/// first slot to learn its length; a block whose length changes at the reserved address is not
+/// sent (the staging is cancelled). Without `activate`, it stops once every byte is staged and
+/// sealed.
 #[allow(clippy::too_many_arguments)]
 pub fn send_patch(
     link: &mut Link,
@@ -363,11 +456,19 @@ pub fn send_patch(
     dir: &Path,
     site: &str,
     version: u64,
+    signer: Option<&crate::keys::KeyPair>,
     timeout: Duration,
     activate: bool,
     mut progress: impl FnMut(&str, usize, usize),
 ) -> Result<Sent> {
     use super::patch_build;
+    if link.admits.is_none() {
+        link.who(timeout)?;
+    }
+    if let Some(why) = signable(link.admits, signer) {
+        return Ok(Sent::Refused(why));
+    }
+    let sign = link.admits.and_then(|a| a.key).is_some();
     let slot = protocol::exports::SLOT_BYTES;
     let first = patch_build::first_slot(elf)?;
     let probe = patch_build::build(dir, elf, first, slot, version)?;
@@ -402,6 +503,14 @@ pub fn send_patch(
         link.end_stage(live::CANCEL, site, nonce, timeout)?;
         return Ok(Sent::KernelRefused(answer));
     }
+    if let Some(pair) = signer.filter(|_| sign) {
+        progress("seal", len, len);
+        match link.sign_and_seal(pair, site, nonce, addr, &code, timeout)? {
+            Record::LiveSealed { .. } => {}
+            // A refused seal ended the staging on the board.
+            other => return Ok(Sent::KernelRefused(other)),
+        }
+    }
     if !activate {
         return Ok(Sent::Staged {
             nonce,
@@ -434,6 +543,19 @@ fn staged_session(
     let patches = build::root().join("patches");
     let what = |s: &str| format!("live patch on {}: {s}", board.name);
     let quiet = |_: &str, _: usize, _: usize| {};
+    // Test kernels embed the suite's key (`keys`).
+    let pair = crate::keys::test_pair()?;
+    let wrong = crate::keys::test_wrong_pair()?;
+    results.push((
+        what("the kernel announces the suite's key and the development switch"),
+        match link.admits {
+            Some(Admits {
+                key: Some(k),
+                development: true,
+            }) if k == pair.public => Ok(()),
+            other => Err(format!("it announced {other:?}")),
+        },
+    ));
     let mut last_nonce = None;
     for (dir, version) in [("pid-gains", 11), ("pi-antiwindup", 12)] {
         let sent = send_patch(
@@ -442,6 +564,7 @@ fn staged_session(
             &patches.join(dir),
             LAW_SITE,
             version,
+            Some(&pair),
             ANSWER,
             true,
             quiet,
@@ -464,6 +587,71 @@ fn staged_session(
         Record::LiveRefused { reason, .. } if want(&reason) => Ok(()),
         other => Err(format!("expected a refusal {name}, got: {other}")),
     };
+    // Signing: a staging activated without its seal, one sealed with the wrong key, and a
+    // signature replayed into the next staging of the same bytes at the same address.
+    let gains = patches.join("pid-gains");
+    let r = match stage_built(link, elf, &gains, 21)? {
+        Ok((nonce, _, _)) => {
+            let answer = link.end_stage(live::ACTIVATE, LAW_SITE, nonce, ANSWER)?;
+            link.end_stage(live::CANCEL, LAW_SITE, nonce, ANSWER)?;
+            refused_as(answer, |r| *r == Refusal::Unsigned, "Unsigned")
+        }
+        Err(e) => Err(e),
+    };
+    results.push((what("an unsigned staging is not activated"), r));
+    let r = match stage_built(link, elf, &gains, 22)? {
+        Ok((nonce, addr, code)) => {
+            let answer = link.sign_and_seal(&wrong, LAW_SITE, nonce, addr, &code, ANSWER)?;
+            // The refused seal ended the staging: its nonce names nothing now.
+            let after = link.end_stage(live::ACTIVATE, LAW_SITE, nonce, ANSWER)?;
+            refused_as(answer, |r| *r == Refusal::BadSignature, "BadSignature").and(refused_as(
+                after,
+                |r| *r == Refusal::NotStaged,
+                "NotStaged after the bad seal",
+            ))
+        }
+        Err(e) => Err(e),
+    };
+    results.push((
+        what("a patch signed with another key is refused and its staging ends"),
+        r,
+    ));
+    let r = match stage_built(link, elf, &gains, 23)? {
+        Ok((first, addr, code)) => {
+            let sealed = link.sign_and_seal(&pair, LAW_SITE, first, addr, &code, ANSWER)?;
+            link.end_stage(live::CANCEL, LAW_SITE, first, ANSWER)?;
+            let image = link.image;
+            let binding = protocol::signing::Binding {
+                image: &image,
+                site: LAW_SITE,
+                addr,
+                nonce: first,
+            };
+            let old = protocol::signing::sign(&pair.seed, &binding, &code)
+                .context("signing the test block")?;
+            match (sealed, stage_built(link, elf, &gains, 23)?) {
+                (Record::LiveSealed { .. }, Ok((second, addr2, code2)))
+                    if addr2 == addr && code2 == code =>
+                {
+                    let answer = link.seal(LAW_SITE, second, &old, ANSWER)?;
+                    refused_as(answer, |r| *r == Refusal::BadSignature, "BadSignature")
+                }
+                (Record::LiveSealed { .. }, Ok((second, addr2, _))) => {
+                    link.end_stage(live::CANCEL, LAW_SITE, second, ANSWER)?;
+                    Err(format!(
+                        "the second staging got {addr2:#x}, not the freed {addr:#x}: the replay \
+                         would differ in its address too"
+                    ))
+                }
+                (sealed, second) => Err(format!("the first seal: {sealed}; then {second:?}")),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    results.push((
+        what("a signature replayed into another staging of the same block is refused"),
+        r,
+    ));
     // A replayed activation.
     let nonce = last_nonce.unwrap_or(0);
     let answer = link.end_stage(live::ACTIVATE, LAW_SITE, nonce, ANSWER)?;
@@ -541,9 +729,11 @@ fn staged_session(
             let wrong = super::patch_build::build(&dir, elf, first + 0x10_0000, slot, 13)?;
             match wrong.linked {
                 Some(l) => match link.stage(LAW_SITE, l.code.len() as u32, ANSWER)? {
-                    Record::LiveStaged { nonce, .. } => {
+                    Record::LiveStaged { nonce, addr, .. } => {
                         let sent = link.send_block(LAW_SITE, nonce, &l.code, 0, ANSWER, |_| {})?;
-                        let answer = link.end_stage(live::ACTIVATE, LAW_SITE, nonce, ANSWER)?;
+                        // Signed as it is: the board's check at the seal refuses it.
+                        let answer =
+                            link.sign_and_seal(&pair, LAW_SITE, nonce, addr, &l.code, ANSWER)?;
                         match sent {
                             None => refused_as(
                                 answer,
@@ -580,6 +770,43 @@ fn staged_session(
         },
     ));
     Ok(())
+}
+
+/// A staging [`stage_built`] opened: its nonce, the reserved address, the block sent.
+type Staged = (u64, u64, Vec<u8>);
+
+/// Builds the patch crate `dir` for the reserved slot and stages it (stage, link at the answered
+/// address, every data frame), without sealing: the nonce, the address and the block, or what
+/// went wrong (the staging cancelled).
+fn stage_built(
+    link: &mut Link,
+    elf: &[u8],
+    dir: &Path,
+    version: u64,
+) -> Result<Result<Staged, String>> {
+    use super::patch_build;
+    let slot = protocol::exports::SLOT_BYTES;
+    let probe = patch_build::build(dir, elf, patch_build::first_slot(elf)?, slot, version)?;
+    let Some(len) = probe.linked.map(|l| l.code.len()) else {
+        return Ok(Err(format!("it did not link: {:?}", probe.verdict.err())));
+    };
+    let (nonce, addr) = match link.stage(LAW_SITE, len as u32, ANSWER)? {
+        Record::LiveStaged { nonce, addr, .. } => (nonce, addr),
+        other => return Ok(Err(format!("stage answered: {other}"))),
+    };
+    let built = patch_build::build(dir, elf, addr, slot, version)?;
+    let code = match built.linked {
+        Some(l) if l.code.len() == len => l.code,
+        _ => {
+            link.end_stage(live::CANCEL, LAW_SITE, nonce, ANSWER)?;
+            return Ok(Err(format!("it did not link at {addr:#x} to {len} bytes")));
+        }
+    };
+    if let Some(answer) = link.send_block(LAW_SITE, nonce, &code, 0, ANSWER, |_| {})? {
+        link.end_stage(live::CANCEL, LAW_SITE, nonce, ANSWER)?;
+        return Ok(Err(format!("its bytes were refused: {answer}")));
+    }
+    Ok(Ok((nonce, addr, code)))
 }
 
 /// Every consumer core's loop says its law records `version` (in any order).
@@ -830,7 +1057,7 @@ fn session(board: &BoardInfo, results: &mut Vec<(String, Result<(), String>)>) -
         if summary
             == Some(Record::LiveEnded {
                 applied: 4,
-                refused: 12,
+                refused: 16,
             })
             && good_end
         {
