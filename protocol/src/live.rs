@@ -20,6 +20,10 @@
 //!                       -> LiveApplied (checked, written, published) or LiveRefused
 //! host:   cancel      = "GCAN" | ... | payload = nonce u64 | crc32
 //!                       -> LiveCancelled: the slot is free again
+//! host:   list        = "GLST" | build id | name length 0 | payload length 0 | crc32
+//!                       -> SiteState per site, then ListEnd { sites, free_slots, free_bytes }
+//! host:   rollback    = "GRBK" | build id | site | payload length 0 | crc32
+//!                       -> LiveRolledBack { site, version, restored } or LiveRefused
 //! kernel: one record per frame (crate::record), beside a log line for people:
 //!         LiveApplied { site, bytes, slot }
 //!         LiveRefused { site, reason: Refusal }  (nothing was written; WrongImage when the
@@ -48,6 +52,10 @@ pub const SEAL: [u8; 4] = *b"GSIG";
 pub const ACTIVATE: [u8; 4] = *b"GACT";
 /// The first bytes of a cancel frame.
 pub const CANCEL: [u8; 4] = *b"GCAN";
+/// The first bytes of a list frame (every site's state).
+pub const LIST: [u8; 4] = *b"GLST";
+/// The first bytes of a rollback frame.
+pub const ROLLBACK: [u8; 4] = *b"GRBK";
 /// The most block bytes one data frame carries.
 pub const MAX_CHUNK: usize = MAX_BLOCK - 16;
 /// Bytes of the build id a patch frame is bound to (`record::BUILD_ID_BYTES`).
@@ -239,6 +247,9 @@ pub enum Refusal {
     Unsigned,
     /// The staging's signature does not verify with the image's key.
     BadSignature,
+    /// A rollback found no previous code kept for the site (patched once, rolled back already,
+    /// or a site that keeps none).
+    NothingKept,
 }
 
 impl Refusal {
@@ -273,6 +284,7 @@ impl Refusal {
             Self::StageOpen => (25, 0, 0),
             Self::Unsigned => (26, 0, 0),
             Self::BadSignature => (27, 0, 0),
+            Self::NothingKept => (28, 0, 0),
         }
     }
 
@@ -327,6 +339,7 @@ impl Refusal {
             25 => Self::StageOpen,
             26 => Self::Unsigned,
             27 => Self::BadSignature,
+            28 => Self::NothingKept,
             _ => return None,
         })
     }
@@ -408,6 +421,10 @@ impl core::fmt::Display for Refusal {
                 "unsigned: this image admits only patches signed with its key (a development \
                  build admits unsigned ones)",
             ),
+            Self::NothingKept => f.write_str(
+                "nothing to roll back to: the site keeps no previous code (patched once, rolled \
+                 back already, or a site that keeps none)",
+            ),
             Self::BadSignature => f.write_str(
                 "the signature does not verify with this image's key for this staging (wrong \
                  key, or a frame replayed, re-targeted or changed)",
@@ -467,6 +484,17 @@ pub fn encode_seal(
     out: &mut [u8; MAX_FRAME],
 ) -> Result<usize, FrameError> {
     encode_frame(SEAL, image, name, &[&nonce.to_le_bytes(), signature], out)
+}
+
+/// Writes a list frame (`LIST`, `name` empty) or a rollback frame (`ROLLBACK`, for site
+/// `name`): frames with no payload.
+pub fn encode_request(
+    magic: [u8; 4],
+    image: &[u8; IMAGE_BYTES],
+    name: &str,
+    out: &mut [u8; MAX_FRAME],
+) -> Result<usize, FrameError> {
+    encode_frame(magic, image, name, &[], out)
 }
 
 /// Writes an activate (`ACTIVATE`) or cancel (`CANCEL`) frame for staging `nonce`.
@@ -576,6 +604,18 @@ pub enum Event<'a> {
         site: &'a str,
         /// The staging's nonce.
         nonce: u64,
+    },
+    /// Report every site's state.
+    List {
+        /// The build id of the image it was built for.
+        image: &'a [u8; IMAGE_BYTES],
+    },
+    /// Lead `site` back to the code it ran before its last patch.
+    Rollback {
+        /// The build id of the image it was built for.
+        image: &'a [u8; IMAGE_BYTES],
+        /// The site.
+        site: &'a str,
     },
     /// The host ended the session.
     End,
@@ -696,6 +736,8 @@ impl Receiver {
                 site,
                 nonce: u64_at(0),
             }),
+            LIST if payload.is_empty() && site.is_empty() => Some(Event::List { image }),
+            ROLLBACK if payload.is_empty() => Some(Event::Rollback { image, site }),
             CANCEL if payload.len() == 8 => Some(Event::Cancel {
                 image,
                 site,
@@ -708,9 +750,11 @@ impl Receiver {
 
 /// True if `bytes` (at most 4) could be the start of a magic word.
 fn starts_magic(bytes: &[u8]) -> bool {
-    [MAGIC, END, WHO, STAGE, DATA, SEAL, ACTIVATE, CANCEL]
-        .iter()
-        .any(|m| m.starts_with(bytes))
+    [
+        MAGIC, END, WHO, STAGE, DATA, SEAL, ACTIVATE, CANCEL, LIST, ROLLBACK,
+    ]
+    .iter()
+    .any(|m| m.starts_with(bytes))
 }
 
 #[cfg(test)]
@@ -816,6 +860,10 @@ mod tests {
         bytes.extend(&out[..n]);
         let n = encode_end_of_stage(CANCEL, &IMAGE, "law", 8, &mut out).unwrap();
         bytes.extend(&out[..n]);
+        let n = encode_request(LIST, &IMAGE, "", &mut out).unwrap();
+        bytes.extend(&out[..n]);
+        let n = encode_request(ROLLBACK, &IMAGE, "law", &mut out).unwrap();
+        bytes.extend(&out[..n]);
         let mut r = Receiver::new();
         let got = feed(&mut r, &bytes);
         let want = [
@@ -847,6 +895,11 @@ mod tests {
                 site: "law",
                 nonce: 8,
             },
+            Event::List { image: &IMAGE },
+            Event::Rollback {
+                image: &IMAGE,
+                site: "law",
+            },
         ]
         .map(|e| format!("{e:?}"));
         assert_eq!(got, want);
@@ -865,6 +918,11 @@ mod tests {
         assert_eq!(feed(&mut r, &out[..n]), vec!["Bad(Payload(8))".to_string()]);
         let n = encode_frame(ACTIVATE, &IMAGE, "law", &[&[0; 4]], &mut out).unwrap();
         assert_eq!(feed(&mut r, &out[..n]), vec!["Bad(Payload(4))".to_string()]);
+        // A list frame that names a site, a rollback frame with a payload.
+        let n = encode_request(LIST, &IMAGE, "law", &mut out).unwrap();
+        assert_eq!(feed(&mut r, &out[..n]), vec!["Bad(Payload(0))".to_string()]);
+        let n = encode_frame(ROLLBACK, &IMAGE, "law", &[&[0; 8]], &mut out).unwrap();
+        assert_eq!(feed(&mut r, &out[..n]), vec!["Bad(Payload(8))".to_string()]);
         // A seal frame cut to a nonce and half a signature.
         let n = encode_frame(SEAL, &IMAGE, "law", &[&[0; 8], &[0; 32]], &mut out).unwrap();
         assert_eq!(

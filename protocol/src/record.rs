@@ -381,6 +381,43 @@ pub enum Record {
         /// Whether it was built with the development switch (unsigned patches admitted).
         development: bool,
     },
+    /// `live`, answering a list frame: one site's state (one record per site, in table order).
+    SiteState {
+        /// The site.
+        site: Name,
+        /// The strategy it publishes with.
+        strategy: Name,
+        /// The publication count that made its current code current (0: none yet).
+        version: u64,
+        /// CRC-32 of its current code.
+        hash: u32,
+        /// The previous code's publication count (0: none kept).
+        previous_version: u64,
+        /// CRC-32 of the previous code.
+        previous_hash: u32,
+        /// Whether the previous block is kept in its slot, so a rollback can lead back to it.
+        rollback: bool,
+        /// Bytes staged for it now (0: no staging open).
+        staged: u32,
+    },
+    /// `live`: the end of a list frame's answer.
+    ListEnd {
+        /// Sites listed.
+        sites: u8,
+        /// Arena slots free now.
+        free_slots: u8,
+        /// Arena bytes free now.
+        free_bytes: u32,
+    },
+    /// `live`: a site was led back to its previous code with one publication.
+    LiveRolledBack {
+        /// The site.
+        site: Name,
+        /// The publication count now.
+        version: u64,
+        /// The publication count that first made the restored code current.
+        restored: u64,
+    },
     /// `live`: a control loop's law now records another version.
     LiveLawRuns {
         /// The core.

@@ -157,7 +157,7 @@ fn valid_frame(rng: &mut Rng) -> Vec<u8> {
     let nonce = rng.next();
     let mut out = [0u8; MAX_FRAME];
     // Patch frames, and each staging frame kind.
-    let n = match rng.below(6) {
+    let n = match rng.below(8) {
         0 => {
             let len = rng.below(160);
             live::encode(&IMAGE, &name, &rng.bytes(len), &mut out)
@@ -173,6 +173,8 @@ fn valid_frame(rng: &mut Rng) -> Vec<u8> {
             let sig: [u8; 64] = rng.bytes(64).try_into().expect("64 bytes");
             live::encode_seal(&IMAGE, &name, nonce, &sig, &mut out)
         }
+        5 => live::encode_request(live::LIST, &IMAGE, "", &mut out),
+        6 => live::encode_request(live::ROLLBACK, &IMAGE, &name, &mut out),
         _ => live::encode_end_of_stage(live::CANCEL, &IMAGE, &name, nonce, &mut out),
     }
     .expect("a frame within the limits");
@@ -203,6 +205,10 @@ fn reencode(e: &Event<'_>) -> Option<Result<Vec<u8>, live::FrameError>> {
         }
         Event::Cancel { image, site, nonce } => {
             live::encode_end_of_stage(live::CANCEL, image, site, nonce, &mut out)
+        }
+        Event::List { image } => live::encode_request(live::LIST, image, "", &mut out),
+        Event::Rollback { image, site } => {
+            live::encode_request(live::ROLLBACK, image, site, &mut out)
         }
         Event::End | Event::Who | Event::Bad(_) => return None,
     };

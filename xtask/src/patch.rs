@@ -82,6 +82,22 @@ pub enum PatchCommand {
     Activate(Box<EndArgs>),
     /// Cancel the open staging `--nonce` at `--site` (its slot is freed).
     Cancel(Box<EndArgs>),
+    /// Show every site of the running kernel: its strategy, the version and CRC of the code it
+    /// runs, the previous one and whether a rollback can restore it, what is staged, and the
+    /// arena's free space.
+    List(Box<Target>),
+    /// Lead a site back to the code it ran before its last patch, with one publication through
+    /// its strategy (the previous block is kept in its slot until the next patch).
+    Rollback(Box<RollbackArgs>),
+}
+
+/// `cargo xtask patch rollback` options.
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    /// The site (default: `--site`'s, the live session's `law`).
+    pub site_name: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
 }
 
 /// The running kernel: its port, and the ELF it was built from.
@@ -211,6 +227,8 @@ pub fn command(args: &PatchArgs) -> Result<bool> {
         Some(PatchCommand::Stage(a)) => return send_command(a, false),
         Some(PatchCommand::Activate(a)) => return end_command(a, live::ACTIVATE),
         Some(PatchCommand::Cancel(a)) => return end_command(a, live::CANCEL),
+        Some(PatchCommand::List(t)) => return list_command(t),
+        Some(PatchCommand::Rollback(a)) => return rollback_command(a),
         _ => {}
     }
     if let Some(PatchCommand::Check(c)) = &args.check {
@@ -405,6 +423,49 @@ fn end_command(args: &EndArgs, magic: [u8; 4]) -> Result<bool> {
         Record::LiveApplied { .. } | Record::LiveCancelled { .. }
     );
     if ok && magic == live::ACTIVATE {
+        link.echo = true;
+        link.read_for(SHOW, |_| false)?;
+    }
+    Ok(ok)
+}
+
+/// `cargo xtask patch list`.
+fn list_command(t: &Target) -> Result<bool> {
+    let (elf, bytes) = target_elf(t)?;
+    let symbols = Symbols::new(&bytes)?;
+    let mut link = connect(t, &elf, &symbols)?;
+    let (sites, end) = link.list(Duration::from_secs(t.timeout))?;
+    if let Some(a) = link.admits {
+        match a.key {
+            Some(k) => println!(
+                "image {}: patches signed with key {}",
+                elf.display(),
+                hex(&k)
+            ),
+            None => println!("image {}: embeds no patch key", elf.display()),
+        }
+        if a.development {
+            println!("  DEVELOPMENT BUILD: unsigned patches are admitted");
+        }
+    }
+    for s in &sites {
+        println!("{s}");
+    }
+    println!("{end}");
+    Ok(true)
+}
+
+/// `cargo xtask patch rollback`.
+fn rollback_command(a: &RollbackArgs) -> Result<bool> {
+    let t = &a.target;
+    let site = a.site_name.as_deref().unwrap_or(&t.site);
+    let (elf, bytes) = target_elf(t)?;
+    let symbols = Symbols::new(&bytes)?;
+    let mut link = connect(t, &elf, &symbols)?;
+    let answer = link.rollback(site, Duration::from_secs(t.timeout))?;
+    println!("{answer}");
+    let ok = matches!(answer, Record::LiveRolledBack { .. });
+    if ok {
         link.echo = true;
         link.read_for(SHOW, |_| false)?;
     }

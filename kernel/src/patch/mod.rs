@@ -243,6 +243,9 @@ pub enum PatchError {
     Publish(patcher::strategy::PublishError),
     /// The arena refused a slot's state change (a bookkeeping error).
     Arena(patcher::arena::ArenaError),
+    /// A rollback found no previous code kept (the site was patched once, or rolled back
+    /// already).
+    NothingKept,
 }
 
 impl From<Failure> for PatchError {
@@ -251,6 +254,7 @@ impl From<Failure> for PatchError {
             Failure::Publish(patcher::strategy::PublishError::Busy) => Self::Busy,
             Failure::Publish(e) => Self::Publish(e),
             Failure::Arena(e) => Self::Arena(e),
+            Failure::NothingKept => Self::NothingKept,
         }
     }
 }
@@ -271,6 +275,7 @@ impl defmt::Format for PatchError {
             Self::Place(PlaceError::Arena(e)) | Self::Arena(e) => {
                 defmt::write!(f, "arena: {}", defmt::Debug2Format(e))
             }
+            Self::NothingKept => defmt::write!(f, "no previous code is kept"),
             Self::Place(PlaceError::Vetoed { exec }) => {
                 defmt::write!(f, "slot at {=u64:#x} vetoed", exec)
             }

@@ -378,6 +378,9 @@ pub struct Site {
     second: Option<fn() -> usize>,
     /// The sequences its trampoline checks (sequence-checked sites only).
     seq: Option<&'static SeqCheck<MAX_CORES>>,
+    /// Whether a publication keeps the replaced block live in its slot, for [`Site::restore`]
+    /// (a site of blocks linked for their slot's address; it holds two slots).
+    keeps_previous: bool,
     per_core: Option<&'static PerCore>,
     /// The consumer's path through the site, for people (the bench prints it).
     pub path: &'static str,
@@ -434,6 +437,18 @@ fn fresh<'c>(
             vet,
         )
     }
+}
+
+/// What [`Site::state`] reports.
+pub struct SiteState {
+    /// The publication count that made the current code current (0: none yet).
+    pub version: u64,
+    /// CRC-32 of the current code.
+    pub hash: u32,
+    /// The previous code's version and hash, if a copy is kept.
+    pub previous: Option<(u64, u32)>,
+    /// Whether the previous block is kept in its slot (a [`Site::restore`] can lead back to it).
+    pub kept_in_slot: bool,
 }
 
 /// A site's last two codes, for [`Site::roll_back`].
@@ -499,6 +514,12 @@ impl Site {
         self
     }
 
+    /// The same site, keeping each replaced block in its slot for [`Site::restore`].
+    const fn keeping_previous(mut self) -> Self {
+        self.keeps_previous = true;
+        self
+    }
+
     /// The same site, consumed through per-core cells.
     const fn per_core(mut self, cells: &'static PerCore) -> Self {
         self.per_core = Some(cells);
@@ -519,6 +540,7 @@ impl Site {
             entry,
             second: None,
             seq: None,
+            keeps_previous: false,
             per_core: None,
             path: "",
             slots: spin::Mutex::new(Slots::new()),
@@ -680,7 +702,8 @@ pub static SITES: [Site; STRATEGIES + 2] = [
         Entry::Trampoline(law_entry),
     )
     .named("law")
-    .path("ADRP, LDR, BR"),
+    .path("ADRP, LDR, BR")
+    .keeping_previous(),
 ];
 
 // Each strategy's stress test (`tests/patch.rs`) and its sanitized verdicts: [with default
@@ -796,6 +819,11 @@ pub fn announce() {
 /// The publication strategies' sites, in demo order.
 pub fn strategies() -> &'static [Site] {
     &SITES[..STRATEGIES]
+}
+
+/// Every site: the strategies', then the live service's.
+pub fn all() -> &'static [Site] {
+    &SITES
 }
 
 /// The site called `name`.
@@ -942,6 +970,45 @@ impl Site {
         self.publish_through((self.publisher)(), code, timeout, false, place)
     }
 
+    /// Leads a site that keeps its previous block ([`Site::keeping_previous`]) back to it, in
+    /// its slot, with one publication through the site's strategy; the block it replaces is
+    /// retired and nothing is kept after. Returns the new publication count and the one that
+    /// first made the restored code current.
+    pub fn restore(&self, timeout: Duration) -> Result<(u64, u64), PatchError> {
+        if !self.keeps_previous {
+            return Err(PatchError::NothingKept);
+        }
+        let mut slots = self.slots.try_lock().ok_or(PatchError::Busy)?;
+        let env = super::env(timeout);
+        service()
+            .publisher()
+            .restore_previous(&env, (self.publisher)(), &mut slots)?;
+        let version = self.published.fetch_add(1, Ordering::Release) + 1;
+        let mut history = self.history.lock();
+        let restored = history.previous.version;
+        history.current = Kept {
+            version,
+            ..history.previous
+        };
+        history.previous = Kept::NONE;
+        Ok((version, restored))
+    }
+
+    /// What the site runs and keeps, for `patch list`.
+    pub fn state(&self) -> SiteState {
+        // Slots before history, as every publication takes them.
+        let kept_in_slot = self.slots.lock().previous().is_some();
+        let history = self.history.lock();
+        let hash = |k: &Kept| protocol::crc32::crc32(&k.bytes[..k.len]);
+        SiteState {
+            version: history.current.version,
+            hash: hash(&history.current),
+            previous: (history.previous.len > 0)
+                .then(|| (history.previous.version, hash(&history.previous))),
+            kept_in_slot,
+        }
+    }
+
     /// The site's publication count (each publication's version, as fault reports name it).
     pub fn version(&self) -> u64 {
         self.published.load(Ordering::Acquire)
@@ -957,6 +1024,15 @@ impl Site {
         let here = (block..block + SLOT_SIZE as u64).contains(&elr);
         if !here || self.history.lock().current.version != version {
             return Ok(None);
+        }
+        if self.keeps_previous {
+            // Back to the kept block in its own slot: a block linked for its address (a patch
+            // from Rust source calling the kernel's exports) runs only there.
+            return match self.restore(timeout) {
+                Ok((_, restored)) => Ok(Some((version, restored))),
+                Err(PatchError::NothingKept) => Err(RollBack::NothingKept),
+                Err(e) => Err(RollBack::Publish(e)),
+            };
         }
         let previous = self.history.lock().previous;
         if previous.len == 0 {
@@ -986,6 +1062,8 @@ impl Site {
         let block = place(&publisher).map_err(PatchError::Place)?;
         let result = if first {
             publisher.install(&env, site, &mut slots, block)
+        } else if self.keeps_previous {
+            publisher.publish_keeping(&env, site, &mut slots, block)
         } else {
             publisher.publish(&env, site, &mut slots, block)
         };

@@ -196,6 +196,14 @@ fn serve() -> TestResult {
                 refused += 1;
                 refuse(site, Refusal::Unsigned);
             }
+            Some(Event::List { .. }) => list(&staging),
+            Some(Event::Rollback { site, .. }) => match roll_back(site) {
+                Ok(()) => applied += 1,
+                Err(reason) => {
+                    refused += 1;
+                    refuse(site, reason);
+                }
+            },
             Some(Event::Seal {
                 site,
                 nonce,
@@ -255,6 +263,8 @@ fn image_of<'a>(e: &Event<'a>) -> Option<&'a [u8; IMAGE_BYTES]> {
         | Event::Stage { image, .. }
         | Event::Data { image, .. }
         | Event::Seal { image, .. }
+        | Event::List { image }
+        | Event::Rollback { image, .. }
         | Event::Activate { image, .. }
         | Event::Cancel { image, .. } => Some(image),
         Event::End | Event::Who | Event::Bad(_) => None,
@@ -268,9 +278,10 @@ fn site_of<'a>(e: &Event<'a>) -> &'a str {
         | Event::Stage { site, .. }
         | Event::Data { site, .. }
         | Event::Seal { site, .. }
+        | Event::Rollback { site, .. }
         | Event::Activate { site, .. }
         | Event::Cancel { site, .. } => site,
-        Event::End | Event::Who | Event::Bad(_) => "",
+        Event::End | Event::Who | Event::Bad(_) | Event::List { .. } => "",
     }
 }
 
@@ -502,11 +513,58 @@ fn activate(staging: &mut Option<Staging>, site: &str, nonce: u64) -> Result<(),
     Ok(())
 }
 
+/// A list frame: every site's state, then the arena's free space.
+fn list(staging: &Option<Staging>) {
+    let all = sites::all();
+    for s in all {
+        let state = s.state();
+        let (previous_version, previous_hash) = state.previous.unwrap_or((0, 0));
+        report::emit(&Record::SiteState {
+            site: Name::new(s.name),
+            strategy: Name::new(s.strategy()),
+            version: state.version,
+            hash: state.hash,
+            previous_version,
+            previous_hash,
+            rollback: state.kept_in_slot,
+            staged: staging
+                .as_ref()
+                .filter(|st| st.site.name == s.name)
+                .map_or(0, |st| st.len as u32),
+        });
+    }
+    let free = patch::service().arena().census()[0];
+    report::emit(&Record::ListEnd {
+        sites: all.len() as u8,
+        free_slots: free as u8,
+        free_bytes: (free * patch::SLOT_SIZE) as u32,
+    });
+}
+
+/// A rollback frame: lead `site` back to the code it kept, with one publication.
+fn roll_back(site: &str) -> Result<(), Refusal> {
+    let s = sites::site(site).map_err(|e| refusal(&e))?;
+    let (version, restored) = s.restore(TIMEOUT).map_err(|e| refusal(&e))?;
+    defmt::info!(
+        "live-patch rolled back site={=str}: version {=u64} runs the code of version {=u64}",
+        site,
+        version,
+        restored
+    );
+    report::emit(&Record::LiveRolledBack {
+        site: Name::new(site),
+        version,
+        restored,
+    });
+    Ok(())
+}
+
 /// The host's name for why the service refused a block.
 fn refusal(e: &PatchError) -> Refusal {
     let small = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     match e {
         PatchError::UnknownSite => Refusal::UnknownSite,
+        PatchError::NothingKept => Refusal::NothingKept,
         PatchError::Busy => Refusal::Busy,
         PatchError::Place(PlaceError::ArenaFull { lagging }) => Refusal::ArenaFull {
             lagging: lagging.bits(),

@@ -90,7 +90,12 @@ where
 #[derive(Debug, Default)]
 pub struct Slots {
     live: Option<SlotId>,
+    /// The block in `live`, when it runs from its slot.
+    current: Option<CodeBlock<'static>>,
     held_back: Option<SlotId>,
+    /// The block `live` replaced, kept live for [`Publisher::restore_previous`] (only through
+    /// [`Publisher::publish_keeping`]).
+    previous: Option<CodeBlock<'static>>,
     lost: usize,
 }
 
@@ -99,7 +104,9 @@ impl Slots {
     pub const fn new() -> Self {
         Self {
             live: None,
+            current: None,
             held_back: None,
+            previous: None,
             lost: 0,
         }
     }
@@ -107,6 +114,12 @@ impl Slots {
     /// The slot the site leads to now.
     pub const fn live(&self) -> Option<SlotId> {
         self.live
+    }
+
+    /// The block kept for a rollback: what the site led to before its last publication through
+    /// [`Publisher::publish_keeping`], still in its slot.
+    pub const fn previous(&self) -> Option<CodeBlock<'static>> {
+        self.previous
     }
 
     /// A slot the site no longer leads to but some core may still run (after an
@@ -149,6 +162,18 @@ pub enum Failure {
     Publish(PublishError),
     /// The arena refused to retire a slot (a bookkeeping error: a slot in the wrong state).
     Arena(ArenaError),
+    /// [`Publisher::restore_previous`]: the site keeps no previous block (it was never
+    /// published through [`Publisher::publish_keeping`] twice, or was restored already).
+    NothingKept,
+}
+
+/// What a publication does with the block it replaced.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replaced {
+    /// Retire it (a grace period from now on).
+    Retire,
+    /// Keep it live as the site's previous block, retiring the one kept before.
+    Keep,
 }
 
 /// The arena, the grace periods, and the rule that ties them to publication.
@@ -252,7 +277,48 @@ impl<const S: usize, const N: usize> Publisher<S, N> {
         block: CodeBlock<'static>,
     ) -> Result<(), Failure> {
         let result = site.publish(env, &block);
-        self.settle(result, site, slots, block)
+        self.settle(result, site, slots, block, Replaced::Retire)
+    }
+
+    /// [`publish`](Self::publish), keeping the block it replaces live in its slot (nothing can
+    /// reach it, but nothing reuses it either) until the next publication, so that
+    /// [`restore_previous`](Self::restore_previous) can lead the site back to it with one
+    /// publication and no copy: a block linked for its slot's address runs only there. A site
+    /// that keeps its previous block holds two slots. For strategies that copy code into the
+    /// site (`runs_in_slot` false) it is [`publish`](Self::publish).
+    pub fn publish_keeping<P: Platform + ?Sized, M: Maintenance>(
+        &self,
+        env: &Env<'_, P, M>,
+        site: &dyn Publish<P, M>,
+        slots: &mut Slots,
+        block: CodeBlock<'static>,
+    ) -> Result<(), Failure> {
+        let result = site.publish(env, &block);
+        self.settle(result, site, slots, block, Replaced::Keep)
+    }
+
+    /// Leads the site back to its kept previous block ([`publish_keeping`]) with one
+    /// publication through its strategy. On success the block it replaces is retired and
+    /// nothing is kept (a second call is [`Failure::NothingKept`]); when the publication fails
+    /// before the previous block became reachable, it stays kept, for a retry.
+    ///
+    /// [`publish_keeping`]: Self::publish_keeping
+    pub fn restore_previous<P: Platform + ?Sized, M: Maintenance>(
+        &self,
+        env: &Env<'_, P, M>,
+        site: &dyn Publish<P, M>,
+        slots: &mut Slots,
+    ) -> Result<CodeBlock<'static>, Failure> {
+        let previous = slots.previous.take().ok_or(Failure::NothingKept)?;
+        match site.publish(env, &previous) {
+            Err(e) if !e.block_reachable() => {
+                slots.previous = Some(previous);
+                Err(Failure::Publish(e))
+            }
+            result => self
+                .settle(result, site, slots, previous, Replaced::Retire)
+                .map(|()| previous),
+        }
     }
 
     /// [`publish`](Self::publish) for a site's first code, before any consumer runs it
@@ -265,7 +331,7 @@ impl<const S: usize, const N: usize> Publisher<S, N> {
         block: CodeBlock<'static>,
     ) -> Result<(), Failure> {
         let result = site.install(env, &block);
-        self.settle(result, site, slots, block)
+        self.settle(result, site, slots, block, Replaced::Retire)
     }
 
     /// The bookkeeping after a publication returned `result`.
@@ -275,6 +341,7 @@ impl<const S: usize, const N: usize> Publisher<S, N> {
         site: &dyn Publish<P, M>,
         slots: &mut Slots,
         block: CodeBlock<'static>,
+        replaced: Replaced,
     ) -> Result<(), Failure> {
         match result {
             Ok(()) if !site.runs_in_slot() => {
@@ -284,13 +351,25 @@ impl<const S: usize, const N: usize> Publisher<S, N> {
             Ok(()) => {
                 // Only now, after the store that redirects every consumer: see the module
                 // documentation.
-                let old = [slots.live.replace(block.slot()), slots.held_back.take()];
+                let before = slots.current.replace(block);
+                let mut old = [
+                    slots.live.replace(block.slot()),
+                    slots.held_back.take(),
+                    None,
+                ];
+                if replaced == Replaced::Keep
+                    && let Some(kept) = before
+                {
+                    old[0] = None;
+                    old[2] = slots.previous.replace(kept).map(|b| b.slot());
+                }
                 for slot in old.into_iter().flatten() {
                     self.retire(slot).map_err(Failure::Arena)?;
                 }
                 Ok(())
             }
             Err(e) if e.block_reachable() => {
+                slots.current = Some(block);
                 if let Some(old) = slots.live.replace(block.slot())
                     && slots.held_back.replace(old).is_some()
                 {

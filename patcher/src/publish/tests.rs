@@ -399,3 +399,59 @@ fn a_copied_block_frees_its_slot_at_once() {
         assert_eq!(slots.live(), None);
     }
 }
+
+/// A site that keeps its previous block: the replaced block stays live in its slot until the
+/// next publication, and one restore leads the site back to it without a copy; a failed restore
+/// keeps it for a retry.
+#[test]
+fn a_kept_previous_block_is_restored_in_place() {
+    let r = rig();
+    let p = FakePlatform::new(r.rec, 2);
+    let site = Scripted::new(|| {});
+    let mut slots = Slots::new();
+    let env = r.env(&p);
+    let one = r.place(&p, 1);
+    r.publisher.install(&env, site, &mut slots, one).unwrap();
+    assert_eq!(slots.previous(), None, "the first code replaces nothing");
+    let two = r.place(&p, 2);
+    r.publisher
+        .publish_keeping(&env, site, &mut slots, two)
+        .unwrap();
+    assert_eq!(slots.previous(), Some(one));
+    assert_eq!(r.state(one.slot()), SlotState::Live, "kept, not retired");
+    let three = r.place(&p, 3);
+    r.publisher
+        .publish_keeping(&env, site, &mut slots, three)
+        .unwrap();
+    assert_eq!(slots.previous(), Some(two));
+    // Retired (and, with no core online, freed at once).
+    assert_ne!(r.state(one.slot()), SlotState::Live);
+
+    // A restore that fails before the store: the site and the kept block are as they were.
+    *site.result.lock() = Err(PublishError::Busy);
+    assert_eq!(
+        r.publisher.restore_previous(&env, site, &mut slots),
+        Err(Failure::Publish(PublishError::Busy))
+    );
+    assert_eq!(site.site.target(), three.exec_addr());
+    assert_eq!(slots.previous(), Some(two));
+    assert_eq!(r.state(two.slot()), SlotState::Live);
+
+    *site.result.lock() = Ok(());
+    assert_eq!(
+        r.publisher.restore_previous(&env, site, &mut slots),
+        Ok(two)
+    );
+    assert_eq!(
+        site.site.target(),
+        two.exec_addr(),
+        "back at the same address"
+    );
+    assert_eq!(slots.live(), Some(two.slot()));
+    assert_ne!(r.state(three.slot()), SlotState::Live);
+    assert_eq!(
+        r.publisher.restore_previous(&env, site, &mut slots),
+        Err(Failure::NothingKept),
+        "what was replaced by a restore is not kept"
+    );
+}

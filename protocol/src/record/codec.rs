@@ -30,6 +30,9 @@ mod tag {
     pub const LIVE_LAW_RUNS: u8 = 39;
     pub const LIVE_SEALED: u8 = 41;
     pub const PATCH_KEY: u8 = 42;
+    pub const SITE_STATE: u8 = 43;
+    pub const LIST_END: u8 = 44;
+    pub const LIVE_ROLLED_BACK: u8 = 45;
     pub const LITMUS_WATCH: u8 = 40;
     pub const PATCH_FAULT: u8 = 50;
     pub const STACK_OVERFLOW: u8 = 51;
@@ -62,6 +65,9 @@ pub(super) const fn body_len(t: u8) -> Option<usize> {
         tag::LIVE_LAW_RUNS => 1 + 8,
         tag::LIVE_SEALED => NAME_BYTES + 8,
         tag::PATCH_KEY => 32 + 1 + 1,
+        tag::SITE_STATE => NAME_BYTES * 2 + 8 + 4 + 8 + 4 + 1 + 4,
+        tag::LIST_END => 1 + 1 + 4,
+        tag::LIVE_ROLLED_BACK => NAME_BYTES + 8 + 8,
         tag::LITMUS_WATCH => 8 + 1,
         tag::PATCH_FAULT => NAME_BYTES + 1 + 1 + 8 * 5,
         tag::STACK_OVERFLOW => 1 + 1 + 1 + 8 * 2,
@@ -208,6 +214,9 @@ impl Record {
             Self::LiveLawRuns { .. } => tag::LIVE_LAW_RUNS,
             Self::LiveSealed { .. } => tag::LIVE_SEALED,
             Self::PatchKey { .. } => tag::PATCH_KEY,
+            Self::SiteState { .. } => tag::SITE_STATE,
+            Self::ListEnd { .. } => tag::LIST_END,
+            Self::LiveRolledBack { .. } => tag::LIVE_ROLLED_BACK,
             Self::LitmusWatch { .. } => tag::LITMUS_WATCH,
             Self::PatchFault { .. } => tag::PATCH_FAULT,
             Self::StackOverflow { .. } => tag::STACK_OVERFLOW,
@@ -375,6 +384,43 @@ impl Record {
             Self::LiveCancelled { site, nonce } | Self::LiveSealed { site, nonce } => {
                 w.name(&site);
                 w.u64(nonce);
+            }
+            Self::SiteState {
+                site,
+                strategy,
+                version,
+                hash,
+                previous_version,
+                previous_hash,
+                rollback,
+                staged,
+            } => {
+                w.name(&site);
+                w.name(&strategy);
+                w.u64(version);
+                w.u32(hash);
+                w.u64(previous_version);
+                w.u32(previous_hash);
+                w.u8(rollback.into());
+                w.u32(staged);
+            }
+            Self::ListEnd {
+                sites,
+                free_slots,
+                free_bytes,
+            } => {
+                w.u8(sites);
+                w.u8(free_slots);
+                w.u32(free_bytes);
+            }
+            Self::LiveRolledBack {
+                site,
+                version,
+                restored,
+            } => {
+                w.name(&site);
+                w.u64(version);
+                w.u64(restored);
             }
             Self::PatchKey {
                 key,
@@ -567,6 +613,26 @@ impl Record {
             tag::LIVE_SEALED => Self::LiveSealed {
                 site: r.name()?,
                 nonce: r.u64(),
+            },
+            tag::SITE_STATE => Self::SiteState {
+                site: r.name()?,
+                strategy: r.name()?,
+                version: r.u64(),
+                hash: r.u32(),
+                previous_version: r.u64(),
+                previous_hash: r.u32(),
+                rollback: r.flag()?,
+                staged: r.u32(),
+            },
+            tag::LIST_END => Self::ListEnd {
+                sites: r.u8(),
+                free_slots: r.u8(),
+                free_bytes: r.u32(),
+            },
+            tag::LIVE_ROLLED_BACK => Self::LiveRolledBack {
+                site: r.name()?,
+                version: r.u64(),
+                restored: r.u64(),
             },
             tag::PATCH_KEY => Self::PatchKey {
                 key: r.take(),

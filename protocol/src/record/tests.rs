@@ -150,6 +150,26 @@ fn every() -> Vec<Record> {
         },
         Record::LiveCancelled { site, nonce: 3 },
         Record::LiveSealed { site, nonce: 4 },
+        Record::SiteState {
+            site,
+            strategy: site,
+            version: 7,
+            hash: 0xdead_beef,
+            previous_version: 6,
+            previous_hash: 0x1234_5678,
+            rollback: true,
+            staged: 96,
+        },
+        Record::ListEnd {
+            sites: 10,
+            free_slots: 3,
+            free_bytes: 12288,
+        },
+        Record::LiveRolledBack {
+            site,
+            version: 8,
+            restored: 6,
+        },
         Record::PatchKey {
             key: [0xa5; 32],
             signed: true,

@@ -115,6 +115,52 @@ impl fmt::Display for Record {
                     "live-patch sealed site={site} nonce={nonce:#x}: signature verified"
                 )
             }
+            Self::SiteState {
+                site,
+                strategy,
+                version,
+                hash,
+                previous_version,
+                previous_hash,
+                rollback,
+                staged,
+            } => {
+                write!(
+                    f,
+                    "site {site} ({strategy}): version {version} crc {hash:#010x}"
+                )?;
+                if previous_version > 0 {
+                    write!(
+                        f,
+                        "; previous version {previous_version} crc {previous_hash:#010x}{}",
+                        if rollback {
+                            " (kept: rollback possible)"
+                        } else {
+                            ""
+                        }
+                    )?;
+                }
+                if staged > 0 {
+                    write!(f, "; {staged} bytes staged")?;
+                }
+                Ok(())
+            }
+            Self::ListEnd {
+                sites,
+                free_slots,
+                free_bytes,
+            } => write!(
+                f,
+                "{sites} sites; arena: {free_slots} slots ({free_bytes} bytes) free"
+            ),
+            Self::LiveRolledBack {
+                site,
+                version,
+                restored,
+            } => write!(
+                f,
+                "live-patch rolled back site={site}: version {version} runs the code of version {restored}"
+            ),
             Self::PatchKey {
                 key,
                 signed,

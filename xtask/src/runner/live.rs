@@ -266,6 +266,35 @@ impl<'a> Link<'a> {
         self.answer(timeout)
     }
 
+    /// Asks for every site's state: the `SiteState` records, then the `ListEnd`.
+    pub fn list(&mut self, timeout: Duration) -> Result<(Vec<Record>, Record)> {
+        let mut frame = [0u8; MAX_FRAME];
+        let n = live::encode_request(live::LIST, &self.image, "", &mut frame)
+            .map_err(|e| anyhow!("{e}"))?;
+        self.send(&frame[..n])?;
+        let lines = self.until("the end of the site list", timeout, |r| {
+            matches!(r, Record::ListEnd { .. })
+        })?;
+        let mut records: Vec<Record> = lines
+            .iter()
+            .filter_map(Line::record)
+            .filter(|r| matches!(r, Record::SiteState { .. } | Record::ListEnd { .. }))
+            .copied()
+            .collect();
+        let end = records.pop().context("until returns the ListEnd last")?;
+        Ok((records, end))
+    }
+
+    /// Asks the kernel to lead `site` back to its previous code; its answer
+    /// (`LiveRolledBack`, or a refusal).
+    pub fn rollback(&mut self, site: &str, timeout: Duration) -> Result<Record> {
+        let mut frame = [0u8; MAX_FRAME];
+        let n = live::encode_request(live::ROLLBACK, &self.image, site, &mut frame)
+            .map_err(|e| anyhow!("{e}"))?;
+        self.send(&frame[..n])?;
+        self.answer(timeout)
+    }
+
     /// Asks the kernel which image it runs; its build id.
     pub fn who(&mut self, timeout: Duration) -> Result<[u8; IMAGE_BYTES]> {
         self.send(&WHO)?;
@@ -291,6 +320,7 @@ impl<'a> Link<'a> {
                     | Record::LiveReceived { .. }
                     | Record::LiveCancelled { .. }
                     | Record::LiveSealed { .. }
+                    | Record::LiveRolledBack { .. }
             )
         })?;
         lines
@@ -769,6 +799,85 @@ fn staged_session(
             Err(format!("loops changed law: {moved:?}"))
         },
     ));
+    rollback_session(link, consumers, results, &what)
+}
+
+/// `list` shows the law site keeping its previous block; `rollback` leads every loop back to
+/// law version 11 with one publication; a second rollback finds nothing kept; `list` says so.
+fn rollback_session(
+    link: &mut Link,
+    consumers: u32,
+    results: &mut Vec<(String, Result<(), String>)>,
+    what: &dyn Fn(&str) -> String,
+) -> Result<()> {
+    let law = |sites: &[Record]| {
+        sites.iter().find_map(|r| match *r {
+            Record::SiteState {
+                site,
+                version,
+                previous_version,
+                rollback,
+                ..
+            } if site.as_str() == LAW_SITE => Some((version, previous_version, rollback)),
+            _ => None,
+        })
+    };
+    let (sites, end) = link.list(ANSWER)?;
+    let names: BTreeSet<String> = sites
+        .iter()
+        .filter_map(|r| match r {
+            Record::SiteState { site, .. } => Some(site.as_str().to_string()),
+            _ => None,
+        })
+        .collect();
+    let r = match (law(&sites), end) {
+        (
+            Some((v, prev, true)),
+            Record::ListEnd {
+                sites: n,
+                free_slots,
+                free_bytes,
+            },
+        ) if prev > 0
+            && v > prev
+            && n as usize == sites.len()
+            && names.contains(SITE)
+            && free_bytes == u32::from(free_slots) * protocol::exports::SLOT_BYTES as u32 =>
+        {
+            Ok(())
+        }
+        other => Err(format!(
+            "the law site and the end: {other:?}; sites {names:?}"
+        )),
+    };
+    results.push((
+        what("list shows every site, and the law site keeping its previous block"),
+        r,
+    ));
+    let r = match link.rollback(LAW_SITE, ANSWER)? {
+        Record::LiveRolledBack { .. } => all_laws_run(link, consumers, 11),
+        other => Err(format!("rollback answered: {other}")),
+    };
+    results.push((
+        what("rollback returns every loop to law version 11 with one publication"),
+        r,
+    ));
+    let again = link.rollback(LAW_SITE, ANSWER)?;
+    let (sites, _) = link.list(ANSWER)?;
+    let r = match (again, law(&sites)) {
+        (
+            Record::LiveRefused {
+                reason: Refusal::NothingKept,
+                ..
+            },
+            Some((_, 0, false)),
+        ) => Ok(()),
+        other => Err(format!("{other:?}")),
+    };
+    results.push((
+        what("a second rollback finds nothing kept, and list says so"),
+        r,
+    ));
     Ok(())
 }
 
@@ -1056,8 +1165,8 @@ fn session(board: &BoardInfo, results: &mut Vec<(String, Result<(), String>)>) -
         ),
         if summary
             == Some(Record::LiveEnded {
-                applied: 4,
-                refused: 16,
+                applied: 5,
+                refused: 17,
             })
             && good_end
         {
