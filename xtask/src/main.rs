@@ -13,6 +13,7 @@ mod image;
 mod keys;
 mod lint;
 mod litmus_run;
+mod monitor;
 mod patch;
 mod qemu;
 mod test;
@@ -47,6 +48,9 @@ enum Command {
     Flash(flash::FlashArgs),
     /// Send a patch to a running kernel's `live` test over its serial port.
     Patch(patch::PatchArgs),
+    /// Show a running kernel's decoded log from its serial port (the ELF found by the build id
+    /// it announces), with fault addresses named by function and file:line.
+    Monitor(monitor::MonitorArgs),
     /// Write a patch-signing key pair outside the repository (kernels built later embed its
     /// public key).
     Keygen(keys::KeygenArgs),
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Command::Litmus(args) => litmus_run::command(&args),
         Command::Fuzz(args) => fuzz::command(&args),
         Command::Keygen(args) => keys::command(&args),
+        Command::Monitor(args) => monitor::command(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

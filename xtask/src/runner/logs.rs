@@ -6,10 +6,16 @@
 //! log line, for people.
 
 use anyhow::{Context, Result};
+use defmt_decoder::log::format::{Formatter, FormatterConfig};
 use defmt_decoder::{DecodeError, Frame, Locations, StreamDecoder, Table};
 use defmt_parser::{Fragment, Type};
 use protocol::record::{self, Record};
 use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+/// How every log line is laid out (defmt-decoder's formatter; no colours, so that CI logs and
+/// pipes stay plain text).
+const LOG_FORMAT: &str = "[{t:>14}] {L:<5} {s}";
 
 /// One decoded frame: a log line, or a record.
 #[derive(Clone, Debug)]
@@ -26,12 +32,16 @@ pub struct Line {
 
 impl Line {
     /// Whether to show this frame to people: every log line, a damaged record (a good record
-    /// has its log line for people beside it), and the records of contained faults
-    /// (`PatchFault`, `StackOverflow`), printed as the host decoded them.
+    /// has its log line for people beside it), and the records of faults (`Exception`,
+    /// `PatchFault`, `StackOverflow`), printed as the host decoded them, with the kernel
+    /// functions and lines their addresses lie in.
     pub fn for_people(&self) -> bool {
         !matches!(
             self.record,
-            Some(Ok(r)) if !matches!(r, Record::PatchFault { .. } | Record::StackOverflow { .. })
+            Some(Ok(r)) if !matches!(
+                r,
+                Record::Exception { .. } | Record::PatchFault { .. } | Record::StackOverflow { .. }
+            )
         )
     }
 
@@ -102,6 +112,9 @@ pub fn decode_record(rendered: &str) -> Result<Record, RecordError> {
 pub struct Symbols {
     table: Table,
     locations: Option<Locations>,
+    /// The ELF, for the symbolizer (made on first use: DWARF takes a moment to index).
+    elf: Arc<[u8]>,
+    symbolizer: OnceLock<super::symbolize::Symbolizer>,
     /// The ELF's build id (its `.note.gnu.build-id`), which the kernel announces at boot.
     pub build_id: Option<Vec<u8>>,
 }
@@ -120,8 +133,32 @@ impl Symbols {
         Ok(Self {
             table,
             locations,
+            elf: Arc::from(elf),
+            symbolizer: OnceLock::new(),
             build_id,
         })
+    }
+
+    /// Names the kernel function and source line at `addr`, if the ELF knows it.
+    pub fn describe(&self, addr: u64) -> Option<String> {
+        self.symbolizer
+            .get_or_init(|| super::symbolize::Symbolizer::new(&self.elf))
+            .describe(addr)
+    }
+
+    /// " [at function (file:line)]" notes for the addresses a fault record names.
+    fn fault_notes(&self, r: &Record) -> String {
+        let addrs: &[(&str, u64)] = match *r {
+            Record::Exception { elr, far, .. } => &[("ELR", elr), ("FAR", far)],
+            Record::PatchFault { elr, far, .. } => &[("ELR", elr), ("FAR", far)],
+            Record::StackOverflow { elr, .. } => &[("ELR", elr)],
+            _ => &[],
+        };
+        addrs
+            .iter()
+            .filter(|(_, a)| *a != 0)
+            .filter_map(|(what, a)| Some(format!(" [{what} {a:#x}: {}]", self.describe(*a)?)))
+            .collect()
     }
 
     /// Whether the kernel that sent `lines` is this ELF: its boot record's build id must be the
@@ -149,6 +186,7 @@ impl Symbols {
         Decoder {
             symbols: self,
             stream: self.table.new_stream_decoder(),
+            formatter: Formatter::new(FormatterConfig::custom(LOG_FORMAT).with_timestamp()),
         }
     }
 }
@@ -157,6 +195,7 @@ impl Symbols {
 pub struct Decoder<'a> {
     symbols: &'a Symbols,
     stream: Box<dyn StreamDecoder + Send + Sync + 'a>,
+    formatter: Formatter,
 }
 
 impl Decoder<'_> {
@@ -181,7 +220,7 @@ impl Decoder<'_> {
                         decode_record(rendered.get(1).map_or("", String::as_str))
                     });
                     let message = match &record {
-                        Some(Ok(r)) => format!("record: {r}"),
+                        Some(Ok(r)) => format!("record: {r}{}", self.symbols.fault_notes(r)),
                         Some(Err(e)) => format!("record: DAMAGED: {e}"),
                         None => frame.display_message().to_string(),
                     };
@@ -193,8 +232,14 @@ impl Decoder<'_> {
                         .filter(|_| level == "error" || level == "warn")
                         .map(|l| format!("  ({}:{})", l.file.display(), l.line))
                         .unwrap_or_default();
-                    let text =
-                        format!("[{ts:>14}] {:<5} {message}{location}", level.to_uppercase());
+                    let text = match record {
+                        // Records are shown as the host decoded them, in the same layout.
+                        Some(_) => format!("[{ts:>14}] {:<5} {message}", level.to_uppercase()),
+                        None => format!(
+                            "{}{location}",
+                            self.formatter.format_frame(frame, None, None, None)
+                        ),
+                    };
                     out.push(Line {
                         level,
                         text,

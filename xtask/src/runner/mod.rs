@@ -23,4 +23,5 @@ pub mod pty;
 pub mod qemu;
 pub mod sanitize;
 pub mod serial;
+pub mod symbolize;
 pub mod verdict;
