@@ -3,7 +3,7 @@
 use crate::arch::cpu;
 use aarch64_cpu::registers::{CNTV_CTL_EL0, CNTV_CVAL_EL0, Readable, Writeable};
 use boards::MAX_CORES;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[repr(align(64))]
 struct PerCore {
@@ -44,6 +44,24 @@ pub fn ticks(core: usize) -> u64 {
 /// When `core`'s last tick was due, in counter ticks.
 pub fn last_due(core: usize) -> u64 {
     CORES[core].due.load(Ordering::Acquire)
+}
+
+/// Sleeps until `core`'s next tick after `last` (updated); how many ticks passed (more than 1:
+/// periods were skipped), or None once `stop` is set (whoever sets it wakes the core).
+pub fn wait_tick(core: usize, last: &mut u64, stop: &AtomicBool) -> Option<u64> {
+    while ticks(core) == *last {
+        if stop.load(Ordering::Acquire) {
+            return None;
+        }
+        cpu::wfi();
+    }
+    if stop.load(Ordering::Acquire) {
+        return None;
+    }
+    let now = ticks(core);
+    let passed = now - *last;
+    *last = now;
+    Some(passed)
 }
 
 /// This core's tick period, in counter ticks.

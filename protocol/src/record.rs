@@ -400,6 +400,17 @@ pub enum Record {
         /// Bytes staged for it now (0: no staging open).
         staged: u32,
     },
+    /// `live`, answering a list frame: one control loop's figures so far.
+    LoopStats {
+        /// The core that runs it.
+        core: u8,
+        /// Iterations run.
+        iterations: u64,
+        /// Deadlines missed (a step ending after the next tick was due, or a skipped period).
+        misses: u64,
+        /// `|temperature - set-point|` at its last iteration, degrees C.
+        error_c: f32,
+    },
     /// `live`: the end of a list frame's answer.
     ListEnd {
         /// Sites listed.

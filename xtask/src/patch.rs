@@ -74,9 +74,11 @@ pub enum PatchCommand {
     Build(Box<BuildArgs>),
     /// Build a patch crate for the running kernel and send it in two phases: stage (the kernel
     /// reserves a slot and answers its address and a nonce), link at that address, send with a
-    /// progress bar, activate (checked on the board, published with the site's strategy).
+    /// progress bar, sign and seal (the board verifies the signature and checks the block),
+    /// then activate (published with the site's strategy).
     Send(Box<SendArgs>),
-    /// As `send`, without the activation: prints the nonce that `activate` or `cancel` names.
+    /// As `send` up to the seal, without the activation: prints the nonce that `activate` or
+    /// `cancel` names.
     Stage(Box<SendArgs>),
     /// Activate the open staging `--nonce` at `--site`.
     Activate(Box<EndArgs>),

@@ -13,7 +13,7 @@
 //! instruction each, the same on every run and on any host.
 
 pub(crate) mod controller;
-mod plant;
+pub(crate) mod plant;
 mod stats;
 
 use crate::arch::cpu;
@@ -154,21 +154,6 @@ fn publish_with<T>(
     })
 }
 
-/// Sleeps until this core's next tick; returns how many ticks passed (more than 1: periods were
-/// skipped), or None once the demo stops.
-fn wait_tick(core: usize, last: &mut u64) -> Option<u64> {
-    while timer::ticks(core) == *last {
-        if STOP.load(Ordering::Acquire) {
-            return None;
-        }
-        cpu::wfi();
-    }
-    let now = timer::ticks(core);
-    let passed = now - *last;
-    *last = now;
-    Some(passed)
-}
-
 fn producer(cores: usize, secs: u64) -> Result<Summary, ()> {
     let per_phase = (secs * PUBLISH_HZ / STRATEGIES as u64).max(4);
     let mut version = 0;
@@ -187,7 +172,7 @@ fn producer(cores: usize, secs: u64) -> Result<Summary, ()> {
             PUBLISH_HZ
         );
         for k in 0..per_phase {
-            if wait_tick(0, &mut last).is_none() {
+            if timer::wait_tick(0, &mut last, &STOP).is_none() {
                 return Err(());
             }
             // The set-point steps up halfway through each strategy; the control law changes at
@@ -241,7 +226,7 @@ fn consumer(core: usize) {
     let mut last = timer::ticks(core);
     let mut seen_version = 0;
     let mut figures = [PhaseStats::default(); STRATEGIES];
-    while let Some(passed) = wait_tick(core, &mut last) {
+    while let Some(passed) = timer::wait_tick(core, &mut last, &STOP) {
         let skipped = passed - 1;
         let phase = PHASE.load(Ordering::Acquire);
         let Some(site) = sites::strategies().get(phase) else {

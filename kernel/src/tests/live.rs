@@ -1,9 +1,12 @@
 //! `live`: a running system that takes patches from the host over the UART.
 //!
-//! Cores 1.. call the `indirect` named site in a loop, as a control loop would, and say whenever
-//! the version they run changes (checking the block's checksum of its own code words); between
-//! those calls each calls the `law` site, a control law (`graft_patch::Law`) on its own loop
-//! state, and says whenever the version the law records changes. Core 0
+//! Cores 1.. each run a control loop at 10 kHz from their own timer tick, as the demo's do: step a
+//! simulated thermal plant, call the `law` site (a control law, `graft_patch::Law`, on the loop's
+//! own state) with IRQs masked, and check the deadline (the step must end before the next tick is
+//! due). Each iteration also calls the `indirect` named site, whose payload returns its version
+//! and a checksum of its own code words. A loop says whenever the version it runs or the law
+//! records changes, and a list frame reports every loop's iterations, deadline misses and
+//! tracking error (`Record::LoopStats`). Core 0
 //! reads frames ([`protocol::live`]) from the UART and hands each one to the named-site
 //! service: `cargo xtask patch` sends them, and `cargo xtask test` drives a scripted session
 //! (`xtask/src/runner/live.rs`). Every frame gets one `live-patch` line and one record; a refused one leaves the
@@ -21,18 +24,20 @@
 //! unsealed stagings of an image without a key need the development switch.
 //!
 //! Interactive: it waits for a host, so `cargo xtask test` runs it only through that session.
-//! Round-robin TCG, like the stress tests: QEMU never leaves a core on old code there, so a core
-//! that keeps reporting the old version after `applied` is our bug. Cannot catch: cache
-//! maintenance mistakes (the sanitized stress tests do, through the same service).
+//! Deterministic virtual time (`-icount`), like the demo, so deadlines are in virtual time (one
+//! nanosecond per instruction), and round-robin: QEMU never leaves a core on old code there, so
+//! a core that keeps reporting the old version after `applied` is our bug. Cannot catch: cache
+//! maintenance mistakes (the sanitized stress tests do, through the same service), or a real
+//! core's timing.
 
 use super::{Ctx, TestResult, kernel_test};
 use crate::arch::cpu;
 use crate::patch::PlaceError;
 use crate::patch::payload::{self, Answer};
 use crate::patch::{self, PatchError, sites};
-use crate::report;
+use crate::{report, timer};
 use boards::{Board, Current, MAX_CORES};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
 use patcher::check::CheckError;
 use patcher::platform::CoreId;
@@ -49,9 +54,30 @@ kernel_test!(
     timeout_s = 3600,
     min_cores = 2,
     run,
-    tcg = SingleThreaded,
+    tcg = Icount,
     sanitized = [No, No]
 );
+
+/// The control loops' rate.
+const LOOP_HZ: u64 = 10_000;
+/// The loops' set-point, degrees C.
+const SETPOINT: f32 = 60.0;
+
+/// One loop's figures, for list frames.
+struct LoopFigures {
+    iterations: AtomicU64,
+    misses: AtomicU64,
+    /// `f32` bits of the last iteration's `|temperature - set-point|`.
+    error: AtomicU32,
+}
+
+static LOOPS: [LoopFigures; MAX_CORES] = [const {
+    LoopFigures {
+        iterations: AtomicU64::new(0),
+        misses: AtomicU64::new(0),
+        error: AtomicU32::new(0),
+    }
+}; MAX_CORES];
 
 /// The site a live session patches before the host sends anything.
 const SITE: &str = "indirect";
@@ -71,6 +97,8 @@ fn run(ctx: &Ctx) -> TestResult {
     if ctx.core == 0 {
         let r = serve();
         STOP.store(true, Ordering::Release);
+        // Wake the loops from their wait for the next tick, so that they see STOP.
+        crate::ipi::kick(crate::smp::online().without(0));
         r
     } else {
         consume(ctx.core)
@@ -117,10 +145,18 @@ fn serve() -> TestResult {
     let mut rx = Receiver::new();
     let mut staging: Option<Staging> = None;
     let mut nonces = 0u64;
+    // The line is read at every tick of this core's own timer, and the core sleeps between: a
+    // core that polled without pause would be where all of QEMU's virtual time went (under
+    // `-icount`, virtual time moves with instructions, and skips ahead only when every core
+    // sleeps). The UART's FIFO and QEMU's flow control keep every byte until it is read.
+    timer::start(LOOP_HZ);
+    let mut tick = timer::ticks(0);
     loop {
         let Some(byte) = Current::console_read() else {
-            // Let the consumers run while the line is idle (round-robin TCG).
-            cpu::relax();
+            while timer::ticks(0) == tick {
+                cpu::wfi();
+            }
+            tick = timer::ticks(0);
             continue;
         };
         let event = rx.push(byte);
@@ -247,6 +283,7 @@ fn serve() -> TestResult {
             }
         }
     }
+    timer::stop();
     defmt::info!(
         "live-patch session ended: {=u32} applied, {=u32} refused",
         applied,
@@ -533,6 +570,18 @@ fn list(staging: &Option<Staging>) {
                 .map_or(0, |st| st.len as u32),
         });
     }
+    let online = crate::smp::online();
+    for (core, f) in LOOPS.iter().enumerate().skip(1) {
+        if !online.contains(core) {
+            continue;
+        }
+        report::emit(&Record::LoopStats {
+            core: core as u8,
+            iterations: f.iterations.load(Ordering::Acquire),
+            misses: f.misses.load(Ordering::Acquire),
+            error_c: f32::from_bits(f.error.load(Ordering::Acquire)),
+        });
+    }
     let free = patch::service().arena().census()[0];
     report::emit(&Record::ListEnd {
         sites: all.len() as u8,
@@ -656,11 +705,36 @@ fn consume(core: usize) -> TestResult {
     let me = CoreId(core as u8);
     qsbr.online(me);
     let mut last = u64::MAX;
-    while !STOP.load(Ordering::Acquire) {
+    let figures = &LOOPS[core];
+    let mut plant = crate::demo::plant::Thermal::new();
+    let dt = 1.0 / LOOP_HZ as f32;
+    let mut u = 0.0f32;
+    timer::start(LOOP_HZ);
+    let period = timer::period();
+    let mut tick = timer::ticks(core);
+    while let Some(passed) = timer::wait_tick(core, &mut tick, &STOP) {
+        let due = timer::last_due(core);
+        plant.step(u, dt);
+        // The step runs with IRQs masked, as a control loop's would: a publication's IPI lands
+        // between steps.
+        let saved = cpu::irq_save();
         // SAFETY: the site leads to a published payload (version 0 before READY) and the cell is
         // this core's own.
         let a: Answer = unsafe { sites::call_payload(entry, INSIDE[core][0].as_ptr()) };
+        // SAFETY: `state` is this core's own, valid for the call (the site's argument).
+        u = unsafe { law(&mut state, plant.temperature, SETPOINT) };
+        cpu::irq_restore(saved);
+        let end = cpu::ticks();
         qsbr.quiescent(me);
+        let late = u64::from(end > due + period);
+        figures
+            .misses
+            .fetch_add(late + passed - 1, Ordering::Release);
+        figures.iterations.fetch_add(1, Ordering::Release);
+        figures.error.store(
+            (plant.temperature - SETPOINT).abs().to_bits(),
+            Ordering::Release,
+        );
         if a.version != last {
             let ok = a.checksum == payload::expected_checksum(a.version);
             defmt::info!(
@@ -676,9 +750,6 @@ fn consume(core: usize) -> TestResult {
             });
             last = a.version;
         }
-        // SAFETY: `state` is this core's own, valid for the call (the site's argument).
-        let _u = unsafe { law(&mut state, 20.0 + core as f32, 60.0) };
-        qsbr.quiescent(me);
         if state.version != last_law {
             defmt::info!(
                 "live: core {=usize}'s loop runs law version {=u64}",
@@ -691,8 +762,8 @@ fn consume(core: usize) -> TestResult {
             });
             last_law = state.version;
         }
-        cpu::relax();
     }
+    timer::stop();
     qsbr.offline(me);
     Ok(())
 }

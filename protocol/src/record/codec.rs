@@ -33,6 +33,7 @@ mod tag {
     pub const SITE_STATE: u8 = 43;
     pub const LIST_END: u8 = 44;
     pub const LIVE_ROLLED_BACK: u8 = 45;
+    pub const LOOP_STATS: u8 = 46;
     pub const LITMUS_WATCH: u8 = 40;
     pub const PATCH_FAULT: u8 = 50;
     pub const STACK_OVERFLOW: u8 = 51;
@@ -68,6 +69,7 @@ pub(super) const fn body_len(t: u8) -> Option<usize> {
         tag::SITE_STATE => NAME_BYTES * 2 + 8 + 4 + 8 + 4 + 1 + 4,
         tag::LIST_END => 1 + 1 + 4,
         tag::LIVE_ROLLED_BACK => NAME_BYTES + 8 + 8,
+        tag::LOOP_STATS => 1 + 8 + 8 + 4,
         tag::LITMUS_WATCH => 8 + 1,
         tag::PATCH_FAULT => NAME_BYTES + 1 + 1 + 8 * 5,
         tag::STACK_OVERFLOW => 1 + 1 + 1 + 8 * 2,
@@ -217,6 +219,7 @@ impl Record {
             Self::SiteState { .. } => tag::SITE_STATE,
             Self::ListEnd { .. } => tag::LIST_END,
             Self::LiveRolledBack { .. } => tag::LIVE_ROLLED_BACK,
+            Self::LoopStats { .. } => tag::LOOP_STATS,
             Self::LitmusWatch { .. } => tag::LITMUS_WATCH,
             Self::PatchFault { .. } => tag::PATCH_FAULT,
             Self::StackOverflow { .. } => tag::STACK_OVERFLOW,
@@ -403,6 +406,17 @@ impl Record {
                 w.u32(previous_hash);
                 w.u8(rollback.into());
                 w.u32(staged);
+            }
+            Self::LoopStats {
+                core,
+                iterations,
+                misses,
+                error_c,
+            } => {
+                w.u8(core);
+                w.u64(iterations);
+                w.u64(misses);
+                w.f32(error_c);
             }
             Self::ListEnd {
                 sites,
@@ -623,6 +637,12 @@ impl Record {
                 previous_hash: r.u32(),
                 rollback: r.flag()?,
                 staged: r.u32(),
+            },
+            tag::LOOP_STATS => Self::LoopStats {
+                core: r.u8(),
+                iterations: r.u64(),
+                misses: r.u64(),
+                error_c: r.f32(),
             },
             tag::LIST_END => Self::ListEnd {
                 sites: r.u8(),

@@ -160,6 +160,12 @@ fn every() -> Vec<Record> {
             rollback: true,
             staged: 96,
         },
+        Record::LoopStats {
+            core: 2,
+            iterations: 123_456,
+            misses: 1,
+            error_c: 0.25,
+        },
         Record::ListEnd {
             sites: 10,
             free_slots: 3,

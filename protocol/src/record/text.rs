@@ -125,10 +125,14 @@ impl fmt::Display for Record {
                 rollback,
                 staged,
             } => {
-                write!(
-                    f,
-                    "site {site} ({strategy}): version {version} crc {hash:#010x}"
-                )?;
+                if version == 0 {
+                    write!(f, "site {site} ({strategy}): nothing published")?;
+                } else {
+                    write!(
+                        f,
+                        "site {site} ({strategy}): version {version} crc {hash:#010x}"
+                    )?;
+                }
                 if previous_version > 0 {
                     write!(
                         f,
@@ -145,6 +149,15 @@ impl fmt::Display for Record {
                 }
                 Ok(())
             }
+            Self::LoopStats {
+                core,
+                iterations,
+                misses,
+                error_c,
+            } => write!(
+                f,
+                "loop on core {core}: {iterations} iterations, {misses} deadline misses, |error| {error_c:.3} C"
+            ),
             Self::ListEnd {
                 sites,
                 free_slots,

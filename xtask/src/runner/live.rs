@@ -266,7 +266,7 @@ impl<'a> Link<'a> {
         self.answer(timeout)
     }
 
-    /// Asks for every site's state: the `SiteState` records, then the `ListEnd`.
+    /// Asks for every site's state: the `SiteState` and `LoopStats` records, then the `ListEnd`.
     pub fn list(&mut self, timeout: Duration) -> Result<(Vec<Record>, Record)> {
         let mut frame = [0u8; MAX_FRAME];
         let n = live::encode_request(live::LIST, &self.image, "", &mut frame)
@@ -278,7 +278,12 @@ impl<'a> Link<'a> {
         let mut records: Vec<Record> = lines
             .iter()
             .filter_map(Line::record)
-            .filter(|r| matches!(r, Record::SiteState { .. } | Record::ListEnd { .. }))
+            .filter(|r| {
+                matches!(
+                    r,
+                    Record::SiteState { .. } | Record::LoopStats { .. } | Record::ListEnd { .. }
+                )
+            })
             .copied()
             .collect();
         let end = records.pop().context("until returns the ListEnd last")?;
@@ -587,6 +592,7 @@ fn staged_session(
         },
     ));
     let mut last_nonce = None;
+    let mut iterations = Vec::new();
     for (dir, version) in [("pid-gains", 11), ("pi-antiwindup", 12)] {
         let sent = send_patch(
             link,
@@ -608,7 +614,15 @@ fn staged_session(
         };
         results.push((
             what(&format!(
-                "patches/{dir} from Rust source, staged and activated, runs in every loop"
+                "patches/{dir} from Rust source, signed, staged and activated, runs in every loop"
+            )),
+            r,
+        ));
+        let r = loops_on_time(link, consumers, &iterations)?.map(|now| iterations = now);
+        results.push((
+            what(&format!(
+                "with patches/{dir}, every 10 kHz loop met every deadline and tracks its \
+                 set-point"
             )),
             r,
         ));
@@ -703,6 +717,17 @@ fn staged_session(
         other => Err(format!("stage answered: {other}")),
     };
     results.push((what("a cancelled staging cannot be activated"), r));
+    // More than a slot holds.
+    const SLOT: u32 = protocol::exports::SLOT_BYTES as u32;
+    let answer = link.stage(LAW_SITE, SLOT + 4, ANSWER)?;
+    results.push((
+        what("a staging larger than a slot is refused"),
+        refused_as(
+            answer,
+            |r| matches!(*r, Refusal::TooLarge { len, max } if len == SLOT + 4 && max == SLOT),
+            "TooLarge",
+        ),
+    ));
     // Data out of order, then an activation before every byte arrived.
     let r = match link.stage(LAW_SITE, 8, ANSWER)? {
         Record::LiveStaged { nonce, .. } => {
@@ -840,7 +865,7 @@ fn rollback_session(
             },
         ) if prev > 0
             && v > prev
-            && n as usize == sites.len()
+            && n as usize == names.len()
             && names.contains(SITE)
             && free_bytes == u32::from(free_slots) * protocol::exports::SLOT_BYTES as u32 =>
         {
@@ -858,8 +883,15 @@ fn rollback_session(
         Record::LiveRolledBack { .. } => all_laws_run(link, consumers, 11),
         other => Err(format!("rollback answered: {other}")),
     };
+    let r = match r {
+        Ok(()) => loops_on_time(link, consumers, &[])?.map(|_| ()),
+        e => e,
+    };
     results.push((
-        what("rollback returns every loop to law version 11 with one publication"),
+        what(
+            "rollback returns every loop to law version 11 with one publication, with no \
+             deadline missed",
+        ),
         r,
     ));
     let again = link.rollback(LAW_SITE, ANSWER)?;
@@ -916,6 +948,43 @@ fn stage_built(
         return Ok(Err(format!("its bytes were refused: {answer}")));
     }
     Ok(Ok((nonce, addr, code)))
+}
+
+/// How far from its set-point a loop's plant may be and still count as tracking it, degrees C.
+const TRACKING_C: f32 = 2.0;
+
+/// Every consumer's control loop has run since `before` (iterations), missed no deadline, and
+/// its plant is within [`TRACKING_C`] of the set-point. Returns the iterations now.
+fn loops_on_time(
+    link: &mut Link,
+    consumers: u32,
+    before: &[u64],
+) -> Result<Result<Vec<u64>, String>> {
+    let (records, _) = link.list(ANSWER)?;
+    let mut now = Vec::new();
+    for core in 1..=consumers as u8 {
+        let stats = records.iter().find_map(|r| match *r {
+            Record::LoopStats {
+                core: c,
+                iterations,
+                misses,
+                error_c,
+            } if c == core => Some((iterations, misses, error_c)),
+            _ => None,
+        });
+        let was = before.get(core as usize - 1).copied().unwrap_or(0);
+        match stats {
+            Some((i, 0, e)) if i > was && e < TRACKING_C => now.push(i),
+            Some((i, m, e)) => {
+                return Ok(Err(format!(
+                    "the loop on core {core}: {i} iterations (before: {was}), {m} deadline \
+                     misses, |error| {e:.3} C (at most {TRACKING_C} C)"
+                )));
+            }
+            None => return Ok(Err(format!("no figures for the loop on core {core}"))),
+        }
+    }
+    Ok(Ok(now))
 }
 
 /// Every consumer core's loop says its law records `version` (in any order).
@@ -1166,7 +1235,7 @@ fn session(board: &BoardInfo, results: &mut Vec<(String, Result<(), String>)>) -
         if summary
             == Some(Record::LiveEnded {
                 applied: 5,
-                refused: 17,
+                refused: 18,
             })
             && good_end
         {
