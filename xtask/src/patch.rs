@@ -382,8 +382,22 @@ fn send_command(args: &SendArgs, activate: bool) -> Result<bool> {
     let secs = start.elapsed().as_secs_f64();
     use crate::runner::live::Sent;
     match sent {
-        Sent::Applied { answer, bytes, .. } => {
-            println!("{answer} ({bytes} bytes staged and activated in {secs:.2} s)");
+        Sent::Applied {
+            answer,
+            bytes,
+            phases: p,
+            ..
+        } => {
+            println!(
+                "{answer} ({bytes} bytes staged and activated in {secs:.2} s: compile {:.2}, \
+                 link and check {:.2}, stage {:.3}, transfer {:.3}, verify {:.3}, publish {:.3})",
+                p.compile.as_secs_f64(),
+                p.link.as_secs_f64(),
+                p.stage.as_secs_f64(),
+                p.transfer.as_secs_f64(),
+                p.verify.as_secs_f64(),
+                p.publish.as_secs_f64()
+            );
             link.echo = true;
             link.read_for(SHOW, |_| false)?;
             Ok(true)

@@ -434,6 +434,8 @@ pub enum Sent {
         nonce: u64,
         /// Bytes sent.
         bytes: usize,
+        /// Where the time went.
+        phases: Phases,
     },
     /// The host refused to build or send it (nothing was staged, or the staging was cancelled).
     Refused(String),
@@ -448,6 +450,25 @@ pub enum Sent {
         /// Bytes sent.
         bytes: usize,
     },
+}
+
+/// Wall time of each step of [`send_patch`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Phases {
+    /// Compiling the crate (twice: for the length, then for the reserved address; the second
+    /// is cargo finding nothing to do).
+    pub compile: Duration,
+    /// Linking and checking the block on the host (both builds).
+    pub link: Duration,
+    /// The stage frame and its answer.
+    pub stage: Duration,
+    /// The data frames and their answers.
+    pub transfer: Duration,
+    /// Signing, and the board verifying the signature and checking the block (the seal).
+    pub verify: Duration,
+    /// The activate frame until the kernel's answer: the publication, every core's
+    /// acknowledgement included.
+    pub publish: Duration,
 }
 
 /// Whether `signer` can sign patches `admits` admits: the reason not, if not. `None` for
@@ -504,9 +525,20 @@ pub fn send_patch(
         return Ok(Sent::Refused(why));
     }
     let sign = link.admits.and_then(|a| a.key).is_some();
+    let mut phases = Phases::default();
+    let mut lap = Instant::now();
+    let mut split = || {
+        let now = Instant::now();
+        let d = now - lap;
+        lap = now;
+        d
+    };
     let slot = protocol::exports::SLOT_BYTES;
     let first = patch_build::first_slot(elf)?;
     let probe = patch_build::build(dir, elf, first, slot, version)?;
+    phases.compile += probe.compile;
+    phases.link += probe.link;
+    split();
     let len = match (probe.linked, probe.verdict) {
         (Some(l), Ok(_)) => l.code.len(),
         (_, Err(r)) => return Ok(Sent::Refused(format!("{r}"))),
@@ -517,7 +549,11 @@ pub fn send_patch(
         Record::LiveStaged { nonce, addr, .. } => (nonce, addr),
         other => return Ok(Sent::KernelRefused(other)),
     };
+    phases.stage = split();
     let built = patch_build::build(dir, elf, addr, slot, version)?;
+    phases.compile += built.compile;
+    phases.link += built.link;
+    split();
     let code = match (built.linked, built.verdict) {
         (Some(l), Ok(_)) if l.code.len() == len => l.code,
         (linked, verdict) => {
@@ -538,6 +574,7 @@ pub fn send_patch(
         link.end_stage(live::CANCEL, site, nonce, timeout)?;
         return Ok(Sent::KernelRefused(answer));
     }
+    phases.transfer = split();
     if let Some(pair) = signer.filter(|_| sign) {
         progress("seal", len, len);
         match link.sign_and_seal(pair, site, nonce, addr, &code, timeout)? {
@@ -546,6 +583,7 @@ pub fn send_patch(
             other => return Ok(Sent::KernelRefused(other)),
         }
     }
+    phases.verify = split();
     if !activate {
         return Ok(Sent::Staged {
             nonce,
@@ -559,6 +597,10 @@ pub fn send_patch(
             answer,
             nonce,
             bytes: len,
+            phases: Phases {
+                publish: split(),
+                ..phases
+            },
         }),
         other => Ok(Sent::KernelRefused(other)),
     }
@@ -1245,4 +1287,73 @@ fn session(board: &BoardInfo, results: &mut Vec<(String, Result<(), String>)>) -
         },
     ));
     Ok(())
+}
+
+/// One edit-to-running measurement ([`edit_to_running`]).
+#[derive(Clone, Copy, Debug)]
+pub struct EditToRunning {
+    /// The steps of `patch send`.
+    pub phases: Phases,
+    /// From the kernel's `LiveApplied` until every loop said its law records the new version.
+    pub running: Duration,
+    /// From the start of `patch send` until every loop runs the new version.
+    pub total: Duration,
+}
+
+/// The bench's edit-to-running figure: serves `board`'s live kernel under QEMU, sends
+/// `patches/pi-antiwindup` once to warm the build, then `runs` times with a new version each
+/// (one recompile of the crate each, as after an edit), signed with the suite's key, timing
+/// `send_patch`'s steps and the wait until every loop runs the new law.
+pub fn edit_to_running(board: &BoardInfo, runs: u32) -> Result<Vec<EditToRunning>> {
+    let pair = crate::keys::test_pair()?;
+    let built = build::build_running(board, Some(TEST))?;
+    let test = find_test(&built.tests, TEST)?;
+    let symbols = Symbols::new(&built.bytes)?;
+    let consumers = board.default_cores - 1;
+    let (mut qemu, port) = pty::start(&Run {
+        semihosting: false,
+        ..Run::new(&built.boot, *board, Some(test))
+    })?;
+    let mut link = Link::open(&port, &symbols)?;
+    link.until("its ready record", ANSWER, |r| {
+        matches!(r, Record::LiveReady { .. })
+    })?;
+    let dir = build::root().join("patches/pi-antiwindup");
+    let mut out = Vec::new();
+    for i in 0..=runs {
+        let version = 100 + u64::from(i);
+        let start = Instant::now();
+        let sent = send_patch(
+            &mut link,
+            &built.bytes,
+            &dir,
+            LAW_SITE,
+            version,
+            Some(&pair),
+            ANSWER,
+            true,
+            |_, _, _| {},
+        )?;
+        let Sent::Applied { phases, .. } = sent else {
+            bail!("the bench's patch was not applied: {sent:?}");
+        };
+        let applied = Instant::now();
+        all_laws_run(&mut link, consumers, version).map_err(|e| anyhow!(e))?;
+        // The first send builds the crate from cold: not an edit.
+        if i > 0 {
+            out.push(EditToRunning {
+                phases,
+                running: applied.elapsed(),
+                total: start.elapsed(),
+            });
+        }
+    }
+    link.send(&END)?;
+    link.until("the end of the session", ANSWER, |r| {
+        matches!(r, Record::LiveEnded { .. })
+    })?;
+    if board.powers_off {
+        qemu.wait_exit()?;
+    }
+    Ok(out)
 }

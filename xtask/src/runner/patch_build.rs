@@ -379,6 +379,10 @@ pub struct Outcome {
     pub linked: Option<Linked>,
     /// The most instructions any path runs, or why the patch is refused.
     pub verdict: Result<u32, Refusal>,
+    /// Wall time compiling the crate (cargo).
+    pub compile: std::time::Duration,
+    /// Wall time linking and checking the block.
+    pub link: std::time::Duration,
 }
 
 /// Compiles, links and checks the patch in `dir` for the image `elf` at `at` (a slot of `slot`
@@ -386,7 +390,9 @@ pub struct Outcome {
 pub fn build(dir: &Path, elf: &[u8], at: u64, slot: usize, version: u64) -> Result<Outcome> {
     let exports = image_exports(elf)?;
     let target_dir = super::build::root().join("target").join("patches");
+    let started = std::time::Instant::now();
     let lib = compile(dir, version, &target_dir)?;
+    let compiled = std::time::Instant::now();
     let name = lib
         .file_stem()
         .and_then(|s| s.to_str())
@@ -400,6 +406,8 @@ pub fn build(dir: &Path, elf: &[u8], at: u64, slot: usize, version: u64) -> Resu
             return Ok(Outcome {
                 linked: None,
                 verdict: Err(r),
+                compile: compiled - started,
+                link: compiled.elapsed(),
             });
         }
     };
@@ -417,6 +425,8 @@ pub fn build(dir: &Path, elf: &[u8], at: u64, slot: usize, version: u64) -> Resu
     Ok(Outcome {
         linked: Some(linked),
         verdict,
+        compile: compiled - started,
+        link: compiled.elapsed(),
     })
 }
 
