@@ -319,7 +319,8 @@ impl<'a> Checked<'a> {
     }
 }
 
-/// The words of a block that are literal-pool data (one bit per word), from [`check_shape`].
+/// The words of a block that are data (one bit per word), from [`check_shape`]: literal-pool
+/// words, and words no path from the entry reaches.
 pub struct DataWords([u64; MAX_WORDS / 64]);
 
 impl DataWords {
@@ -397,7 +398,7 @@ pub fn check_block<'a>(
 
 /// The shape rules alone (size, alignment, falling off the end, PC-relative references), for
 /// fixed code that is not a patch (the flush stub) and for the first half of [`check_block`].
-/// Returns the block's literal-pool words.
+/// Returns the block's data words (literal pools, and what no path reaches).
 pub fn check_shape(
     code: &[u8],
     exec_addr: u64,
@@ -432,9 +433,37 @@ pub fn check_shape(
             .then(|| (target - exec_addr) as usize)
     };
 
-    // Pass 1: literal-pool words, read by in-block literal loads.
+    // Pass 0: the words a path from the entry reaches, by falling through or by a direct branch
+    // or call inside the block. Only those are instructions: the verifier refuses every
+    // register-indirect branch but `RET`, so no other word can run, and the rest (read-only data
+    // after the code, padding) is never decoded as code.
+    let mut reach = DataWords([0; MAX_WORDS / 64]);
+    let mut todo = [0u16; MAX_WORDS];
+    let mut pending = 1;
+    reach.insert(0);
+    while pending > 0 {
+        pending -= 1;
+        let i = todo[pending] as usize;
+        let word = word_at(code, i);
+        let insn = decode(word);
+        let branch = insn
+            .pc_ref()
+            .filter(|r| matches!(r.kind, PcRefKind::Branch | PcRefKind::Call))
+            .and_then(|r| in_block(pc_of(i).wrapping_add_signed(r.offset)))
+            .map(|t| t / 4);
+        let fall = (!ends_flow(insn, word) && i + 1 < words).then_some(i + 1);
+        for next in [branch, fall].into_iter().flatten() {
+            if !reach.contains(next) {
+                reach.insert(next);
+                todo[pending] = next as u16;
+                pending += 1;
+            }
+        }
+    }
+
+    // Pass 1: literal-pool words, read by reachable in-block literal loads.
     let mut data = DataWords([0; MAX_WORDS / 64]);
-    for i in 0..words {
+    for i in (0..words).filter(|&i| reach.contains(i)) {
         let insn = decode(word_at(code, i));
         if let (Insn::LdrLiteral { .. }, Some(r)) = (insn, insn.pc_ref())
             && let PcRefKind::Load { size } = r.kind
@@ -449,22 +478,24 @@ pub fn check_shape(
         }
     }
 
-    // Pass 2: every instruction's reference, and how control flows into data.
-    let mut last_insn = None;
-    for i in 0..words {
-        if data.contains(i) {
-            let falls_in = match last_insn {
-                None => true,
-                Some((j, insn, w)) => j + 1 == i && !ends_flow(insn, w),
-            };
-            if falls_in {
-                return Err(CheckError::FallsIntoData { offset: i * 4 });
-            }
-            continue;
-        }
+    // Pass 2: every reachable instruction's reference, and how control flows into data or past
+    // the end.
+    if data.contains(0) {
+        return Err(CheckError::FallsIntoData { offset: 0 });
+    }
+    for i in (0..words).filter(|&i| reach.contains(i) && !data.contains(i)) {
         let word = word_at(code, i);
         let insn = decode(word);
-        last_insn = Some((i, insn, word));
+        if !ends_flow(insn, word) {
+            if i + 1 == words {
+                return Err(CheckError::FallsThrough { word });
+            }
+            if data.contains(i + 1) {
+                return Err(CheckError::FallsIntoData {
+                    offset: (i + 1) * 4,
+                });
+            }
+        }
         let Some(r) = insn.pc_ref() else {
             continue;
         };
@@ -512,12 +543,9 @@ pub fn check_shape(
             }
         }
     }
-    // The words after the last instruction are all data, so the last instruction must not
-    // fall through (into the pool or past the end).
-    if let Some((_, insn, word)) = last_insn
-        && !ends_flow(insn, word)
-    {
-        return Err(CheckError::FallsThrough { word });
+    // What no path reaches is data too (read-only data after the code, padding).
+    for i in (0..words).filter(|&i| !reach.contains(i)) {
+        data.insert(i);
     }
     Ok(data)
 }

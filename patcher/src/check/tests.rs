@@ -203,9 +203,12 @@ fn literal_pools() {
     // A pool that an instruction could fall into.
     let ldr3 = insn::ldr_literal(Width::X, Reg::x(16), 12).unwrap();
     assert_eq!(
-        check(&[ldr3, br, movz1(), pool[0], pool[1]]),
+        check(&[ldr3, movz1(), movz1(), pool[0], pool[1]]),
         Err(CheckError::FallsIntoData { offset: 12 })
     );
+    // The same words after a branch that ends the flow: no path reaches the MOVZ, so it is not
+    // code, and nothing falls into the pool.
+    assert_eq!(check(&[ldr3, br, movz1(), pool[0], pool[1]]), Ok(()));
     // A literal straddling the end of the block.
     assert_eq!(
         check(&[
@@ -229,6 +232,21 @@ fn literal_pools() {
             offset: 4,
             target_offset: 12
         })
+    );
+    // Words no path reaches are not code: read-only data after the code (here words that would
+    // decode as a branch out of the block and an instruction falling off the end) is accepted,
+    // and only what a path reaches is checked.
+    assert_eq!(check(&[movz1(), ret(), pool[0], movz1()]), Ok(()));
+    let skip = insn::cbz(Width::X, Reg::x(0), 8, false).unwrap();
+    assert_eq!(
+        check(&[skip, ret(), pool[0], ret()]),
+        Err(CheckError::Escapes {
+            offset: 8,
+            word: pool[0],
+            kind: PcRefKind::Branch,
+            target: (AT + 8).wrapping_sub(0x10_0000)
+        }),
+        "a word a branch reaches is code"
     );
     // A block that starts with data.
     let self_ref = insn::ldr_literal(Width::W, Reg::x(0), -4).unwrap();

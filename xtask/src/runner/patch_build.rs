@@ -430,11 +430,21 @@ pub fn build(dir: &Path, elf: &[u8], at: u64, slot: usize, version: u64) -> Resu
     })
 }
 
-/// The block's disassembly: one line per word, functions and exported targets named.
+/// The block's disassembly: one line per word, functions and exported targets named, and the
+/// words the board's shape check calls data (literal pools, and what no path reaches: the
+/// read-only data after the code) shown as data.
 pub fn disassemble(linked: &Linked, exports: &[Export]) -> String {
     use yaxpeax_arch::{Decoder, U8Reader};
     use yaxpeax_arm::armv8::a64::InstDecoder;
     let decoder = InstDecoder::default();
+    let allowed = Allowed::new(exports);
+    let data = patcher::check::check_shape(
+        &linked.code,
+        linked.at,
+        protocol::exports::SLOT_BYTES,
+        &allowed.externals(),
+    )
+    .ok();
     let mut s = String::new();
     for (i, w) in linked.code.chunks_exact(4).enumerate() {
         let addr = linked.at + 4 * i as u64;
@@ -443,8 +453,9 @@ pub fn disassemble(linked: &Linked, exports: &[Export]) -> String {
         }
         let word = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
         let text = match decoder.decode(&mut U8Reader::new(w)) {
+            _ if data.as_ref().is_some_and(|d| d.contains(i)) => ".word (data)".to_string(),
             Ok(insn) => insn.to_string(),
-            Err(_) => ".word (data)".to_string(),
+            Err(_) => ".word (not an instruction)".to_string(),
         };
         let target = branch_target(word, addr).and_then(|t| {
             exports
