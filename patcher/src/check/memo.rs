@@ -8,8 +8,8 @@
 //! function of exactly these inputs:
 //!
 //! - the execution address and the length;
-//! - which words are literal-pool data ([`check_shape`]'s answer, which depends on every
-//!   word, data words included, so it is recomputed for every block);
+//! - which words are data, literal pools and words no path reaches ([`check_shape`]'s answer,
+//!   which depends on every word, data words included, so it is recomputed for every block);
 //! - every word that is not data: `verify` never reads a data word on a path it accepts (it
 //!   refuses falling or branching into one, and loads from the pool give an unknown value);
 //! - the [`Externals`] and the [`Policy`], compared by value.

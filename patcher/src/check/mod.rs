@@ -396,6 +396,96 @@ pub fn check_block<'a>(
     })
 }
 
+/// The words a path from a block's entry reaches, by falling through or by a direct branch or
+/// call inside the block, and the literal-pool words their literal loads read. Only the reached
+/// words are instructions: the verifier refuses every register-indirect branch but `RET`, so no
+/// other word can run, and the rest (read-only data after the code, padding, a law's parameter
+/// block) is data, which also lets [`Memo`] answer a block that differs from an accepted one in
+/// such words only.
+struct Reach {
+    words: DataWords,
+    data: DataWords,
+}
+
+impl Reach {
+    /// One forward sweep, decoding each reached word once: exact when every backward branch
+    /// targets a word already reached (loops entered from above, as compilers lay them out).
+    /// None when one does not; [`Reach::worklist`] then finds the rest.
+    fn forward(code: &[u8], exec_addr: u64) -> Option<Self> {
+        let mut r = Self::new();
+        for i in 0..code.len() / 4 {
+            if !r.words.contains(i) {
+                continue;
+            }
+            for next in r.step(code, exec_addr, i).into_iter().flatten() {
+                if next <= i && !r.words.contains(next) {
+                    return None;
+                }
+                r.words.insert(next);
+            }
+        }
+        Some(r)
+    }
+
+    /// Every path, with a worklist: for any block [`Reach::forward`] cannot sweep.
+    fn worklist(code: &[u8], exec_addr: u64) -> Self {
+        let mut r = Self::new();
+        let mut todo = [0u16; MAX_WORDS];
+        let mut pending = 1;
+        while pending > 0 {
+            pending -= 1;
+            let i = todo[pending] as usize;
+            for next in r.step(code, exec_addr, i).into_iter().flatten() {
+                if !r.words.contains(next) {
+                    r.words.insert(next);
+                    todo[pending] = next as u16;
+                    pending += 1;
+                }
+            }
+        }
+        r
+    }
+
+    /// Word 0 reached, nothing else known.
+    fn new() -> Self {
+        let mut words = DataWords([0; MAX_WORDS / 64]);
+        words.insert(0);
+        Self {
+            words,
+            data: DataWords([0; MAX_WORDS / 64]),
+        }
+    }
+
+    /// Decodes reached word `i`: notes the literal it loads, and returns where control goes
+    /// next inside the block (a direct branch's or call's target, the next word).
+    fn step(&mut self, code: &[u8], exec_addr: u64, i: usize) -> [Option<usize>; 2] {
+        let words = code.len() / 4;
+        let end = exec_addr + code.len() as u64;
+        let word = word_at(code, i);
+        let insn = decode(word);
+        let pc = exec_addr + 4 * i as u64;
+        let r = insn.pc_ref();
+        if let (Insn::LdrLiteral { .. }, Some(r)) = (insn, r)
+            && let PcRefKind::Load { size } = r.kind
+        {
+            let target = pc.wrapping_add_signed(r.offset);
+            if inside(core::slice::from_ref(&(exec_addr..end)), target, size) {
+                let first = (target - exec_addr) as usize / 4;
+                for w in first..first + (size as usize).div_ceil(4) {
+                    self.data.insert(w);
+                }
+            }
+        }
+        let branch = r
+            .filter(|r| matches!(r.kind, PcRefKind::Branch | PcRefKind::Call))
+            .map(|r| pc.wrapping_add_signed(r.offset))
+            .filter(|t| (exec_addr..end).contains(t))
+            .map(|t| ((t - exec_addr) / 4) as usize);
+        let fall = (!ends_flow(insn, word) && i + 1 < words).then_some(i + 1);
+        [branch, fall]
+    }
+}
+
 /// The shape rules alone (size, alignment, falling off the end, PC-relative references), for
 /// fixed code that is not a patch (the flush stub) and for the first half of [`check_block`].
 /// Returns the block's data words (literal pools, and what no path reaches).
@@ -433,50 +523,12 @@ pub fn check_shape(
             .then(|| (target - exec_addr) as usize)
     };
 
-    // Pass 0: the words a path from the entry reaches, by falling through or by a direct branch
-    // or call inside the block. Only those are instructions: the verifier refuses every
-    // register-indirect branch but `RET`, so no other word can run, and the rest (read-only data
-    // after the code, padding) is never decoded as code.
-    let mut reach = DataWords([0; MAX_WORDS / 64]);
-    let mut todo = [0u16; MAX_WORDS];
-    let mut pending = 1;
-    reach.insert(0);
-    while pending > 0 {
-        pending -= 1;
-        let i = todo[pending] as usize;
-        let word = word_at(code, i);
-        let insn = decode(word);
-        let branch = insn
-            .pc_ref()
-            .filter(|r| matches!(r.kind, PcRefKind::Branch | PcRefKind::Call))
-            .and_then(|r| in_block(pc_of(i).wrapping_add_signed(r.offset)))
-            .map(|t| t / 4);
-        let fall = (!ends_flow(insn, word) && i + 1 < words).then_some(i + 1);
-        for next in [branch, fall].into_iter().flatten() {
-            if !reach.contains(next) {
-                reach.insert(next);
-                todo[pending] = next as u16;
-                pending += 1;
-            }
-        }
-    }
-
-    // Pass 1: literal-pool words, read by reachable in-block literal loads.
-    let mut data = DataWords([0; MAX_WORDS / 64]);
-    for i in (0..words).filter(|&i| reach.contains(i)) {
-        let insn = decode(word_at(code, i));
-        if let (Insn::LdrLiteral { .. }, Some(r)) = (insn, insn.pc_ref())
-            && let PcRefKind::Load { size } = r.kind
-        {
-            let target = pc_of(i).wrapping_add_signed(r.offset);
-            if inside(block, target, size) {
-                let first = (target - exec_addr) as usize / 4;
-                for w in first..first + (size as usize).div_ceil(4) {
-                    data.insert(w);
-                }
-            }
-        }
-    }
+    // Pass 1: the words a path from the entry reaches (the only instructions: see [`Reach`]),
+    // and the literal-pool words their literal loads read.
+    let Reach {
+        words: reach,
+        mut data,
+    } = Reach::forward(code, exec_addr).unwrap_or_else(|| Reach::worklist(code, exec_addr));
 
     // Pass 2: every reachable instruction's reference, and how control flows into data or past
     // the end.

@@ -248,6 +248,21 @@ fn literal_pools() {
         }),
         "a word a branch reaches is code"
     );
+    // A backward branch to a word no earlier word reached (the forward sweep cannot tell; the
+    // worklist does): B to word 2; RET; B back to word 1. Every word is code and checked.
+    let fwd = insn::b(8).unwrap();
+    let back = insn::b(-4).unwrap();
+    assert_eq!(check(&[fwd, ret(), back]), Ok(()));
+    assert_eq!(
+        check(&[fwd, pool[0], back]),
+        Err(CheckError::Escapes {
+            offset: 4,
+            word: pool[0],
+            kind: PcRefKind::Branch,
+            target: (AT + 4).wrapping_sub(0x10_0000)
+        }),
+        "the word the backward branch reaches is checked as code"
+    );
     // A block that starts with data.
     let self_ref = insn::ldr_literal(Width::W, Reg::x(0), -4).unwrap();
     assert_eq!(

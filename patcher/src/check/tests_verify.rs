@@ -10,10 +10,10 @@ pub(super) const AT: u64 = 0x4060_1000;
 const HELPER: u64 = 0x4008_0000;
 const RET: u32 = 0xd65f_03c0;
 
-// The kernel's blocks, assembled from the text of `kernel/src/patch/payload.rs` and
-// `kernel/src/demo/controller.rs` with `llvm-mc -triple=aarch64` (the kernel's own build runs
-// the same blocks through this check on the board: `cargo xtask test` fails if they drift
-// into something it refuses). Their literal pools are zero here, as in the templates.
+// The kernel's payload blocks, assembled from the text of `kernel/src/patch/payload.rs` with
+// `llvm-mc -triple=aarch64` (the kernel's own build runs the same blocks through this check on
+// the board: `cargo xtask test` fails if they drift into something it refuses). Their literal
+// pools are zero here, as in the templates.
 pub(super) const PAYLOAD_A: [u32; 14] = [
     0x10000009, 0xf9000009, 0x1000014c, 0xd2800001, 0xb840452b, 0x93c1ec21, 0x8b0b0021, 0xeb0c013f,
     0x54ffff83, 0xf900001f, 0x58000040, 0xd65f03c0, 0x00000000, 0x00000000,
@@ -22,16 +22,20 @@ pub(super) const PAYLOAD_B: [u32; 16] = [
     0x1000000a, 0xf900000a, 0x1000018d, 0xd28b4b41, 0xb840454e, 0xca0e0021, 0x93c1f421, 0xeb0d015f,
     0x54ffff83, 0xf900001f, 0x58000080, 0xd503201f, 0xd65f03c0, 0x00000000, 0x00000000, 0x00000000,
 ];
-const LAW_PID: [u32; 28] = [
-    0x100002ca, 0x2d400d42, 0x2d414144, 0x2f00e411, 0x1e203825, 0xbd400006, 0x1f0318a6, 0x1e3058c6,
-    0x1e3148c6, 0xbd000006, 0xbd400407, 0xbd000405, 0x1e2738a7, 0x1e2208a0, 0x1e262800, 0x1f0400e0,
-    0x1e305800, 0x1e314800, 0xf9400949, 0xf9000409, 0xd65f03c0, 0x00000000, 0x00000000, 0x00000000,
-    0x00000000, 0x00000000, 0x00000000, 0x00000000,
+// The demo's control laws as rustc 1.95 compiles them from `kernel/src/demo/controller.rs`
+// (release): code, an unreachable padding word, then the parameter block (zero here, as in the
+// template). The kernel checks its own build's blocks on the board at every publication.
+const LAW_PID: [u32; 30] = [
+    0x1e203821, 0x100002e8, 0xf9400909, 0xbd400900, 0xbd400102, 0xbd400d03, 0xbd400504, 0x2d401805,
+    0xf9000409, 0x1e240824, 0x1e220822, 0x1e263826, 0x1e2428a4, 0x2f00e405, 0x1e260800, 0x1e237884,
+    0x1e256884, 0x1e242842, 0x2d000404, 0x1e222800, 0x1e237800, 0x1e256800, 0xd65f03c0, 0x00000000,
+    0x00000000, 0x00000000, 0x00000000, 0x00000000, 0x00000000, 0x00000000,
 ];
-const LAW_PIAW: [u32; 24] = [
-    0x1000024b, 0x2d400d62, 0x2d414164, 0x2f00e411, 0x1e203825, 0xbd400006, 0x1e2208a7, 0x1e2628e7,
-    0x1e3058e0, 0x1e314800, 0x1e273812, 0x1f0318a6, 0x1f041a46, 0xbd000006, 0xbd000405, 0xf940096c,
-    0xf900040c, 0xd65f03c0, 0x00000000, 0x00000000, 0x00000000, 0x00000000, 0x00000000, 0x00000000,
+const LAW_PIAW: [u32; 28] = [
+    0x1e203821, 0x100002a8, 0xf9400909, 0xbd400902, 0xbd400503, 0xbd400d00, 0xbd400104, 0xbd400005,
+    0x2f00e406, 0xf9000409, 0x1e240824, 0x1e230823, 0x1e2428a4, 0x1e207880, 0x1e266800, 0x1e243804,
+    0x1e240842, 0x1e222862, 0x1e2228a2, 0x2d000402, 0xd65f03c0, 0x00000000, 0x00000000, 0x00000000,
+    0x00000000, 0x00000000, 0x00000000, 0x00000000,
 ];
 
 pub(super) fn bytes(words: &[u32]) -> Vec<u8> {
@@ -56,8 +60,8 @@ fn the_kernels_payloads_and_laws_pass() {
     // 13 with the padding word before its literal.
     assert_eq!(run(&PAYLOAD_A), Ok(4 + 12 * 5 + 3));
     assert_eq!(run(&PAYLOAD_B), Ok(4 + 14 * 5 + 4));
-    assert_eq!(run(&LAW_PID), Ok(21));
-    assert_eq!(run(&LAW_PIAW), Ok(18));
+    assert_eq!(run(&LAW_PID), Ok(23));
+    assert_eq!(run(&LAW_PIAW), Ok(21));
     // With a literal filled in (the version), and at another slot address.
     let mut b = bytes(&PAYLOAD_A);
     let n = b.len();
@@ -113,8 +117,8 @@ fn the_kernels_blocks_need_the_kernels_policy() {
     assert_eq!(
         run_with(&LAW_PID, &small),
         Err(CheckError::UnprovenAccess {
-            offset: 0x4c,
-            word: LAW_PID[19],
+            offset: 0x20,
+            word: LAW_PID[8],
             why: AccessFault::OutOfBounds
         })
     );
@@ -130,8 +134,8 @@ fn the_kernels_blocks_need_the_kernels_policy() {
     assert_eq!(
         run_with(&LAW_PIAW, &ro),
         Err(CheckError::UnprovenAccess {
-            offset: 0x34,
-            word: LAW_PIAW[13],
+            offset: 0x24,
+            word: LAW_PIAW[9],
             why: AccessFault::ReadOnly
         })
     );
