@@ -451,14 +451,50 @@ pub struct SiteState {
     pub kept_in_slot: bool,
 }
 
-/// A site's last two codes, for [`Site::roll_back`].
+/// A site's last two codes, for [`Site::roll_back`]: two buffers, the current one by index, so
+/// that a publication copies only its own bytes (a rollback is on the loops' critical path,
+/// and whole 4 KiB buffers moved on every publication cost it thousands of instructions).
 struct History {
-    current: Kept,
-    previous: Kept,
+    kept: [Kept; 2],
+    current: usize,
+}
+
+impl History {
+    const EMPTY: Self = Self {
+        kept: [Kept::NONE; 2],
+        current: 0,
+    };
+
+    fn current(&self) -> &Kept {
+        &self.kept[self.current]
+    }
+
+    fn previous(&self) -> &Kept {
+        &self.kept[1 - self.current]
+    }
+
+    /// `code` became current with publication count `version`; what was current is previous.
+    fn push(&mut self, code: &[u8], version: u64) {
+        let next = 1 - self.current;
+        self.kept[next].set(code, version);
+        self.current = next;
+    }
+
+    /// The previous code became current again with publication count `version`; what it
+    /// replaced is forgotten.
+    fn restore(&mut self, version: u64) {
+        self.current = 1 - self.current;
+        self.kept[self.current].version = version;
+        self.forget_previous();
+    }
+
+    /// Nothing is kept to roll back to.
+    fn forget_previous(&mut self) {
+        self.kept[1 - self.current].len = 0;
+    }
 }
 
 /// One code a site ran, copied when published (empty: none, or too long to keep).
-#[derive(Clone, Copy)]
 struct Kept {
     bytes: [u8; SLOT_SIZE],
     len: usize,
@@ -473,14 +509,19 @@ impl Kept {
         version: 0,
     };
 
-    fn of(code: &[u8], version: u64) -> Self {
-        let mut kept = Self::NONE;
-        if let Some(dst) = kept.bytes.get_mut(..code.len()) {
-            dst.copy_from_slice(code);
-            kept.len = code.len();
-            kept.version = version;
+    fn set(&mut self, code: &[u8], version: u64) {
+        match self.bytes.get_mut(..code.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(code);
+                self.len = code.len();
+                self.version = version;
+            }
+            None => self.len = 0,
         }
-        kept
+    }
+
+    fn code(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -545,10 +586,7 @@ impl Site {
             path: "",
             slots: spin::Mutex::new(Slots::new()),
             published: AtomicU64::new(0),
-            history: spin::Mutex::new(History {
-                current: Kept::NONE,
-                previous: Kept::NONE,
-            }),
+            history: spin::Mutex::new(History::EMPTY),
         }
     }
 }
@@ -985,12 +1023,8 @@ impl Site {
             .restore_previous(&env, (self.publisher)(), &mut slots)?;
         let version = self.published.fetch_add(1, Ordering::Release) + 1;
         let mut history = self.history.lock();
-        let restored = history.previous.version;
-        history.current = Kept {
-            version,
-            ..history.previous
-        };
-        history.previous = Kept::NONE;
+        let restored = history.previous().version;
+        history.restore(version);
         Ok((version, restored))
     }
 
@@ -999,12 +1033,12 @@ impl Site {
         // Slots before history, as every publication takes them.
         let kept_in_slot = self.slots.lock().previous().is_some();
         let history = self.history.lock();
-        let hash = |k: &Kept| protocol::crc32::crc32(&k.bytes[..k.len]);
+        let hash = |k: &Kept| protocol::crc32::crc32(k.code());
+        let (current, previous) = (history.current(), history.previous());
         SiteState {
-            version: history.current.version,
-            hash: hash(&history.current),
-            previous: (history.previous.len > 0)
-                .then(|| (history.previous.version, hash(&history.previous))),
+            version: current.version,
+            hash: hash(current),
+            previous: (previous.len > 0).then(|| (previous.version, hash(previous))),
             kept_in_slot,
         }
     }
@@ -1022,7 +1056,7 @@ impl Site {
     pub fn roll_back(&self, elr: u64, timeout: Duration) -> Result<Option<(u64, u64)>, RollBack> {
         let (block, version) = self.running();
         let here = (block..block + SLOT_SIZE as u64).contains(&elr);
-        if !here || self.history.lock().current.version != version {
+        if !here || self.history.lock().current().version != version {
             return Ok(None);
         }
         if self.keeps_previous {
@@ -1034,15 +1068,22 @@ impl Site {
                 Err(e) => Err(RollBack::Publish(e)),
             };
         }
-        let previous = self.history.lock().previous;
-        if previous.len == 0 {
+        // Its bytes only (the publication takes the history's lock again).
+        let (code, restored) = {
+            let history = self.history.lock();
+            let previous = history.previous();
+            let code: heapless::Vec<u8, SLOT_SIZE> =
+                heapless::Vec::from_slice(previous.code()).map_err(|_| RollBack::NothingKept)?;
+            (code, previous.version)
+        };
+        if code.is_empty() {
             return Err(RollBack::NothingKept);
         }
-        self.publish_with(&previous.bytes[..previous.len], timeout, |_| true, false)
+        self.publish_with(&code, timeout, |_| true, false)
             .map_err(RollBack::Publish)?;
         // What faulted is never put back by a later rollback.
-        self.history.lock().previous = Kept::NONE;
-        Ok(Some((version, previous.version)))
+        self.history.lock().forget_previous();
+        Ok(Some((version, restored)))
     }
 
     /// The one path: place, publish through `site` (this site's strategy, or a wrapper of it),
@@ -1069,9 +1110,7 @@ impl Site {
         };
         result.map_err(PatchError::from)?;
         let version = self.published.fetch_add(1, Ordering::Release) + 1;
-        let mut history = self.history.lock();
-        history.previous = history.current;
-        history.current = Kept::of(code, version);
+        self.history.lock().push(code, version);
         Ok(())
     }
 
