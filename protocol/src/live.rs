@@ -9,8 +9,10 @@
 //!
 //! Staging, in two phases (a block linked at the address the board reserved):
 //! host:   stage frame = "GSTG" | build id | name length u8 | site name
-//!                       | payload length u16 (4) | block length u32 | crc32
-//!                       -> LiveStaged { site, nonce, addr, len }: a slot is reserved at addr
+//!                       | payload length u16 (6) | block length u32 | expiry s u16 | crc32
+//!                       -> LiveStaged { site, nonce, addr, len }: a slot is reserved at addr;
+//!                          no frame for it within the expiry (a dropped connection) and the
+//!                          kernel frees it: LiveExpired { site, nonce }
 //! host:   data frame  = "GDAT" | ... | payload = nonce u64 | offset u32 | bytes | crc32
 //!                       -> LiveReceived { nonce, received } (in order, at most MAX_CHUNK each)
 //! host:   seal frame  = "GSIG" | ... | payload = nonce u64 | Ed25519 signature (64) | crc32
@@ -444,14 +446,22 @@ pub fn encode(
     encode_frame(MAGIC, image, name, &[block], out)
 }
 
-/// Writes a stage frame: reserve a slot at site `name` for a block of `len` bytes.
+/// Writes a stage frame: reserve a slot at site `name` for a block of `len` bytes, to be freed
+/// if no frame for it comes within `expiry_s` seconds of the last one.
 pub fn encode_stage(
     image: &[u8; IMAGE_BYTES],
     name: &str,
     len: u32,
+    expiry_s: u16,
     out: &mut [u8; MAX_FRAME],
 ) -> Result<usize, FrameError> {
-    encode_frame(STAGE, image, name, &[&len.to_le_bytes()], out)
+    encode_frame(
+        STAGE,
+        image,
+        name,
+        &[&len.to_le_bytes(), &expiry_s.to_le_bytes()],
+        out,
+    )
 }
 
 /// Writes a data frame: `bytes` of staging `nonce`'s block, from `offset`.
@@ -562,6 +572,8 @@ pub enum Event<'a> {
         site: &'a str,
         /// The block's length.
         len: u32,
+        /// Seconds without a frame for this staging after which the kernel frees it.
+        expiry_s: u16,
     },
     /// The next bytes of a staged block.
     Data {
@@ -713,10 +725,11 @@ impl Receiver {
                 site,
                 block: payload,
             }),
-            STAGE if payload.len() == 4 => Some(Event::Stage {
+            STAGE if payload.len() == 6 => Some(Event::Stage {
                 image,
                 site,
                 len: u32_at(0),
+                expiry_s: u16::from_le_bytes([payload[4], payload[5]]),
             }),
             DATA if payload.len() >= 12 && payload.len() <= 12 + MAX_CHUNK => Some(Event::Data {
                 image,
@@ -850,7 +863,7 @@ mod tests {
     fn staging_frames_round_trip() {
         let mut out = [0u8; MAX_FRAME];
         let mut bytes = Vec::new();
-        let n = encode_stage(&IMAGE, "law", 164, &mut out).unwrap();
+        let n = encode_stage(&IMAGE, "law", 164, 30, &mut out).unwrap();
         bytes.extend(&out[..n]);
         let n = encode_data(&IMAGE, "law", 7, 96, &[1, 2, 3, 4], &mut out).unwrap();
         bytes.extend(&out[..n]);
@@ -871,6 +884,7 @@ mod tests {
                 image: &IMAGE,
                 site: "law",
                 len: 164,
+                expiry_s: 30,
             },
             Event::Data {
                 image: &IMAGE,
@@ -912,7 +926,7 @@ mod tests {
     #[test]
     fn a_staging_payload_of_the_wrong_length_is_refused() {
         let mut out = [0u8; MAX_FRAME];
-        // A stage frame whose payload is a u64, not the u32 length.
+        // A stage frame whose payload is a u64, not the u32 length and u16 expiry.
         let n = encode_frame(STAGE, &IMAGE, "law", &[&[0; 8]], &mut out).unwrap();
         let mut r = Receiver::new();
         assert_eq!(feed(&mut r, &out[..n]), vec!["Bad(Payload(8))".to_string()]);

@@ -429,6 +429,14 @@ pub enum Record {
         /// The publication count that first made the restored code current.
         restored: u64,
     },
+    /// `live`: a staging got no frame within its expiry (its host went away); its slot is
+    /// free.
+    LiveExpired {
+        /// The site.
+        site: Name,
+        /// The staging's nonce.
+        nonce: u64,
+    },
     /// `live`: a control loop's law now records another version.
     LiveLawRuns {
         /// The core.

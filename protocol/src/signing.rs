@@ -33,6 +33,14 @@ pub const HEADER_MAX: usize = DOMAIN.len() + IMAGE_BYTES + 1 + MAX_NAME + 8 + 8 
 /// The longest block the host signs (an arena slot).
 pub const MAX_SIGNED_BLOCK: usize = crate::exports::SLOT_BYTES;
 
+/// The nonce for the next staging after `previous` (0 before the first): strictly greater than
+/// every nonce issued before in this boot, so a signature made for one staging verifies for no
+/// other, and mixed with `entropy` (the board's counter), so that it cannot be told from the
+/// frames before it. None once no greater nonce exists.
+pub fn next_nonce(previous: u64, entropy: u64) -> Option<u64> {
+    Some(previous.checked_add(1)?.max(entropy.rotate_left(17)))
+}
+
 /// What a staged patch's signature binds it to, besides its bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Binding<'a> {
@@ -271,6 +279,25 @@ mod tests {
                 &mut a
             ),
             Some(HEADER_MAX)
+        );
+    }
+
+    #[test]
+    fn nonces_only_grow_whatever_the_counter_does() {
+        let mut last = 0;
+        let mut seen = std::collections::BTreeSet::new();
+        // A counter that rises, stalls, jumps back (another core's view) and wraps its rotation.
+        for entropy in [5, 5, 1 << 50, 3, 0, u64::MAX >> 17, 7, 1 << 47, 1 << 47] {
+            let n = next_nonce(last, entropy).unwrap();
+            assert!(n > last, "{n} after {last}");
+            assert!(seen.insert(n));
+            last = n;
+        }
+        assert_eq!(next_nonce(u64::MAX - 1, 0), Some(u64::MAX));
+        assert_eq!(
+            next_nonce(u64::MAX, u64::MAX),
+            None,
+            "no nonce is ever issued twice"
         );
     }
 

@@ -162,7 +162,13 @@ fn valid_frame(rng: &mut Rng) -> Vec<u8> {
             let len = rng.below(160);
             live::encode(&IMAGE, &name, &rng.bytes(len), &mut out)
         }
-        1 => live::encode_stage(&IMAGE, &name, rng.next() as u32, &mut out),
+        1 => live::encode_stage(
+            &IMAGE,
+            &name,
+            rng.next() as u32,
+            rng.next() as u16,
+            &mut out,
+        ),
         2 => {
             let len = rng.below(live::MAX_CHUNK + 1);
             let bytes = rng.bytes(len);
@@ -186,7 +192,12 @@ fn reencode(e: &Event<'_>) -> Option<Result<Vec<u8>, live::FrameError>> {
     let mut out = [0u8; MAX_FRAME];
     let n = match *e {
         Event::Patch { image, site, block } => live::encode(image, site, block, &mut out),
-        Event::Stage { image, site, len } => live::encode_stage(image, site, len, &mut out),
+        Event::Stage {
+            image,
+            site,
+            len,
+            expiry_s,
+        } => live::encode_stage(image, site, len, expiry_s, &mut out),
         Event::Data {
             image,
             site,

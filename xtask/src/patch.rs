@@ -138,6 +138,10 @@ pub struct SendArgs {
     /// wrote). A development image without a key takes the patch unsigned.
     #[arg(long)]
     pub key: Option<PathBuf>,
+    /// Seconds without a frame after which the board frees the staging (a dropped connection,
+    /// or a `stage` never activated).
+    #[arg(long, default_value_t = crate::runner::live::EXPIRY_S)]
+    pub expire: u16,
 }
 
 /// `cargo xtask patch activate` and `cancel` options.
@@ -355,6 +359,7 @@ fn send_command(args: &SendArgs, activate: bool) -> Result<bool> {
     let (elf, bytes) = target_elf(t)?;
     let symbols = Symbols::new(&bytes)?;
     let mut link = connect(t, &elf, &symbols)?;
+    link.expiry_s = args.expire;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -405,10 +410,12 @@ fn send_command(args: &SendArgs, activate: bool) -> Result<bool> {
         Sent::Staged { nonce, addr, bytes } => {
             println!(
                 "staged {bytes} bytes at {addr:#x} on site {}: nonce {nonce:#x} (cargo xtask \
-                 patch activate --port {} --site {} --nonce {nonce:#x})",
+                 patch activate --port {} --site {} --nonce {nonce:#x}; the board frees it after \
+                 {} s without a frame)",
                 t.site,
                 t.port.display(),
-                t.site
+                t.site,
+                args.expire
             );
             Ok(true)
         }

@@ -178,10 +178,11 @@ fn fuzz(tally: &mut Tally) {
 
 /// Every patch crate under `patches/`, and what `cargo xtask patch build` must make of it: built
 /// and accepted by the verifier, or refused for this reason (`patch_build::Refusal::kind`).
-const PATCHES: [(&str, Option<&str>); 6] = [
+const PATCHES: [(&str, Option<&str>); 7] = [
     ("pid-gains", None),
     ("pi-antiwindup", None),
     ("pid-kernel-helper", None),
+    ("calibrated-pid", None),
     ("refused/unexported", Some("unexported")),
     ("refused/panics", Some("can-panic")),
     ("refused/writable-static", Some("writable")),

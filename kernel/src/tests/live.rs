@@ -153,6 +153,7 @@ fn serve() -> TestResult {
     let mut tick = timer::ticks(0);
     loop {
         let Some(byte) = Current::console_read() else {
+            expire(&mut staging);
             while timer::ticks(0) == tick {
                 cpu::wfi();
             }
@@ -187,8 +188,13 @@ fn serve() -> TestResult {
                 defmt::warn!("live-patch bad frame: {}", e);
                 report::emit(&Record::LiveBadFrame { error: e });
             }
-            Some(Event::Stage { site, len, .. }) => {
-                if let Err(reason) = stage(&mut staging, &mut nonces, site, len) {
+            Some(Event::Stage {
+                site,
+                len,
+                expiry_s,
+                ..
+            }) => {
+                if let Err(reason) = stage(&mut staging, &mut nonces, site, len, expiry_s) {
                     refused += 1;
                     refuse(site, reason);
                 }
@@ -214,7 +220,7 @@ fn serve() -> TestResult {
                     }
                 }
             }
-            Some(Event::Cancel { site, nonce, .. }) => match open(&staging, site, nonce) {
+            Some(Event::Cancel { site, nonce, .. }) => match open(&mut staging, site, nonce) {
                 Ok(()) => {
                     staging = None;
                     defmt::info!("live-patch cancelled site={=str}", site);
@@ -342,6 +348,30 @@ struct Staging {
     received: usize,
     /// Its signature verified and it passed the checks at its slot.
     sealed: bool,
+    /// Counter ticks without a frame for it after which it is freed.
+    expiry: u64,
+    /// When the last frame for it came (counter ticks).
+    last: u64,
+}
+
+/// The longest expiry a stage frame may ask for, seconds.
+const MAX_EXPIRY_S: u16 = 3600;
+
+/// Frees the open staging if no frame for it came within its expiry: its host went away.
+fn expire(staging: &mut Option<Staging>) {
+    let Some(s) = staging.as_ref() else { return };
+    if cpu::ticks().saturating_sub(s.last) <= s.expiry {
+        return;
+    }
+    defmt::warn!(
+        "live-patch staging expired site={=str}: no frame came in time; its slot is free",
+        s.site.name
+    );
+    report::emit(&Record::LiveExpired {
+        site: Name::new(s.site.name),
+        nonce: s.nonce,
+    });
+    *staging = None;
 }
 
 /// Says which patches this image admits, in the log for people and as a record.
@@ -383,6 +413,7 @@ fn stage(
     nonces: &mut u64,
     site: &str,
     len: u32,
+    expiry_s: u16,
 ) -> Result<(), Refusal> {
     patch::ADMISSION.staging()?;
     if staging.is_some() {
@@ -399,11 +430,12 @@ fn stage(
             max: patch::SLOT_SIZE as u32,
         });
     }
-    let reservation = s.reserve(TIMEOUT).map_err(|e| refusal(&e))?;
     // Never issued before in this boot (strictly increasing), and not guessable from the
     // frames before it (the counter's value).
-    *nonces = (*nonces + 1).max(cpu::ticks().rotate_left(17));
-    let nonce = *nonces;
+    let nonce =
+        protocol::signing::next_nonce(*nonces, cpu::ticks()).ok_or(Refusal::PublishFailed)?;
+    let reservation = s.reserve(TIMEOUT).map_err(|e| refusal(&e))?;
+    *nonces = nonce;
     let addr = reservation.addr();
     defmt::info!(
         "live-patch staged site={=str} bytes={=usize} addr={=u64:#x}",
@@ -425,14 +457,19 @@ fn stage(
         len,
         received: 0,
         sealed: false,
+        expiry: cpu::us_to_ticks(u64::from(expiry_s.clamp(1, MAX_EXPIRY_S)) * 1_000_000),
+        last: cpu::ticks(),
     });
     Ok(())
 }
 
-/// Whether `nonce` at `site` names the open staging.
-fn open(staging: &Option<Staging>, site: &str, nonce: u64) -> Result<(), Refusal> {
+/// Whether `nonce` at `site` names the open staging (a frame that does keeps it from expiring).
+fn open(staging: &mut Option<Staging>, site: &str, nonce: u64) -> Result<(), Refusal> {
     match staging {
-        Some(s) if s.nonce == nonce && s.site.name == site => Ok(()),
+        Some(s) if s.nonce == nonce && s.site.name == site => {
+            s.last = cpu::ticks();
+            Ok(())
+        }
         _ => Err(Refusal::NotStaged),
     }
 }

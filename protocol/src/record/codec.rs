@@ -34,6 +34,7 @@ mod tag {
     pub const LIST_END: u8 = 44;
     pub const LIVE_ROLLED_BACK: u8 = 45;
     pub const LOOP_STATS: u8 = 46;
+    pub const LIVE_EXPIRED: u8 = 47;
     pub const LITMUS_WATCH: u8 = 40;
     pub const PATCH_FAULT: u8 = 50;
     pub const STACK_OVERFLOW: u8 = 51;
@@ -70,6 +71,7 @@ pub(super) const fn body_len(t: u8) -> Option<usize> {
         tag::LIST_END => 1 + 1 + 4,
         tag::LIVE_ROLLED_BACK => NAME_BYTES + 8 + 8,
         tag::LOOP_STATS => 1 + 8 + 8 + 4,
+        tag::LIVE_EXPIRED => NAME_BYTES + 8,
         tag::LITMUS_WATCH => 8 + 1,
         tag::PATCH_FAULT => NAME_BYTES + 1 + 1 + 8 * 5,
         tag::STACK_OVERFLOW => 1 + 1 + 1 + 8 * 2,
@@ -220,6 +222,7 @@ impl Record {
             Self::ListEnd { .. } => tag::LIST_END,
             Self::LiveRolledBack { .. } => tag::LIVE_ROLLED_BACK,
             Self::LoopStats { .. } => tag::LOOP_STATS,
+            Self::LiveExpired { .. } => tag::LIVE_EXPIRED,
             Self::LitmusWatch { .. } => tag::LITMUS_WATCH,
             Self::PatchFault { .. } => tag::PATCH_FAULT,
             Self::StackOverflow { .. } => tag::STACK_OVERFLOW,
@@ -384,7 +387,9 @@ impl Record {
                 w.u64(nonce);
                 w.u32(received);
             }
-            Self::LiveCancelled { site, nonce } | Self::LiveSealed { site, nonce } => {
+            Self::LiveCancelled { site, nonce }
+            | Self::LiveSealed { site, nonce }
+            | Self::LiveExpired { site, nonce } => {
                 w.name(&site);
                 w.u64(nonce);
             }
@@ -621,6 +626,10 @@ impl Record {
                 received: r.u32(),
             },
             tag::LIVE_CANCELLED => Self::LiveCancelled {
+                site: r.name()?,
+                nonce: r.u64(),
+            },
+            tag::LIVE_EXPIRED => Self::LiveExpired {
                 site: r.name()?,
                 nonce: r.u64(),
             },

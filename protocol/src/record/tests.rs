@@ -150,6 +150,7 @@ fn every() -> Vec<Record> {
         },
         Record::LiveCancelled { site, nonce: 3 },
         Record::LiveSealed { site, nonce: 4 },
+        Record::LiveExpired { site, nonce: 5 },
         Record::SiteState {
             site,
             strategy: site,

@@ -109,6 +109,10 @@ impl fmt::Display for Record {
             Self::LiveCancelled { site, nonce } => {
                 write!(f, "live-patch cancelled site={site} nonce={nonce:#x}")
             }
+            Self::LiveExpired { site, nonce } => write!(
+                f,
+                "live-patch expired site={site} nonce={nonce:#x}: no frame came in time; the slot is free"
+            ),
             Self::LiveSealed { site, nonce } => {
                 write!(
                     f,

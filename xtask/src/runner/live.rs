@@ -36,12 +36,7 @@ pub const LAW_SITE: &str = "law";
 /// serve when no command line names a test, and a finished session turns the machine off
 /// (PSCI on `virt`), which ends QEMU.
 pub fn serve(board: &BoardInfo) -> Result<bool> {
-    let built = build::build_running(board, Some(TEST))?;
-    let test = find_test(&built.tests, TEST)?;
-    let (mut qemu, port) = pty::start(&Run {
-        semihosting: false,
-        ..Run::new(&built.boot, *board, Some(test))
-    })?;
+    let (_, _, mut qemu, port) = start(board)?;
     println!(
         "Graft's `live` test runs on {} (no semihosting); its UART is {}",
         board.name,
@@ -106,7 +101,13 @@ pub struct Link<'a> {
     /// What the kernel said it admits (`Record::PatchKey`, at boot and before each `who`
     /// answer), once seen.
     pub admits: Option<Admits>,
+    /// Seconds without a frame after which the kernel frees a staging this link opens.
+    pub expiry_s: u16,
 }
+
+/// A staging's expiry unless told otherwise: long enough for a person between `patch stage`
+/// and `patch activate`.
+pub const EXPIRY_S: u16 = 300;
 
 /// Which patches a kernel admits, as it announced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +135,7 @@ impl<'a> Link<'a> {
             backlog: VecDeque::new(),
             echo: false,
             admits: None,
+            expiry_s: EXPIRY_S,
         })
     }
 
@@ -168,8 +170,8 @@ impl<'a> Link<'a> {
     /// reserved address and the nonce, or a refusal).
     pub fn stage(&mut self, site: &str, len: u32, timeout: Duration) -> Result<Record> {
         let mut frame = [0u8; MAX_FRAME];
-        let n =
-            live::encode_stage(&self.image, site, len, &mut frame).map_err(|e| anyhow!("{e}"))?;
+        let n = live::encode_stage(&self.image, site, len, self.expiry_s, &mut frame)
+            .map_err(|e| anyhow!("{e}"))?;
         self.send(&frame[..n])?;
         self.answer(timeout)
     }
@@ -606,8 +608,9 @@ pub fn send_patch(
     }
 }
 
-/// The `law` site through two-phase staging: two example patches from Rust source, built for the
-/// slot the kernel reserved, move every loop to their versions; then a replayed activation, an
+/// The `law` site through two-phase staging: three example patches from Rust source (the last a
+/// full 4 KiB slot of code and read-only data), built for the slot the kernel reserved, signed,
+/// move every loop to their versions; then a replayed activation, an
 /// activation after a cancel, data out of order, an early activation and a block linked for
 /// another address are each refused by name, and no loop changes law.
 fn staged_session(
@@ -635,7 +638,11 @@ fn staged_session(
     ));
     let mut last_nonce = None;
     let mut iterations = Vec::new();
-    for (dir, version) in [("pid-gains", 11), ("pi-antiwindup", 12)] {
+    for (dir, version) in [
+        ("pid-gains", 11),
+        ("pi-antiwindup", 12),
+        ("calibrated-pid", 14),
+    ] {
         let sent = send_patch(
             link,
             elf,
@@ -759,6 +766,47 @@ fn staged_session(
         other => Err(format!("stage answered: {other}")),
     };
     results.push((what("a cancelled staging cannot be activated"), r));
+    // A staging its host abandons (a dropped connection) is freed after its expiry.
+    link.expiry_s = 1;
+    let r = match link.stage(LAW_SITE, 8, ANSWER)? {
+        Record::LiveStaged { nonce, .. } => {
+            link.expiry_s = EXPIRY_S;
+            let expired = link
+                .read_for(
+                    ANSWER,
+                    |r| matches!(*r, Record::LiveExpired { nonce: n, .. } if n == nonce),
+                )?
+                .1;
+            let after = link.end_stage(live::ACTIVATE, LAW_SITE, nonce, ANSWER)?;
+            if expired {
+                refused_as(
+                    after,
+                    |r| *r == Refusal::NotStaged,
+                    "NotStaged after the expiry",
+                )
+            } else {
+                Err(format!("no LiveExpired within {} s", ANSWER.as_secs()))
+            }
+        }
+        other => Err(format!("stage answered: {other}")),
+    };
+    link.expiry_s = EXPIRY_S;
+    results.push((
+        what("a staging no frame follows expires and frees its slot"),
+        r,
+    ));
+    // A stage frame for another image (another build of the kernel).
+    let mut other = link.image;
+    other[0] ^= 0xff;
+    let mut frame = [0u8; MAX_FRAME];
+    let n = live::encode_stage(&other, LAW_SITE, 8, EXPIRY_S, &mut frame)
+        .map_err(|e| anyhow!("{e}"))?;
+    link.send(&frame[..n])?;
+    let answer = link.answer(ANSWER)?;
+    results.push((
+        what("a staging for another image is refused"),
+        refused_as(answer, |r| *r == Refusal::WrongImage, "WrongImage"),
+    ));
     // More than a slot holds.
     const SLOT: u32 = protocol::exports::SLOT_BYTES as u32;
     let answer = link.stage(LAW_SITE, SLOT + 4, ANSWER)?;
@@ -859,7 +907,7 @@ fn staged_session(
         .map(|r| r.to_string())
         .collect();
     results.push((
-        what("after the refused stagings every loop still runs law version 12"),
+        what("after the refused stagings every loop still runs law version 14 (calibrated-pid)"),
         if moved.is_empty() {
             Ok(())
         } else {
@@ -870,7 +918,7 @@ fn staged_session(
 }
 
 /// `list` shows the law site keeping its previous block; `rollback` leads every loop back to
-/// law version 11 with one publication; a second rollback finds nothing kept; `list` says so.
+/// law version 12 with one publication; a second rollback finds nothing kept; `list` says so.
 fn rollback_session(
     link: &mut Link,
     consumers: u32,
@@ -922,7 +970,7 @@ fn rollback_session(
         r,
     ));
     let r = match link.rollback(LAW_SITE, ANSWER)? {
-        Record::LiveRolledBack { .. } => all_laws_run(link, consumers, 11),
+        Record::LiveRolledBack { .. } => all_laws_run(link, consumers, 12),
         other => Err(format!("rollback answered: {other}")),
     };
     let r = match r {
@@ -931,7 +979,7 @@ fn rollback_session(
     };
     results.push((
         what(
-            "rollback returns every loop to law version 11 with one publication, with no \
+            "rollback returns every loop to law version 12 with one publication, with no \
              deadline missed",
         ),
         r,
@@ -1085,17 +1133,24 @@ fn all_run(link: &mut Link, consumers: u32, version: u64) -> Result<(), String> 
     ))
 }
 
-fn session(board: &BoardInfo, results: &mut Vec<(String, Result<(), String>)>) -> Result<()> {
-    // As `--serve` runs it, and a board: no semihosting, so no command line; the kernel is built
-    // to serve when none names a test (as `cargo xtask flash --serve` builds it).
+/// The `live` kernel for `board`, built and started under QEMU with its UART on a pty, as
+/// `--serve` runs it.
+fn start(board: &BoardInfo) -> Result<(build::Built, Symbols, pty::Qemu, std::path::PathBuf)> {
     let built = build::build_running(board, Some(TEST))?;
     let test = find_test(&built.tests, TEST)?;
     let symbols = Symbols::new(&built.bytes)?;
-    let consumers = board.default_cores - 1;
-    let (mut qemu, port) = pty::start(&Run {
+    let (qemu, port) = pty::start(&Run {
         semihosting: false,
         ..Run::new(&built.boot, *board, Some(test))
     })?;
+    Ok((built, symbols, qemu, port))
+}
+
+fn session(board: &BoardInfo, results: &mut Vec<(String, Result<(), String>)>) -> Result<()> {
+    // As `--serve` runs it, and a board: no semihosting, so no command line; the kernel is built
+    // to serve when none names a test (as `cargo xtask flash --serve` builds it).
+    let (built, symbols, mut qemu, port) = start(board)?;
+    let consumers = board.default_cores - 1;
     let mut link = Link::open(&port, &symbols)?;
     let boot = link.until("its ready record", ANSWER, |r| {
         matches!(r, Record::LiveReady { .. })
@@ -1276,8 +1331,8 @@ fn session(board: &BoardInfo, results: &mut Vec<(String, Result<(), String>)>) -
         ),
         if summary
             == Some(Record::LiveEnded {
-                applied: 5,
-                refused: 18,
+                applied: 6,
+                refused: 20,
             })
             && good_end
         {
@@ -1306,14 +1361,8 @@ pub struct EditToRunning {
 /// `send_patch`'s steps and the wait until every loop runs the new law.
 pub fn edit_to_running(board: &BoardInfo, runs: u32) -> Result<Vec<EditToRunning>> {
     let pair = crate::keys::test_pair()?;
-    let built = build::build_running(board, Some(TEST))?;
-    let test = find_test(&built.tests, TEST)?;
-    let symbols = Symbols::new(&built.bytes)?;
+    let (built, symbols, mut qemu, port) = start(board)?;
     let consumers = board.default_cores - 1;
-    let (mut qemu, port) = pty::start(&Run {
-        semihosting: false,
-        ..Run::new(&built.boot, *board, Some(test))
-    })?;
     let mut link = Link::open(&port, &symbols)?;
     link.until("its ready record", ANSWER, |r| {
         matches!(r, Record::LiveReady { .. })
