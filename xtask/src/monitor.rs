@@ -7,6 +7,7 @@
 //! id. From then on it prints every line as `patch` and `flash` do: defmt-decoder's formatter,
 //! records as the host decoded them, and fault addresses named by function and file:line.
 
+use crate::keys::hex;
 use crate::runner::build::root;
 use crate::runner::logs::{Line, Symbols};
 use crate::runner::serial;
@@ -159,8 +160,4 @@ fn candidates(elf: Option<&Path>) -> Result<Vec<Candidate>> {
         );
     }
     Ok(out)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -5,6 +5,7 @@
 //! the frames and the answers are [`crate::runner::live`]'s. The check is `patcher::check`
 //! itself, with the policy every kernel site uses.
 
+use crate::keys::hex;
 use crate::runner::board::BoardInfo;
 use crate::runner::build::build_running;
 use crate::runner::live::{Link, SITE, template_block};
@@ -558,10 +559,6 @@ fn build_command(args: &BuildArgs) -> Result<bool> {
 struct Built {
     elf: PathBuf,
     bytes: Vec<u8>,
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The kernel ELF that the kernel on `port` says it runs: `first` if it does, else the kernel

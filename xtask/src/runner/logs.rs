@@ -164,7 +164,7 @@ impl Symbols {
     /// Whether the kernel that sent `lines` is this ELF: its boot record's build id must be the
     /// ELF's, or the run was decoded (and its verdict judged) against another build.
     pub fn same_image(&self, lines: &[Line]) -> Result<(), String> {
-        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        use crate::keys::hex;
         let announced = lines.iter().filter_map(Line::record).find_map(|r| match r {
             Record::Image { build_id } => Some(*build_id),
             _ => None,
