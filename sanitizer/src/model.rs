@@ -27,6 +27,11 @@
 //!    count as context synchronization once the completion has happened (in QEMU's execution
 //!    order): an exception is taken at a precise point, unlike an `ISB`, which a core may
 //!    perform before an earlier load is satisfied.
+//! 4. **or an earlier fetch**: a fetch that follows, in program order, one that read from a
+//!    write ordered after the invalidation's completing `DSB` needs no context synchronization
+//!    (herd7's `IC-ob`: `MP.FF+dc.cvau-dsb.ish-ic.ivau-dsb.ish+po`, `coFF+cachesync`,
+//!    Forbidden); with `DIC = 1`, one that follows a fetch ordered after the write itself
+//!    (`DIC1.MP.FF+dmb.st+po`, Forbidden, against `IDC1.MP.FF+dmb.st+po`, Allowed).
 //!
 //! # Ordering between cores
 //!
@@ -205,6 +210,11 @@ struct Core {
     /// What is ordered before this core's instruction fetches: `isb` as it was at the core's
     /// last context synchronization event.
     fetch: Clock,
+    /// What the core's fetches so far read from (the writes, and what was ordered before them).
+    /// A later fetch in program order cannot read from before a write whose completed
+    /// invalidation this covers (herd7's `IC-ob`), nor, with `DIC = 1`, from before a write it
+    /// covers (`Instr-read-ordered-before` holds `ca` then).
+    fetched: Clock,
     /// What is ordered before this core's stores through from-read: the clocks of fetches that
     /// read a word before this core overwrote it. Barriers order it like the stores themselves.
     fr: Clock,
@@ -596,6 +606,28 @@ impl Model {
         if self.covers_pending(&f) {
             self.readers.entry(word).or_default().join(&f);
         }
+        let fetched = self.cores[core].fetched;
+        let cfg = self.cfg;
+        {
+            let w = self
+                .lines
+                .get_mut(&line)
+                .and_then(|l| l.writes.iter_mut().find(|w| w.pa == word))?;
+            // An earlier fetch of this core read from a write ordered after this word's
+            // completed synchronization: this later fetch cannot read from before it
+            // (MP.FF+dmb.st+po with DIC = 1, coFF+cachesync: Forbidden). Checked before this
+            // fetch's own read is joined.
+            if w.sync.fresh & (1 << core) == 0 && Self::ordered_by_fetches(&cfg, w, core, &fetched)
+            {
+                w.sync.fresh |= 1 << core;
+            }
+            let (obs, done) = (w.obs, w.sync.fresh == self.all_mask());
+            self.cores[core].fetched.join(&obs);
+            if done {
+                self.retire(line, word);
+                return None;
+            }
+        }
         let w = self
             .lines
             .get(&line)
@@ -679,6 +711,23 @@ impl Model {
         self.recent.push(snap);
         self.summary.count(&report);
         Some(report)
+    }
+
+    /// True if `fetched` (what earlier fetches of `core` read from) orders write `w`'s
+    /// synchronization before `core`'s later fetches, without a context synchronization event:
+    /// herd7's `IC-ob`, `[Instr R]; po; [Instr R]; IC-after; [IC]; po; [dsb.full]; po; [~Imp]`,
+    /// makes a fetch that follows one ordered after the invalidation's completion read after
+    /// the invalidation; with `DIC = 1` the same holds for the write itself (`ca`).
+    fn ordered_by_fetches(cfg: &Config, w: &WordWrite, core: usize, fetched: &Clock) -> bool {
+        if cfg.dic {
+            return fetched.covers(w.core, w.ts);
+        }
+        w.sync
+            .invals
+            .iter()
+            .filter(|(mask, _)| mask & (1 << core) != 0)
+            .filter_map(|(_, i)| i.done)
+            .any(|d| fetched.covers(d.core, d.ts))
     }
 
     /// True if the fetches of reports `a` and `b` cannot both have run the old word: had one

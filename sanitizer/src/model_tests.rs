@@ -647,3 +647,70 @@ fn a_load_of_the_new_word_orders_a_later_clean_of_its_line() {
     m.cse(1, Cse::Isb);
     assert_eq!(missing(&mut m, 1), Missing::CleanOrder);
 }
+
+#[test]
+fn a_fetch_after_one_that_read_a_later_write_is_ordered_by_it() {
+    // DIC1.MP.FF+dmb.st+po, Forbidden: P0 writes A, DMB ST, writes B; P1 runs the new B, then
+    // A. With DIC = 1 a fetch that follows one which read B cannot read from before A
+    // (herd7's Instr-read-ordered-before holds `ca`), with no ISB.
+    const B_ADDR: u64 = CODE + 0x100;
+    let dic = Config {
+        idc: true,
+        dic: true,
+        ..cfg()
+    };
+    let mut m = model(dic);
+    m.note_code(B_ADDR, B);
+    write(&mut m, 0, MOV2);
+    m.dmb(0, Store);
+    m.store(0, 0x4020_0104, B_ADDR, &NOP.to_le_bytes(), false);
+    assert!(m.exec(1, B_ADDR, B_ADDR).is_some(), "B itself is unordered");
+    assert_eq!(run(&mut m, 1), None, "A follows a fetch that read B");
+    // Without the DMB ST the first write is not ordered before the second: Allowed.
+    let mut m = model(dic);
+    m.note_code(B_ADDR, B);
+    write(&mut m, 0, MOV2);
+    m.store(0, 0x4020_0104, B_ADDR, &NOP.to_le_bytes(), false);
+    let _ = m.exec(1, B_ADDR, B_ADDR);
+    assert!(
+        run(&mut m, 1).is_some(),
+        "IDC1.MP.FF+po-style: A may be old"
+    );
+    // With DIC = 0 the fetch order alone is not enough: nothing invalidated A (Allowed).
+    let mut m = model(cfg());
+    m.note_code(B_ADDR, B);
+    write(&mut m, 0, MOV2);
+    m.dmb(0, Store);
+    m.store(0, 0x4020_0104, B_ADDR, &NOP.to_le_bytes(), false);
+    let _ = m.exec(1, B_ADDR, B_ADDR);
+    assert!(run(&mut m, 1).is_some(), "MP.FF+dmb.st+po: Allowed");
+}
+
+#[test]
+fn a_fetch_after_one_that_read_past_a_completed_invalidation_is_fresh() {
+    // MP.FF+dc.cvau-dsb.ish-ic.ivau-dsb.ish+po, Forbidden: P0 writes A, synchronizes it fully,
+    // then writes B; P1 runs the new B, then A, with no ISB. Its fetch of B read from a write
+    // after the DSB that completed A's invalidation, so the later fetch of A follows the
+    // invalidation (herd7's IC-ob).
+    const B_ADDR: u64 = CODE + 0x100;
+    let mut m = model(cfg());
+    m.note_code(B_ADDR, B);
+    write(&mut m, 0, MOV2);
+    cachesync(&mut m, 0);
+    m.store(0, 0x4020_0104, B_ADDR, &NOP.to_le_bytes(), false);
+    assert!(
+        m.exec(1, B_ADDR, B_ADDR).is_some(),
+        "B itself is unsynchronized"
+    );
+    assert_eq!(run(&mut m, 1), None);
+    // The same with A's invalidation not completed before B's write: A may be old (Allowed).
+    let mut m = model(cfg());
+    m.note_code(B_ADDR, B);
+    write(&mut m, 0, MOV2);
+    m.dc(0, CODE, DcOp::Clean);
+    m.dsb(0, Full);
+    m.ic(0, IcOp::Ivau, CODE);
+    m.store(0, 0x4020_0104, B_ADDR, &NOP.to_le_bytes(), false);
+    let _ = m.exec(1, B_ADDR, B_ADDR);
+    assert_eq!(missing(&mut m, 1), Missing::InvalidateCompletion);
+}

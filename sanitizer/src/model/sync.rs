@@ -242,13 +242,29 @@ impl Model {
             let i = l.writes.iter().position(|w| w.pa == pa).expect("present");
             l.writes[i].sync.fresh |= bit;
             if l.writes[i].sync.fresh == all {
-                let w = l.writes.swap_remove(i);
-                self.first.set(None);
-                self.known.insert(w.pa, w.new);
-                if l.writes.is_empty() {
-                    self.lines.remove(&k);
-                }
+                self.retire(k, pa);
             }
+        }
+        if self.lines.is_empty() {
+            self.cells.clear();
+            self.readers.clear();
+        }
+    }
+
+    /// Forgets the write of word `pa` (in `line`), now fresh for every core: its value is the
+    /// word's known one.
+    pub(super) fn retire(&mut self, line: u64, pa: u64) {
+        let Some(l) = self.lines.get_mut(&line) else {
+            return;
+        };
+        let Some(i) = l.writes.iter().position(|w| w.pa == pa) else {
+            return;
+        };
+        let w = l.writes.swap_remove(i);
+        self.first.set(None);
+        self.known.insert(w.pa, w.new);
+        if l.writes.is_empty() {
+            self.lines.remove(&line);
         }
         if self.lines.is_empty() {
             self.cells.clear();

@@ -4,8 +4,9 @@
 //! Comparing with the catalogue (DESIGN section 5): QEMU keeps fetch coherent, so the stale
 //! outcome itself never shows in a run; the sanitizer's `stale`/`unpredictable` reports stand for
 //! it, iteration by iteration ([`super::judge`]). An Allowed test agrees when some iteration
-//! that met the condition's data atoms showed the outcome through its reports; a Forbidden one
-//! when at least [`FORBIDDEN_MIN`] iterations met them and none showed it.
+//! that met the condition's data atoms showed the outcome through its reports, or showed it
+//! outright (an outcome coherent fetches reach, such as a fault handler's write); a Forbidden one
+//! when at least [`FORBIDDEN_MIN`] iterations met them and none showed it either way.
 
 use super::judge::{Judge, Seen};
 use super::parser::{self, Litmus, Quant};
@@ -391,21 +392,22 @@ pub fn one(path: &Path, ctx: &Context, tally: &mut Tally) {
     } else if let Err(why) = &judge {
         Err(why.clone())
     } else {
-        match expect {
-            None => Err("no catalogue verdict".into()),
-            Some(Kind::Required) => Err("Required tests are not judged".into()),
-            Some(Kind::Allowed) if reported > 0 => Ok(true),
-            Some(Kind::Allowed) if qualifying == 0 => Err("no iteration met the data atoms".into()),
-            Some(Kind::Allowed) => Ok(false),
-            Some(Kind::Forbidden) if reported > 0 => Ok(false),
-            Some(Kind::Forbidden) if qualifying >= FORBIDDEN_MIN => Ok(true),
-            Some(Kind::Forbidden) => Err(format!(
-                "only {qualifying} iterations met the data atoms (need {FORBIDDEN_MIN})"
-            )),
-        }
+        decide(
+            expect,
+            Counts {
+                qualifying,
+                reported,
+                direct: pos,
+            },
+        )
+    };
+    let direct = if pos > 0 {
+        format!(", {pos} showed it without reports")
+    } else {
+        String::new()
     };
     let detail = format!(
-        "{qualifying} iterations met the data atoms, {reported} of them showed the outcome through reports{}",
+        "{qualifying} iterations met the data atoms, {reported} of them showed the outcome through reports{direct}{}",
         first
             .map(|(k, l)| format!(" (first: iteration {k}: {l})"))
             .unwrap_or_default()
@@ -428,9 +430,58 @@ pub fn one(path: &Path, ctx: &Context, tally: &mut Tally) {
     }
 }
 
+/// What the iterations of a sanitized run showed.
+#[derive(Clone, Copy, Debug)]
+struct Counts {
+    /// Iterations that met the condition's data atoms.
+    qualifying: u64,
+    /// Iterations whose reports showed the outcome.
+    reported: u64,
+    /// Iterations that showed the outcome outright.
+    direct: u64,
+}
+
+/// The sanitized verdict: `Ok(true)` agrees with the catalogue, `Ok(false)` disagrees, `Err`
+/// says why there is none.
+fn decide(expect: Option<Kind>, n: Counts) -> Result<bool, String> {
+    let shown = n.reported > 0 || n.direct > 0;
+    match expect {
+        None => Err("no catalogue verdict".into()),
+        Some(Kind::Required) => Err("Required tests are not judged".into()),
+        // An outcome that showed without reports ran on coherent fetches: nothing stale was
+        // needed for it (SM-invalid-2: the fault handler's write shows it every time).
+        Some(Kind::Allowed) if shown => Ok(true),
+        Some(Kind::Allowed) if n.qualifying == 0 => Err("no iteration met the data atoms".into()),
+        Some(Kind::Allowed) => Ok(false),
+        Some(Kind::Forbidden) if shown => Ok(false),
+        Some(Kind::Forbidden) if n.qualifying >= FORBIDDEN_MIN => Ok(true),
+        Some(Kind::Forbidden) => Err(format!(
+            "only {} iterations met the data atoms (need {FORBIDDEN_MIN})",
+            n.qualifying
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outcome_shown_outright_decides_like_one_shown_by_reports() {
+        let n = |qualifying, reported, direct| Counts {
+            qualifying,
+            reported,
+            direct,
+        };
+        // SM-invalid-2: Allowed, shown in every iteration by the fault handler, no report.
+        assert_eq!(decide(Some(Kind::Allowed), n(300, 0, 300)), Ok(true));
+        assert_eq!(decide(Some(Kind::Allowed), n(300, 0, 0)), Ok(false));
+        assert_eq!(decide(Some(Kind::Allowed), n(300, 2, 0)), Ok(true));
+        // A Forbidden outcome seen outright is a disagreement, whatever the reports say.
+        assert_eq!(decide(Some(Kind::Forbidden), n(300, 0, 1)), Ok(false));
+        assert_eq!(decide(Some(Kind::Forbidden), n(300, 0, 0)), Ok(true));
+        assert!(decide(Some(Kind::Forbidden), n(10, 0, 0)).is_err());
+    }
 
     #[test]
     fn reports_are_filed_by_iteration_and_harness_ones_kept_apart() {
