@@ -152,6 +152,9 @@ struct Inval {
 #[derive(Clone, Debug)]
 struct WordWrite {
     pa: u64,
+    /// The word had been translated (or lies in a tracked range) when written: a data word
+    /// beside code is not a code write that stands between its core's other events.
+    code: bool,
     core: usize,
     pc: u64,
     ts: u32,
@@ -259,6 +262,9 @@ pub struct Model {
     cores: Vec<Core>,
     lines: HashMap<u64, Line>,
     known: HashMap<u64, u32>,
+    /// Words translated as code at least once: only a store to one of them (or to a tracked
+    /// range) is a code write that can stand between a store and what orders it.
+    translated: HashSet<u64>,
     code_pages: HashSet<u64>,
     ranges: Vec<(u64, u64)>,
     cells: HashMap<u64, Clock>,
@@ -288,6 +294,7 @@ impl Model {
             cores: vec![Core::default(); cfg.cores],
             lines: HashMap::new(),
             known: HashMap::new(),
+            translated: HashSet::new(),
             code_pages: HashSet::new(),
             ranges: Vec::new(),
             cells: HashMap::new(),
@@ -401,6 +408,7 @@ impl Model {
     /// Records that the word at `pa` was translated as code holding `word`.
     pub fn note_code(&mut self, pa: u64, word: u32) {
         self.known.insert(pa, word);
+        self.translated.insert(pa);
         self.code_pages.insert(pa >> 12);
     }
 
@@ -448,8 +456,13 @@ impl Model {
             rel.raise(core, c.now);
         }
         let ts = c.tick();
+        let blocked = c.relevant > rel.0[core];
         let mut obs = rel;
-        if c.relevant <= rel.0[core] {
+        // The write joins what its readers learn unless an earlier event of its core that the
+        // synchronization state still refers to lies between what `rel` covers and it (a clock
+        // covers a prefix of each core's events). Events no pending write refers to any more,
+        // such as a write since overwritten and synchronized, cannot be ordered wrongly.
+        if !blocked || !self.pending_event_between(core, rel.0[core], (pa & !3, pa + len.max(1))) {
             obs.raise(core, ts);
         }
         // Remember what a reader of this store learns, if that can matter: only a clock that
@@ -470,10 +483,12 @@ impl Model {
         // A store to a word that was never code (data beside code on its page) cannot be
         // mistaken for a published write; one to a translated word or a tracked range can.
         let w0 = pa & !3;
-        if self.ranges.iter().any(|&(s, e)| (s..e).contains(&pa))
-            || (w0..pa + len.max(1))
-                .step_by(4)
-                .any(|a| self.known.contains_key(&a))
+        let is_code_word = |m: &Self, a: u64| {
+            m.translated.contains(&a) || m.ranges.iter().any(|&(s, e)| (s..e).contains(&a))
+        };
+        if (w0..pa + len.max(1))
+            .step_by(4)
+            .any(|a| is_code_word(self, a))
         {
             self.cores[core].relevant = ts;
         }
@@ -493,7 +508,10 @@ impl Model {
             };
             // A new write of the word undoes every step taken for it so far (the other words of
             // the line keep theirs).
+            let code = is_code_word(self, word);
+            let l = self.lines.entry(line).or_default();
             l.writes.push(WordWrite {
+                code,
                 pa: word,
                 core,
                 pc,
@@ -551,6 +569,24 @@ impl Model {
         if kind.addr_cmo {
             c.addr = Some(obs);
         }
+    }
+
+    /// True if some write awaiting synchronization, or a step taken for one, is an event of
+    /// `core` later than `after`; writes to the words of `skip` (about to be overwritten) do
+    /// not count.
+    fn pending_event_between(&self, core: usize, after: u32, skip: (u64, u64)) -> bool {
+        let late = |e: &Ev| e.core == core && e.ts > after;
+        self.lines.values().flat_map(|l| &l.writes).any(|w| {
+            (w.code && w.core == core && w.ts > after && !(skip.0..skip.1).contains(&w.pa))
+                || w.sync
+                    .cleans
+                    .iter()
+                    .any(|(e, d)| late(e) || d.as_ref().is_some_and(late))
+                || w.sync
+                    .invals
+                    .iter()
+                    .any(|(_, i)| late(&i.ic) || i.done.as_ref().is_some_and(late))
+        })
     }
 
     /// True if `va` lies in a range marked published.
@@ -621,8 +657,20 @@ impl Model {
             {
                 w.sync.fresh |= 1 << core;
             }
-            let (obs, done) = (w.obs, w.sync.fresh == self.all_mask());
-            self.cores[core].fetched.join(&obs);
+            let (obs, writer, done) = (w.obs, w.core, w.sync.fresh == self.all_mask());
+            let c = &mut self.cores[core];
+            c.fetched.join(&obs);
+            // The fetch read the latest write (QEMU runs what memory holds), so in this
+            // execution the fetch observed it, and a fetch is ordered before every later event
+            // of its core (herd7's f-ob): what preceded that write is ordered before them
+            // (MP.FF+dmb.st+cachesync-isb, Forbidden: having run the new second word, the
+            // consumer's own maintenance covers the first; WRC-mmrb-1, Forbidden: the writer
+            // ran its own write, then stored the flag). Whether the fetch itself was guaranteed
+            // is reported below; this only follows the execution that happened.
+            let _ = writer;
+            for k in [&mut c.mem, &mut c.st, &mut c.cmo, &mut c.isb] {
+                k.join(&obs);
+            }
             if done {
                 self.retire(line, word);
                 return None;
@@ -632,18 +680,6 @@ impl Model {
             .lines
             .get(&line)
             .and_then(|l| l.writes.iter().find(|w| w.pa == word))?;
-        // The fetch read the latest write (QEMU runs what memory holds), so in this execution
-        // the fetch observed it: like a load, it orders what preceded that write before this
-        // core's later events (MP.FF+dmb.st+cachesync-isb, Forbidden: having run the new second
-        // word, the consumer's own maintenance covers the first). Whether the fetch itself was
-        // guaranteed is reported below; this only follows the execution that happened.
-        if w.core != core {
-            let rel = w.obs;
-            let c = &mut self.cores[core];
-            for k in [&mut c.mem, &mut c.st, &mut c.cmo, &mut c.isb] {
-                k.join(&rel);
-            }
-        }
         if w.sync.fresh & (1 << core) != 0 {
             return None;
         }

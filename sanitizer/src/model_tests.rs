@@ -714,3 +714,69 @@ fn a_fetch_after_one_that_read_past_a_completed_invalidation_is_fresh() {
     let _ = m.exec(1, B_ADDR, B_ADDR);
     assert_eq!(missing(&mut m, 1), Missing::InvalidateCompletion);
 }
+
+#[test]
+fn a_data_word_beside_code_does_not_become_code_by_being_written() {
+    // DIC1.WRC-inst, Forbidden (3 cores, DIC = IDC = 1): P0 writes the code word; P1 runs it and
+    // stores a flag; P2 reads the flag, ISB, runs the word. The generated program's P0 also
+    // updates its random-delay state, a data word on the code's page, before the write. Once
+    // that word's own write had been synchronized for every core the model took it for code,
+    // so each later update counted as a code write and the code write no longer carried
+    // itself to its readers: P2 was reported from then on.
+    const DATA: u64 = CODE + 0x440;
+    let dic = Config {
+        cores: 3,
+        idc: true,
+        dic: true,
+        ..cfg()
+    };
+    let mut m = model(dic);
+    m.store(0, 0x4020_0300, DATA, &[7, 0, 0, 0], false);
+    m.dsb(0, Full);
+    flag(&mut m, 0, true);
+    for c in [1, 2] {
+        m.load(c, FLAG, CTRL);
+        m.cse(c, Cse::Isb);
+    }
+    m.cse(0, Cse::Isb);
+    assert!(!m.is_pending(DATA), "the data word's write is synchronized");
+    m.store(0, 0x4020_0300, DATA, &[8, 0, 0, 0], false);
+    write(&mut m, 0, NOP);
+    assert!(run(&mut m, 1).is_some(), "P1 runs the word unsynchronized");
+    m.store(1, 0x4020_0400, FLAG + 0x40, &[1, 0, 0, 0], false);
+    m.load(2, FLAG + 0x40, CTRL);
+    m.cse(2, Cse::Isb);
+    assert_eq!(run(&mut m, 2), None);
+}
+
+#[test]
+fn a_core_that_ran_its_own_write_orders_it_before_its_later_stores() {
+    // WRC-mmrb-1, Forbidden (3 cores): P1 writes the word, runs it (unsynchronized), stores a
+    // flag; P2 reads the flag, DSB, cleans and invalidates the word, DSB, ISB, runs it. A fetch
+    // is ordered before its core's later events (herd7's f-ob), its own write included. Before
+    // the test, an earlier write of P1's to the word was overwritten by P0 and synchronized
+    // (the generated program's reset): no longer pending, it must not keep P1's new write out
+    // of what its flag carries.
+    let mut m = model(Config { cores: 3, ..cfg() });
+    write(&mut m, 1, MOV2);
+    write(&mut m, 0, MOV1);
+    sync_word(&mut m, 0, CODE);
+    m.store(0, 0x4020_0300, FLAG + 0x80, &[1, 0, 0, 0], true);
+    m.cse(0, Cse::Isb);
+    for c in [1, 2] {
+        m.load(c, FLAG + 0x80, CTRL);
+        m.cse(c, Cse::Isb);
+    }
+    assert!(!m.is_pending(CODE), "the reset is synchronized");
+    write(&mut m, 1, NOP);
+    assert!(
+        run(&mut m, 1).is_some(),
+        "P1 ran its own write unsynchronized"
+    );
+    m.store(1, 0x4020_0400, FLAG, &[1, 0, 0, 0], false);
+    m.load(2, FLAG, PLAIN);
+    m.dsb(2, Full);
+    sync_word(&mut m, 2, CODE);
+    m.cse(2, Cse::Isb);
+    assert_eq!(run(&mut m, 2), None);
+}

@@ -111,6 +111,7 @@ impl Register for Sanitizer {
             bad_index: AtomicU64::new(0),
             filters: Filters::new(),
             in_flight: AtomicU64::new(0),
+            late_code_stores: AtomicU64::new(0),
         });
         for &(s, e) in &parsed.track {
             shared.track_pages(s, e);
@@ -119,6 +120,7 @@ impl Register for Sanitizer {
         qemu_plugin_register_atexit_cb(id, move |_| {
             let mut summary = at_exit.model.lock().expect("model").summary;
             summary.attribution_errors += at_exit.bad_index.load(Relaxed);
+            summary.late_code_stores += at_exit.late_code_stores.load(Relaxed);
             at_exit.emit(&summary.to_string());
             if let Some(f) = at_exit.out.lock().expect("out").as_mut() {
                 let _ = f.flush();
@@ -187,6 +189,14 @@ impl HasCallbacks for Sanitizer {
                 .map(|&(va, host)| (va, host.wrapping_sub(delta)))
                 .collect(),
         );
+        // Multi-threaded TCG: a block translated after another vCPU's store to its bytes, but
+        // before that store's memory callback ran, holds words the model has not seen written.
+        // Noting them as code now would make the store look like a rewrite with the same value,
+        // and the fetches of this block would run before the write they read: wait until the
+        // store is recorded (bounded; DIC1.WRC-inst reported false alarms without this).
+        if !sh.by_register() {
+            sh.wait_for_code_stores(&block, &words);
+        }
         {
             let mut m = sh.model.lock().expect("model");
             let mut pages = sh.pages.lock().expect("pages");

@@ -7,7 +7,7 @@
 //! graft-sanitizer: hazard kind=unpredictable core=1 va=0x40201000 pa=0x40201000 writer-core=0 writer-pc=0x40200124 missing=clean iter=1 old=0xd2800029 new=0xd2800049 published=no
 //! graft-sanitizer: stale kind=stale core=1 va=... (same fields; a stale execution outside a published range)
 //! graft-sanitizer: outcome core=1 iter=3 value=1
-//! graft-sanitizer: summary stale=0 unpredictable=1 hazards=1 attribution-errors=0 core-ids=2 unresolved-maintenance=0
+//! graft-sanitizer: summary stale=0 unpredictable=1 hazards=1 attribution-errors=0 core-ids=2 unresolved-maintenance=0 late-code-stores=0
 //! ```
 //!
 //! `iter=-` when the core never announced an iteration; `old=-` when the word's previous
@@ -151,6 +151,9 @@ pub struct Summary {
     /// `DC`/`IC` by address whose virtual address had no known physical page (treated as
     /// identity-mapped).
     pub unresolved_maintenance: u64,
+    /// Blocks translated from words a store had written but whose memory callback did not run
+    /// within the wait (multi-threaded TCG): their fetches may have been followed too early.
+    pub late_code_stores: u64,
 }
 
 impl Summary {
@@ -170,13 +173,14 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{PREFIX} summary stale={} unpredictable={} hazards={} attribution-errors={} core-ids={} unresolved-maintenance={}",
+            "{PREFIX} summary stale={} unpredictable={} hazards={} attribution-errors={} core-ids={} unresolved-maintenance={} late-code-stores={}",
             self.stale,
             self.unpredictable,
             self.hazards,
             self.attribution_errors,
             self.core_ids,
-            self.unresolved_maintenance
+            self.unresolved_maintenance,
+            self.late_code_stores
         )
     }
 }
@@ -220,7 +224,7 @@ mod tests {
         assert_eq!(
             s.to_string(),
             "graft-sanitizer: summary stale=0 unpredictable=1 hazards=1 attribution-errors=0 \
-             core-ids=0 unresolved-maintenance=0"
+             core-ids=0 unresolved-maintenance=0 late-code-stores=0"
         );
         assert_eq!(
             outcome_line(1, None, 3),

@@ -43,6 +43,8 @@ pub(super) struct Shared {
     /// Stores that may matter, performed (or about to be) but not yet recorded by their memory
     /// callback, which QEMU runs only after the store is visible to other vCPUs.
     pub(super) in_flight: AtomicU64,
+    /// Translations that gave up waiting for a store to their words to be recorded.
+    pub(super) late_code_stores: AtomicU64,
 }
 
 /// Arming slots: blocks on a page whose slot is clear cost one inline compare and no call.
@@ -166,6 +168,27 @@ impl Shared {
             }
             std::thread::yield_now();
         }
+    }
+
+    /// Waits (bounded) until the model knows every word of a block being translated as the
+    /// value translated, or knows nothing of it (code never seen before). A word that differs
+    /// was written by a store whose memory callback has not run yet. Call without the model
+    /// lock.
+    pub(super) fn wait_for_code_stores(&self, block: &[(u64, u64)], words: &[u32]) {
+        for _ in 0..100_000 {
+            {
+                let m = self.model.lock().expect("model");
+                let known = block
+                    .iter()
+                    .zip(words)
+                    .all(|(&(_, pa), &w)| m.current_word(pa).is_none_or(|k| k == w));
+                if known {
+                    return;
+                }
+            }
+            std::thread::yield_now();
+        }
+        self.late_code_stores.fetch_add(1, Relaxed);
     }
 
     pub(super) fn emit(&self, line: &str) {
