@@ -147,6 +147,34 @@ pub fn decode(w: u32) -> Insn {
     Insn::Other
 }
 
+/// For a data-processing instruction that writes `Rd` from registers: `Rd` and its source
+/// registers (31 where a source is absent, or is the zero register); `None` for anything else.
+/// A load's value reaches a branch or a maintenance address through these (`LDR; LDR; AND;
+/// CBNZ`: WRC-inst-mod+cachesync+po+ctrlisb).
+pub fn alu_sources(w: u32) -> Option<(u8, [u8; 2])> {
+    let rd = (w & 31) as u8;
+    let rn = ((w >> 5) & 31) as u8;
+    let rm = ((w >> 16) & 31) as u8;
+    // Logical and add/subtract (shifted or extended register), without flags: x0101010 and
+    // x0001011 / x1001011 (the flag-setting forms are `SetFlags`).
+    let logical = w & 0x1F00_0000 == 0x0A00_0000;
+    let addsub = w & 0x1F00_0000 == 0x0B00_0000;
+    // Data-processing (2 source): x0011010110; conditional select: x0011010100.
+    let two_source = w & 0x5FE0_0000 == 0x1AC0_0000;
+    let select = w & 0x1FE0_0000 == 0x1A80_0000;
+    if logical || addsub || two_source || select {
+        return Some((rd, [rn, rm]));
+    }
+    // Add/subtract (immediate), logical (immediate), bitfield (UBFX, SBFX, LSL #, ...).
+    let imm = w & 0x1F00_0000 == 0x1100_0000
+        || w & 0x1F80_0000 == 0x1200_0000
+        || w & 0x1F80_0000 == 0x1300_0000;
+    if imm {
+        return Some((rd, [rn, 31]));
+    }
+    None
+}
+
 /// The ordering-relevant facts of a load/store instruction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemInfo {
@@ -297,11 +325,19 @@ pub fn analyse_block(words: &[u32]) -> Vec<LoadDeps> {
                     }
                     live.retain(|r| !m.dest.contains(r));
                 }
-                Insn::Other => {
-                    // Most data-processing instructions write Rd = bits 4..0.
-                    let rd = (u & 31) as u8;
-                    live.retain(|&r| r != rd);
-                }
+                Insn::Other => match alu_sources(u) {
+                    // The value flows on into Rd (or Rd is overwritten by other values).
+                    Some((rd, src)) if rd != 31 && src.iter().any(|r| live.contains(r)) => {
+                        if !live.contains(&rd) {
+                            live.push(rd);
+                        }
+                    }
+                    // Most other data-processing instructions write Rd = bits 4..0.
+                    _ => {
+                        let rd = (u & 31) as u8;
+                        live.retain(|&r| r != rd);
+                    }
+                },
                 _ => {}
             }
             if live.is_empty() {
@@ -328,6 +364,28 @@ mod tests {
         assert_eq!(decode(0xD503_3A9F), Insn::Dsb(BarrierKind::Store)); // dsb ishst
         assert_eq!(decode(0xD503_3D9F), Insn::Dsb(BarrierKind::Load)); // dsb ld
         assert_eq!(decode(0xD503_3FDF), Insn::Isb);
+    }
+
+    #[test]
+    fn data_flow_through_alu_instructions() {
+        assert_eq!(alu_sources(0x0A04_0042), Some((2, [2, 4]))); // and w2, w2, w4
+        assert_eq!(alu_sources(0x8B02_0020), Some((0, [1, 2]))); // add x0, x1, x2
+        assert_eq!(alu_sources(0x9100_1020), Some((0, [1, 31]))); // add x0, x1, #4
+        assert_eq!(alu_sources(0xAA01_03E3), Some((3, [31, 1]))); // mov x3, x1
+        assert_eq!(alu_sources(0xD350_4CA6), Some((6, [5, 31]))); // ubfx x6, x5, #16, #4
+        assert_eq!(alu_sources(0xD280_0029), None); // mov x9, #1
+        // WRC-inst-mod+cachesync+po+ctrlisb's P2: both loads feed the CBNZ through the AND.
+        let block = [
+            0xB940_0062, // ldr w2, [x3]
+            0xB940_00A4, // ldr w4, [x5]
+            0x0A04_0042, // and w2, w2, w4
+            0x3500_0022, // cbnz w2, .+4
+        ];
+        let deps = analyse_block(&block);
+        assert!(deps[0].ctrl && deps[1].ctrl);
+        // A register overwritten from unrelated values carries nothing on.
+        let block = [0xB940_0062, 0x9100_1062, 0x3500_0022]; // ldr w2; add x2, x3, #4; cbnz
+        assert!(!analyse_block(&block)[0].ctrl);
     }
 
     #[test]
