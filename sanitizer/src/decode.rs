@@ -277,6 +277,10 @@ pub struct LoadDeps {
     /// indirect branch (`BR`/`BLR`, which may enter code that starts with a barrier, like a
     /// flush stub). Other loads order nothing the model could use before the next block.
     pub follow: bool,
+    /// A full `DMB`/`DSB` precedes the load in the block: what it orders before the load is
+    /// ordered before a later store of another core that overwrites the value read (from-read,
+    /// SB.RF+dmb+dmb.ish-cachesync-isb), so the load is followed (with `follow`).
+    pub after_barrier: bool,
 }
 
 /// True for `BR Xn`/`BLR Xn`.
@@ -303,7 +307,15 @@ pub fn analyse_block(words: &[u32]) -> Vec<LoadDeps> {
                     | Insn::Dc(..)
             )
         });
-        out[i].follow = mem.acquire || barrier || indirect;
+        out[i].after_barrier = decode(w) == Insn::Mem
+            && mem.dest != [31, 31]
+            && words[..i].iter().any(|&u| {
+                matches!(
+                    decode(u),
+                    Insn::Dmb(BarrierKind::Full) | Insn::Dsb(BarrierKind::Full)
+                )
+            });
+        out[i].follow = mem.acquire || barrier || indirect || out[i].after_barrier;
         let mut live: Vec<u8> = mem.dest.iter().copied().filter(|&r| r != 31).collect();
         if live.is_empty() || decode(w) != Insn::Mem {
             continue;

@@ -271,6 +271,10 @@ pub struct Model {
     /// Per code word, the join of the fetch clocks of the cores that ran its current value
     /// while some write awaited synchronization (kept only when it can order a pending step).
     readers: HashMap<u64, Clock>,
+    /// Per 8-byte granule of data, the join of what was ordered before the loads that read its
+    /// current value (kept only when it can order a pending step): the next store to it by
+    /// another core is ordered after them (from-read, SB.RF+dmb+dmb.ish-cachesync-isb).
+    data_readers: HashMap<u64, (u64, Clock)>,
     published: Vec<(u64, u64)>,
     reported: HashSet<(usize, u64, u32)>,
     /// Cache of [`Model::first_pending`], cleared when the pending writes change.
@@ -299,6 +303,7 @@ impl Model {
             ranges: Vec::new(),
             cells: HashMap::new(),
             readers: HashMap::new(),
+            data_readers: HashMap::new(),
             published: Vec::new(),
             reported: HashSet::new(),
             recent: Vec::new(),
@@ -381,9 +386,15 @@ impl Model {
         self.cells.contains_key(&pa)
     }
 
-    /// True if some store's ordering is remembered (loads need to be followed).
+    /// True if some store's ordering is remembered (loads need to be followed), or some load's
+    /// for the store that will overwrite what it read.
     pub fn has_cells(&self) -> bool {
-        !self.cells.is_empty()
+        !self.cells.is_empty() || !self.data_readers.is_empty()
+    }
+
+    /// True if loads of the 8-byte granule at `pa` are remembered for its next store.
+    pub fn is_read_cell(&self, pa: u64) -> bool {
+        self.data_readers.contains_key(&(pa & !7))
     }
 
     /// The tracked physical ranges (`TRACK_CODE`, `track=`), end exclusive.
@@ -468,6 +479,17 @@ impl Model {
         // Remember what a reader of this store learns, if that can matter: only a clock that
         // covers some pending write can order a later step of its synchronization.
         let keep = self.covers_pending(&rel);
+        let mut a = pa & !7;
+        while a < pa + len.max(1) {
+            // From-read: loads that read the value this store replaces were ordered before it,
+            // and so is what was ordered before them; this core's barriers carry it on.
+            if let Some((reader, r)) = self.data_readers.remove(&a)
+                && reader & !(1u64 << core) != 0
+            {
+                self.cores[core].fr.join(&r);
+            }
+            a += 8;
+        }
         let mut a = pa;
         while a < pa + len.max(1) {
             if keep {
@@ -538,6 +560,12 @@ impl Model {
 
     /// A load by `core` of `pa`.
     pub fn load(&mut self, core: usize, pa: u64, kind: LoadKind) {
+        let mem = self.cores[core].mem;
+        if self.covers_pending(&mem) {
+            let e = self.data_readers.entry(pa & !7).or_default();
+            e.0 |= 1 << core;
+            e.1.join(&mem);
+        }
         // A load of a word whose write awaits synchronization reads that write (QEMU's memory
         // is coherent): like a fetch of it, it observes the write (2SM.B+cachesync-isb).
         let word = pa & !3;

@@ -780,3 +780,30 @@ fn a_core_that_ran_its_own_write_orders_it_before_its_later_stores() {
     m.cse(2, Cse::Isb);
     assert_eq!(run(&mut m, 2), None);
 }
+
+#[test]
+fn a_load_of_the_value_a_store_replaces_orders_what_preceded_it_before_that_store() {
+    // SB.RF+dmb+dmb.ish-cachesync-isb, Forbidden: P0 writes P1's word, DMB SY, reads z (the
+    // initial value); P1 stores z, DMB ISH, cleans and invalidates the word, DSB, ISB, runs
+    // it. P0's load read from before P1's store (from-read), so P0's write is ordered before
+    // P1's clean.
+    const Z: u64 = FLAG + 0x100;
+    let mut m = model(cfg());
+    write(&mut m, 0, NOP);
+    m.dmb(0, Full);
+    m.load(0, Z, PLAIN);
+    m.store(1, 0x4020_0400, Z, &[1, 0, 0, 0], false);
+    m.dmb(1, Full);
+    sync_word(&mut m, 1, CODE);
+    m.cse(1, Cse::Isb);
+    assert_eq!(run(&mut m, 1), None);
+    // Without P0's DMB the write is not ordered before its load: the clean is unordered.
+    let mut m = model(cfg());
+    write(&mut m, 0, NOP);
+    m.load(0, Z, PLAIN);
+    m.store(1, 0x4020_0400, Z, &[1, 0, 0, 0], false);
+    m.dmb(1, Full);
+    sync_word(&mut m, 1, CODE);
+    m.cse(1, Cse::Isb);
+    assert_eq!(missing(&mut m, 1), Missing::CleanOrder);
+}

@@ -365,6 +365,7 @@ fn instrument(
         ),
         Insn::Mem => {
             let info = mem_of(word);
+            let after_barrier = deps.after_barrier;
             let kind = LoadKind {
                 acquire: info.acquire,
                 ctrl: deps.ctrl,
@@ -414,13 +415,26 @@ fn instrument(
                     // The core is named only past the filters (by register, it costs a read).
                     if !store {
                         s.wait_for_stores();
-                        // A load of a word awaiting synchronization observes its write.
-                        if !s.filters.maybe_cell(pa) && !s.filters.maybe_pending(pa >> 12) {
+                        // A load of a word awaiting synchronization observes its write; one
+                        // after a barrier that orders something pending is remembered for the
+                        // store that will overwrite what it read (from-read).
+                        let wanted = s.filters.maybe_cell(pa)
+                            || s.filters.maybe_pending(pa >> 12)
+                            || (after_barrier
+                                && s.filters.store_matters_for(s.core_hint(v), false));
+                        if !wanted {
                             return;
                         }
                         let Some(core) = s.core(v) else { return };
                         let mut m = s.model.lock().expect("model");
                         m.load(core, pa, kind);
+                        // The store that overwrites it must reach the model.
+                        if m.is_read_cell(pa) {
+                            for (p, va) in [(pa & !7, vaddr & !7), (pa, vaddr)] {
+                                s.filters.add_cell(p);
+                                s.filters.add_cell_va(va);
+                            }
+                        }
                         s.refresh(&m, core);
                         return;
                     }

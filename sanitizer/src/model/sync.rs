@@ -248,6 +248,7 @@ impl Model {
         if self.lines.is_empty() {
             self.cells.clear();
             self.readers.clear();
+            self.data_readers.clear();
         }
     }
 
@@ -269,6 +270,7 @@ impl Model {
         if self.lines.is_empty() {
             self.cells.clear();
             self.readers.clear();
+            self.data_readers.clear();
         }
     }
 
