@@ -37,9 +37,37 @@ pub enum GicFrames {
     },
 }
 
+/// How a core waits for the driver lock: a `YIELD` hint per look at it.
+///
+/// Not spin's default, `core::hint::spin_loop`, which is an `ISB` on AArch64: that is no hint to
+/// anyone, and under QEMU's round-robin TCG (`-icount`) it does not end the waiting vCPU's turn,
+/// so a core that finds the lock held spins through its whole time slice while the holder,
+/// descheduled inside its critical section, cannot run to release it. The timer's IRQ takes this
+/// lock to acknowledge, so every loop that met such a holder took its tick several periods late.
+/// `YIELD` ends the vCPU's turn there (as the kernel's own busy-waits do), and on hardware tells
+/// an SMT core to favour its sibling.
+struct Yield;
+
+impl spin::RelaxStrategy for Yield {
+    #[inline(always)]
+    fn relax() {
+        yield_hint();
+    }
+}
+
+/// One `YIELD` instruction.
+#[inline(always)]
+fn yield_hint() {
+    // SAFETY: YIELD is a hint with no architectural effect.
+    unsafe { core::arch::asm!("yield", options(nomem, nostack, preserves_flags)) };
+}
+
+/// The lock around a driver: a spin lock that yields while it waits ([`Yield`]).
+type Lock<T> = spin::mutex::SpinMutex<T, Yield>;
+
 enum Driver {
-    V2(spin::Mutex<GicV2<'static>>, InterruptGroup),
-    V3(spin::Mutex<GicV3<'static>>),
+    V2(Lock<GicV2<'static>>, InterruptGroup),
+    V3(Lock<GicV3<'static>>),
 }
 
 static GIC: spin::Once<Driver> = spin::Once::new();
@@ -87,7 +115,7 @@ pub unsafe fn init_global(frames: GicFrames, cores: usize) {
             } else {
                 InterruptGroup::Group0
             };
-            Driver::V2(spin::Mutex::new(gic), group)
+            Driver::V2(Lock::new(gic), group)
         }
         GicFrames::V3 { gicd, gicr } => {
             // SAFETY: as above, for the distributor and the redistributor frames.
@@ -100,7 +128,7 @@ pub unsafe fn init_global(frames: GicFrames, cores: usize) {
             }
             .expect("GICv3 redistributor frames not recognised");
             gic.setup(0);
-            Driver::V3(spin::Mutex::new(gic))
+            Driver::V3(Lock::new(gic))
         }
     });
 }

@@ -48,20 +48,27 @@ pub fn last_due(core: usize) -> u64 {
 
 /// Sleeps until `core`'s next tick after `last` (updated); how many ticks passed (more than 1:
 /// periods were skipped), or None once `stop` is set (whoever sets it wakes the core).
+///
+/// IRQs are masked from the check to the `WFI`, so a tick (or the wake-up that comes with `stop`)
+/// landing between them stays pending and ends the `WFI` rather than being slept through; it is
+/// taken when they are unmasked after it.
 pub fn wait_tick(core: usize, last: &mut u64, stop: &AtomicBool) -> Option<u64> {
-    while ticks(core) == *last {
+    loop {
+        let saved = cpu::irq_save();
+        let now = ticks(core);
         if stop.load(Ordering::Acquire) {
+            cpu::irq_restore(saved);
             return None;
         }
+        if now != *last {
+            cpu::irq_restore(saved);
+            let passed = now - *last;
+            *last = now;
+            return Some(passed);
+        }
         cpu::wfi();
+        cpu::irq_restore(saved);
     }
-    if stop.load(Ordering::Acquire) {
-        return None;
-    }
-    let now = ticks(core);
-    let passed = now - *last;
-    *last = now;
-    Some(passed)
 }
 
 /// This core's tick period, in counter ticks.

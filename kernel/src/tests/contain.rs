@@ -167,23 +167,6 @@ fn producer(site: &Site, bad: &[&[u32]]) -> TestResult {
     Ok(())
 }
 
-/// Waits for this core's next tick; returns how many ticks passed (more than one: skipped).
-fn wait_tick(core: usize, last: &mut u64) -> u64 {
-    loop {
-        // Masked around the check, so a tick between it and `WFI` still ends the `WFI`.
-        let saved = cpu::irq_save();
-        let now = timer::ticks(core);
-        if now != *last || STOP.load(Ordering::Acquire) {
-            cpu::irq_restore(saved);
-            let passed = now - *last;
-            *last = now;
-            return passed;
-        }
-        cpu::wfi();
-        cpu::irq_restore(saved);
-    }
-}
-
 fn control_loop(site: &Site, core: usize, bad: u64) -> TestResult {
     let qsbr = &crate::patch::service().qsbr;
     let me = CoreId(core as u8);
@@ -192,11 +175,7 @@ fn control_loop(site: &Site, core: usize, bad: u64) -> TestResult {
     let mut last = timer::ticks(core);
     let (mut iterations, mut failed, mut skipped, mut version) = (0u64, 0u64, 0u64, 0u64);
     let mut result = Ok(());
-    while !STOP.load(Ordering::Acquire) {
-        let passed = wait_tick(core, &mut last);
-        if passed == 0 {
-            break;
-        }
+    while let Some(passed) = timer::wait_tick(core, &mut last, &STOP) {
         // The first tick after the start counts from whenever the loop began.
         if iterations > 0 {
             skipped += passed - 1;

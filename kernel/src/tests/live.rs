@@ -154,10 +154,8 @@ fn serve() -> TestResult {
     loop {
         let Some(byte) = Current::console_read() else {
             expire(&mut staging);
-            while timer::ticks(0) == tick {
-                cpu::wfi();
-            }
-            tick = timer::ticks(0);
+            // STOP is set only once `serve` has returned, so this wait ends at the next tick.
+            let _ = timer::wait_tick(0, &mut tick, &STOP);
             continue;
         };
         let event = rx.push(byte);
