@@ -189,6 +189,11 @@ struct Progress {
     /// invalidation by one core never cancels another's: the word is invalidated for a core
     /// once any of them completed.
     invals: Vec<(u64, Inval)>,
+    /// The `IC`s of the line (or of every line) not ordered after a clean of the word (with
+    /// `IDC = 1`: after the write), as `invals`, and whether each covered every line. Such an
+    /// `IC` still counts when another core's stale fetch would have ordered the clean before
+    /// it (see [`Model::exclusive`]).
+    loose_invals: Vec<(u64, Inval, bool)>,
     fresh: u64,
     /// Cores that had a context synchronization event since the write, which did not make the
     /// word fresh (so what was missing came before it).
@@ -250,6 +255,14 @@ struct Snapshot {
     /// Events any one of which, ordered before the fetch, would have made it fresh (empty when
     /// no ordering could have: a step was missing, not just its order).
     needs: Vec<Ev>,
+    /// The fetched word's line.
+    line: u64,
+    /// The completed cleans of the write (with `IDC = 1`: the write itself), as (clean, its
+    /// completion).
+    cleans: Vec<(Ev, Ev)>,
+    /// Completed `IC`s for this core that lacked only their order after a clean, ordered
+    /// before the fetch: (the `IC`, whether it covered every line, the line it covered).
+    loose: Vec<(Ev, bool, u64)>,
 }
 
 /// How many recent reports are compared with a new one.
@@ -262,6 +275,10 @@ pub struct Model {
     cores: Vec<Core>,
     lines: HashMap<u64, Line>,
     known: HashMap<u64, u32>,
+    /// What the words of each page that held code read when the page was first translated:
+    /// only the old value a report names for a word written before it ran (never whether a
+    /// store changed a word, since a store in flight then may already show in it).
+    initial: HashMap<u64, u32>,
     /// Words translated as code at least once: only a store to one of them (or to a tracked
     /// range) is a code write that can stand between a store and what orders it.
     translated: HashSet<u64>,
@@ -299,6 +316,7 @@ impl Model {
             lines: HashMap::new(),
             known: HashMap::new(),
             translated: HashSet::new(),
+            initial: HashMap::new(),
             code_pages: HashSet::new(),
             ranges: Vec::new(),
             cells: HashMap::new(),
@@ -423,6 +441,15 @@ impl Model {
         self.code_pages.insert(pa >> 12);
     }
 
+    /// Records what the page at `page_pa` held when it was first translated (its words in
+    /// order, little-endian), for the old value of a word written before it ran.
+    pub fn note_page(&mut self, page_pa: u64, bytes: &[u8]) {
+        for (i, w) in bytes.chunks_exact(4).enumerate() {
+            let word = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            self.initial.entry(page_pa + 4 * i as u64).or_insert(word);
+        }
+    }
+
     /// Tracks writes to the physical range `[pa, pa + len)` as potential code.
     pub fn track_range(&mut self, pa: u64, len: u64) {
         self.ranges.push((pa, pa.saturating_add(len)));
@@ -526,7 +553,10 @@ impl Model {
                     let w = l.writes.swap_remove(i);
                     (w.old, w.all_cmodx, w.changed || w.new != new)
                 }
-                None => (prev, prev.is_some_and(is_cmodx), prev != Some(new)),
+                None => {
+                    let old = prev.or_else(|| self.initial.get(&word).copied());
+                    (old, old.is_some_and(is_cmodx), prev != Some(new))
+                }
             };
             // A new write of the word undoes every step taken for it so far (the other words of
             // the line keep theirs).
@@ -735,6 +765,29 @@ impl Model {
                 ts: w.ts,
             }]
         };
+        let fetch = self.cores[core].fetch;
+        let cleans = if self.cfg.idc {
+            let e = Ev {
+                core: w.core,
+                ts: w.ts,
+            };
+            vec![(e, e)]
+        } else {
+            w.sync
+                .cleans
+                .iter()
+                .filter_map(|&(e, d)| d.map(|d| (e, d)))
+                .collect()
+        };
+        let loose = w
+            .sync
+            .loose_invals
+            .iter()
+            .filter(|(mask, i, _)| {
+                mask & (1 << core) != 0 && i.done.is_some_and(|d| fetch.covers(d.core, d.ts))
+            })
+            .map(|&(_, i, all)| (i.ic, all, line))
+            .collect();
         let snap = Snapshot {
             id: self.summary.stale + self.summary.unpredictable + 1,
             core,
@@ -743,8 +796,11 @@ impl Model {
                 core: w.core,
                 ts: w.ts,
             },
-            fetch: self.cores[core].fetch,
+            fetch,
             needs,
+            line,
+            cleans,
+            loose,
         };
         let excludes = self
             .recent
@@ -808,7 +864,27 @@ impl Model {
             }
             let mut k = other.fetch;
             k.join(&stale.fetch);
-            other.needs.iter().any(|e| k.covers(e.core, e.ts))
+            if other.needs.iter().any(|e| k.covers(e.core, e.ts)) {
+                return true;
+            }
+            // An `IC` of both words' lines that follows, on its core, a completed clean of the
+            // stale fetch's write is ordered after that fetch (herd7's IC-ca: a fetch before
+            // the invalidation that read from before a cleaned write would order the `IC`
+            // before the clean), so what preceded the stale fetch, a completed clean of the
+            // other word included, precedes the `IC`, which then counts for the other fetch
+            // (SB-bnop-cachesyncs3, Forbidden: P1's local IC IALLU after its clean of P0's
+            // word; SB-bnop-cachesyncs1-reordered, Allowed: its IC of P0's word comes before).
+            other.loose.iter().any(|&(ic, all, line)| {
+                (all || line == stale.line)
+                    && stale
+                        .cleans
+                        .iter()
+                        .any(|(_, d)| d.core == ic.core && d.ts <= ic.ts)
+                    && other
+                        .cleans
+                        .iter()
+                        .any(|(_, d)| stale.fetch.covers(d.core, d.ts))
+            })
         };
         implies_fresh(a, b) || implies_fresh(b, a)
     }

@@ -41,6 +41,15 @@ fn cfg() -> Config {
     Config::default()
 }
 
+/// `CTR_EL0.IDC = DIC = 1`.
+fn dic_cfg() -> Config {
+    Config {
+        idc: true,
+        dic: true,
+        ..cfg()
+    }
+}
+
 fn write(m: &mut Model, core: usize, new: u32) {
     m.store(core, 0x4020_0100, CODE, &new.to_le_bytes(), false);
 }
@@ -308,11 +317,7 @@ fn idc_makes_the_clean_unnecessary() {
 
 #[test]
 fn dic_makes_the_invalidate_unnecessary_but_not_the_isb() {
-    let dic = Config {
-        idc: true,
-        dic: true,
-        ..cfg()
-    };
+    let dic = dic_cfg();
     // DIC1.SM.B+isb: Allowed. DIC1.SM.B+dsb.ish-isb: Forbidden.
     let mut m = model(dic);
     write(&mut m, 0, B);
@@ -552,6 +557,15 @@ fn sync_word(m: &mut Model, core: usize, pa: u64) {
     m.dsb(core, Full);
 }
 
+/// `core` reads the flag, `DSB`, cleans and invalidates the word itself, `DSB`, `ISB`, runs it.
+fn flag_then_sync_and_run(m: &mut Model, core: usize) -> Option<Report> {
+    m.load(core, FLAG, PLAIN);
+    m.dsb(core, Full);
+    sync_word(m, core, CODE);
+    m.cse(core, Cse::Isb);
+    run(m, core)
+}
+
 #[test]
 fn a_later_write_to_another_word_keeps_the_clean_of_the_first() {
     // MP.FF+dc-dsb+ic-dsb-isb, Forbidden: P0 writes A, cleans it, DSB, writes B of the same
@@ -623,11 +637,7 @@ fn a_fetch_that_read_a_write_orders_it_before_the_fetchers_later_stores() {
     write(&mut m, 0, NOP);
     assert!(run(&mut m, 1).is_some(), "P1 ran it unsynchronized");
     flag(&mut m, 1, false);
-    m.load(2, FLAG, PLAIN);
-    m.dsb(2, Full);
-    sync_word(&mut m, 2, CODE);
-    m.cse(2, Cse::Isb);
-    assert_eq!(run(&mut m, 2), None);
+    assert_eq!(flag_then_sync_and_run(&mut m, 2), None);
 }
 
 #[test]
@@ -648,41 +658,51 @@ fn a_load_of_the_new_word_orders_a_later_clean_of_its_line() {
     assert_eq!(missing(&mut m, 1), Missing::CleanOrder);
 }
 
+/// A second code word, on another line than `CODE`.
+const B_WORD_ADDR: u64 = CODE + 0x100;
+
+/// A model that has translated `B` at [`B_WORD_ADDR`] too.
+fn with_b(cfg: Config) -> Model {
+    let mut m = model(cfg);
+    m.note_code(B_WORD_ADDR, B);
+    m
+}
+
+/// `core` overwrites the word at [`B_WORD_ADDR`] with a `NOP`.
+fn write_b(m: &mut Model, core: usize) {
+    m.store(core, 0x4020_0104, B_WORD_ADDR, &NOP.to_le_bytes(), false);
+}
+
 #[test]
 fn a_fetch_after_one_that_read_a_later_write_is_ordered_by_it() {
     // DIC1.MP.FF+dmb.st+po, Forbidden: P0 writes A, DMB ST, writes B; P1 runs the new B, then
     // A. With DIC = 1 a fetch that follows one which read B cannot read from before A
     // (herd7's Instr-read-ordered-before holds `ca`), with no ISB.
-    const B_ADDR: u64 = CODE + 0x100;
-    let dic = Config {
-        idc: true,
-        dic: true,
-        ..cfg()
-    };
-    let mut m = model(dic);
-    m.note_code(B_ADDR, B);
+    let dic = dic_cfg();
+    let mut m = with_b(dic);
     write(&mut m, 0, MOV2);
     m.dmb(0, Store);
-    m.store(0, 0x4020_0104, B_ADDR, &NOP.to_le_bytes(), false);
-    assert!(m.exec(1, B_ADDR, B_ADDR).is_some(), "B itself is unordered");
+    write_b(&mut m, 0);
+    assert!(
+        m.exec(1, B_WORD_ADDR, B_WORD_ADDR).is_some(),
+        "B itself is unordered"
+    );
     assert_eq!(run(&mut m, 1), None, "A follows a fetch that read B");
     // Without the DMB ST the first write is not ordered before the second: Allowed.
-    let mut m = model(dic);
-    m.note_code(B_ADDR, B);
+    let mut m = with_b(dic);
     write(&mut m, 0, MOV2);
-    m.store(0, 0x4020_0104, B_ADDR, &NOP.to_le_bytes(), false);
-    let _ = m.exec(1, B_ADDR, B_ADDR);
+    write_b(&mut m, 0);
+    let _ = m.exec(1, B_WORD_ADDR, B_WORD_ADDR);
     assert!(
         run(&mut m, 1).is_some(),
         "IDC1.MP.FF+po-style: A may be old"
     );
     // With DIC = 0 the fetch order alone is not enough: nothing invalidated A (Allowed).
-    let mut m = model(cfg());
-    m.note_code(B_ADDR, B);
+    let mut m = with_b(cfg());
     write(&mut m, 0, MOV2);
     m.dmb(0, Store);
-    m.store(0, 0x4020_0104, B_ADDR, &NOP.to_le_bytes(), false);
-    let _ = m.exec(1, B_ADDR, B_ADDR);
+    write_b(&mut m, 0);
+    let _ = m.exec(1, B_WORD_ADDR, B_WORD_ADDR);
     assert!(run(&mut m, 1).is_some(), "MP.FF+dmb.st+po: Allowed");
 }
 
@@ -692,26 +712,23 @@ fn a_fetch_after_one_that_read_past_a_completed_invalidation_is_fresh() {
     // then writes B; P1 runs the new B, then A, with no ISB. Its fetch of B read from a write
     // after the DSB that completed A's invalidation, so the later fetch of A follows the
     // invalidation (herd7's IC-ob).
-    const B_ADDR: u64 = CODE + 0x100;
-    let mut m = model(cfg());
-    m.note_code(B_ADDR, B);
+    let mut m = with_b(cfg());
     write(&mut m, 0, MOV2);
     cachesync(&mut m, 0);
-    m.store(0, 0x4020_0104, B_ADDR, &NOP.to_le_bytes(), false);
+    write_b(&mut m, 0);
     assert!(
-        m.exec(1, B_ADDR, B_ADDR).is_some(),
+        m.exec(1, B_WORD_ADDR, B_WORD_ADDR).is_some(),
         "B itself is unsynchronized"
     );
     assert_eq!(run(&mut m, 1), None);
     // The same with A's invalidation not completed before B's write: A may be old (Allowed).
-    let mut m = model(cfg());
-    m.note_code(B_ADDR, B);
+    let mut m = with_b(cfg());
     write(&mut m, 0, MOV2);
     m.dc(0, CODE, DcOp::Clean);
     m.dsb(0, Full);
     m.ic(0, IcOp::Ivau, CODE);
-    m.store(0, 0x4020_0104, B_ADDR, &NOP.to_le_bytes(), false);
-    let _ = m.exec(1, B_ADDR, B_ADDR);
+    write_b(&mut m, 0);
+    let _ = m.exec(1, B_WORD_ADDR, B_WORD_ADDR);
     assert_eq!(missing(&mut m, 1), Missing::InvalidateCompletion);
 }
 
@@ -726,9 +743,7 @@ fn a_data_word_beside_code_does_not_become_code_by_being_written() {
     const DATA: u64 = CODE + 0x440;
     let dic = Config {
         cores: 3,
-        idc: true,
-        dic: true,
-        ..cfg()
+        ..dic_cfg()
     };
     let mut m = model(dic);
     m.store(0, 0x4020_0300, DATA, &[7, 0, 0, 0], false);
@@ -773,12 +788,8 @@ fn a_core_that_ran_its_own_write_orders_it_before_its_later_stores() {
         run(&mut m, 1).is_some(),
         "P1 ran its own write unsynchronized"
     );
-    m.store(1, 0x4020_0400, FLAG, &[1, 0, 0, 0], false);
-    m.load(2, FLAG, PLAIN);
-    m.dsb(2, Full);
-    sync_word(&mut m, 2, CODE);
-    m.cse(2, Cse::Isb);
-    assert_eq!(run(&mut m, 2), None);
+    flag(&mut m, 1, false);
+    assert_eq!(flag_then_sync_and_run(&mut m, 2), None);
 }
 
 #[test]
@@ -806,4 +817,64 @@ fn a_load_of_the_value_a_store_replaces_orders_what_preceded_it_before_that_stor
     sync_word(&mut m, 1, CODE);
     m.cse(1, Cse::Isb);
     assert_eq!(missing(&mut m, 1), Missing::CleanOrder);
+}
+
+#[test]
+fn a_local_invalidate_after_its_cores_clean_counts_for_a_stale_fetch_of_the_other_word() {
+    // SB-bnop-cachesyncs3, Forbidden: P0 writes P1's word A, cleans it, DSB, ISB, runs its own
+    // word B; P1 writes B, cleans it, DSB, IC IALLU (its own cache only), DSB, ISB, runs A.
+    // Either fetch alone may be stale, not both: had P0's fetch of B read the old word, P1's
+    // IC IALLU, which follows P1's clean of B, came after that fetch, hence after P0's clean
+    // of A, and so it invalidated A for P1.
+    const A: u64 = CODE;
+    const B_WORD: u64 = CODE + 0x100;
+    let both = |reordered: bool| {
+        let mut m = model(cfg());
+        m.note_code(B_WORD, B);
+        m.store(0, 0x4020_0300, A, &NOP.to_le_bytes(), false);
+        m.store(1, 0x4020_0400, B_WORD, &NOP.to_le_bytes(), false);
+        m.dc(0, A, DcOp::Clean);
+        m.dsb(0, Full);
+        m.cse(0, Cse::Isb);
+        if reordered {
+            // SB-bnop-cachesyncs1-reordered's shape, Allowed: P1 invalidates A before it
+            // cleans B, so nothing orders P0's clean before that invalidation.
+            m.dsb(1, Full);
+            m.ic(1, IcOp::Ivau, A);
+            m.dsb(1, Full);
+            m.dc(1, B_WORD, DcOp::Clean);
+            m.dsb(1, Full);
+        } else {
+            m.dc(1, B_WORD, DcOp::Clean);
+            m.dsb(1, Full);
+            m.ic(1, IcOp::AllLocal, 0);
+            m.dsb(1, Full);
+        }
+        m.cse(1, Cse::Isb);
+        let first = m
+            .exec(0, B_WORD, B_WORD)
+            .expect("P0's fetch of B alone may be stale");
+        let second = m.exec(1, A, A).expect("P1's fetch of A alone may be stale");
+        (first.id, second.excludes)
+    };
+    let (first, excludes) = both(false);
+    assert_eq!(excludes, vec![first]);
+    let (_, excludes) = both(true);
+    assert!(excludes.is_empty(), "the reordered shape is Allowed");
+}
+
+#[test]
+fn a_word_written_before_it_ran_has_its_pages_first_value_as_old() {
+    // MP.FF+dc.cvau-dsb.ish-ic.ivau-dsb.ish+po's first iteration: the writer rewrites words of
+    // a page already translated, before they ever ran. The report names the value the page
+    // held (what a stale fetch runs), not an unknown one.
+    const OTHER: u64 = CODE + 0x200;
+    let mut m = Model::new(cfg());
+    let mut page = vec![0u8; 4096];
+    page[0x200..0x204].copy_from_slice(&B.to_le_bytes());
+    m.note_page(CODE & !0xFFF, &page);
+    m.note_code(CODE, MOV1);
+    m.store(0, 0x4020_0100, OTHER, &NOP.to_le_bytes(), false);
+    let r = m.exec(1, OTHER, OTHER).expect("unsynchronized");
+    assert_eq!((r.old, r.kind), (Some(B), Kind::Stale));
 }

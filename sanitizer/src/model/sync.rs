@@ -66,7 +66,8 @@ impl Model {
                                 *d = Some(done);
                             }
                         }
-                        for (_, i) in w.sync.invals.iter_mut() {
+                        let loose = w.sync.loose_invals.iter_mut().map(|(_, i, _)| i);
+                        for i in w.sync.invals.iter_mut().map(|(_, i)| i).chain(loose) {
                             if i.ic.core == core && i.done.is_none() {
                                 i.done = Some(done);
                             }
@@ -132,7 +133,7 @@ impl Model {
         self.cores[core].addr = None;
     }
 
-    fn ic_line(&mut self, core: usize, line: u64, ts: u32, targets: &[usize]) {
+    fn ic_line(&mut self, core: usize, line: u64, ts: u32, targets: &[usize], all: bool) {
         let Some(l) = self.lines.get(&line) else {
             return;
         };
@@ -163,6 +164,14 @@ impl Model {
                 ));
             } else {
                 w.sync.ic_unordered = true;
+                w.sync.loose_invals.push((
+                    mask,
+                    Inval {
+                        ic: Ev { core, ts },
+                        done: None,
+                    },
+                    all,
+                ));
             }
         }
         self.cores[core].pending.push(line);
@@ -181,8 +190,9 @@ impl Model {
             IcOp::Ivau => vec![self.line_of(pa)],
             _ => self.lines.keys().copied().collect(),
         };
+        let all = op != IcOp::Ivau;
         for line in lines {
-            self.ic_line(core, line, ts, &targets);
+            self.ic_line(core, line, ts, &targets, all);
         }
         self.cores[core].addr = None;
     }

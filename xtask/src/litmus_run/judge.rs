@@ -20,6 +20,20 @@ struct Fetch {
     atom: Prop,
     core: u64,
     words: BTreeSet<u64>,
+    /// For `n:Xr = v`: the register, the value, and the value `r` holds before any of its
+    /// thread's writers of it ran (the initial state); `None` for a fault atom.
+    reg: Option<(u8, i64, i64)>,
+}
+
+/// What running on from an address can write, for a report's old word: the registers set by
+/// `MOV Xr, #imm` (with the value) or by other non-load writers (`None`), and whether a word the
+/// test writes was reached (past it, anything may run).
+#[derive(Debug, Default)]
+struct Onward {
+    writes: Vec<(u8, Option<i64>)>,
+    open: bool,
+    /// A conditional branch was passed: some paths may skip a writer.
+    branchy: bool,
 }
 
 /// The split of a test's condition.
@@ -27,6 +41,10 @@ struct Fetch {
 pub struct Judge {
     data: Vec<Prop>,
     fetch: Vec<Fetch>,
+    /// From each code address and label: what running on from it can write.
+    onward: BTreeMap<u64, Onward>,
+    /// Non-load writers of each (thread, register), by address.
+    writers_at: BTreeMap<(usize, u8), Vec<u64>>,
 }
 
 /// One sanitizer report of an iteration.
@@ -40,6 +58,8 @@ pub struct Seen {
     pub id: u64,
     /// Reports that cannot have been stale together with this one.
     pub excludes: Vec<u64>,
+    /// The word the stale fetch may have run instead, if the sanitizer knew it.
+    pub old: Option<u32>,
 }
 
 /// What one iteration says.
@@ -135,6 +155,42 @@ impl Code<'_> {
                 .is_some()
             {
                 out.insert(a);
+            }
+            todo.extend(self.successors(a));
+        }
+        out
+    }
+
+    /// What running on from `from` can write before it reaches a word the test writes.
+    fn onward(&self, from: u64, written: &BTreeSet<u64>) -> Onward {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![from];
+        let mut out = Onward::default();
+        while let Some(a) = todo.pop() {
+            if !seen.insert(a) {
+                continue;
+            }
+            if written.contains(&a) {
+                out.open = true;
+                continue;
+            }
+            if let Some((_, i)) = self.at.get(&a) {
+                if let Some(r) = written_by_non_load(i) {
+                    let imm = match (i.mnemonic.as_str(), &i.operands[..]) {
+                        ("MOV", [Operand::Reg(_), Operand::Imm(v)]) => Some(*v),
+                        _ => None,
+                    };
+                    out.writes.push((r, imm));
+                }
+                if i.mnemonic.starts_with("B.")
+                    || matches!(i.mnemonic.as_str(), "CBZ" | "CBNZ" | "TBZ" | "TBNZ")
+                {
+                    out.branchy = true;
+                }
+                // A return or indirect branch leaves the code this can follow.
+                if matches!(i.mnemonic.as_str(), "RET" | "BR" | "BLR" | "ERET") {
+                    out.open = true;
+                }
             }
             todo.extend(self.successors(a));
         }
@@ -243,22 +299,48 @@ impl Judge {
         // Any thread's code may run on any core (a BR into another thread's code), but a
         // register is a fetch register only if some instruction other than a load writes it.
         let writers: BTreeSet<u8> = register_writers(t).into_iter().map(|(_, r)| r).collect();
+        let mut onward = BTreeMap::new();
+        for a in code.at.keys().chain(code.labels.values()) {
+            onward.insert(*a, code.onward(*a, &written));
+        }
+        let mut writers_at: BTreeMap<(usize, u8), Vec<u64>> = BTreeMap::new();
+        for (a, (p, i)) in &code.at {
+            if let Some(r) = written_by_non_load(i) {
+                writers_at.entry((*p, r)).or_default().push(*a);
+            }
+        }
+        let init_of = |p: usize, r: u8| {
+            t.init
+                .iter()
+                .find_map(|i| match i {
+                    Init::Reg(q, x, Value::Int(v)) if *q == p && *x == r => Some(*v),
+                    _ => None,
+                })
+                .unwrap_or(0)
+        };
         let mut judge = Judge {
             data: vec![],
             fetch: vec![],
+            onward,
+            writers_at,
         };
         for a in atoms {
             match a {
-                Prop::Atom(Atom::Eq(Loc::Reg(p, r), _)) if writers.contains(r) => {
+                Prop::Atom(Atom::Eq(Loc::Reg(p, r), v)) if writers.contains(r) => {
                     let words = decides
                         .iter()
                         .filter(|(_, regs)| regs.contains(r))
                         .map(|(w, _)| *w)
                         .collect();
+                    let reg = match v {
+                        Value::Int(v) => Some((*r, *v, init_of(*p, *r))),
+                        _ => None,
+                    };
                     judge.fetch.push(Fetch {
                         atom: a.clone(),
                         core: *p as u64,
                         words,
+                        reg,
                     });
                 }
                 Prop::Atom(Atom::Fault { thread, label, .. }) => {
@@ -273,6 +355,7 @@ impl Judge {
                         atom: a.clone(),
                         core: *thread as u64,
                         words,
+                        reg: None,
                     });
                 }
                 Prop::Atom(_) => judge.data.push(a.clone()),
@@ -305,6 +388,7 @@ impl Judge {
                 let mut o: Vec<Option<&Seen>> = reports
                     .iter()
                     .filter(|r| r.core == f.core && f.words.contains(&r.va))
+                    .filter(|r| self.can_stand(f, r))
                     .map(Some)
                     .collect();
                 if st.eval(&f.atom) == Some(true) {
@@ -318,6 +402,54 @@ impl Judge {
             meets_data,
             shows_outcome,
         }
+    }
+}
+
+impl Judge {
+    /// True if report `r`'s fetch running its old word could give atom `f` its value: the old
+    /// word is a `NOP` or a `B` (what the catalogue writes) and what runs on from it up to the
+    /// thread's end, reaching no other written word, cannot set the register to the value.
+    /// Anything else may (MP.FF+dc.cvau-dsb.ish-ic.ivau-dsb.ish+po: the old `NOP` at `m0` runs
+    /// on to `B end`, so it cannot be why `X9 = 1`).
+    fn can_stand(&self, f: &Fetch, r: &Seen) -> bool {
+        let (Some((reg, value, initial)), Some(old)) = (f.reg, r.old) else {
+            return true;
+        };
+        let next = if old == 0xD503_201F {
+            r.va + 4
+        } else if old & 0xFC00_0000 == 0x1400_0000 {
+            // B imm26: a signed word offset.
+            let off = (((old & 0x03FF_FFFF) << 6) as i32 >> 6) as i64 * 4;
+            r.va.wrapping_add_signed(off)
+        } else {
+            return true;
+        };
+        let Some(on) = self.onward.get(&next) else {
+            return true;
+        };
+        if on.open {
+            return true;
+        }
+        let mine: Vec<Option<i64>> = on
+            .writes
+            .iter()
+            .filter(|(x, _)| *x == reg)
+            .map(|(_, v)| *v)
+            .collect();
+        if mine.iter().any(|v| v.is_none_or(|v| v == value)) {
+            return true;
+        }
+        // Not written (or only to other values) from here on: it keeps what it held before,
+        // the initial value unless a writer of it comes earlier in the thread.
+        let earlier = self
+            .writers_at
+            .get(&(f.core as usize, reg))
+            .is_some_and(|at| at.iter().any(|&a| a < r.va));
+        let kept = earlier || initial == value;
+        if mine.is_empty() {
+            return kept;
+        }
+        on.branchy && kept
     }
 }
 
@@ -413,6 +545,35 @@ mod tests {
     }
 
     #[test]
+    fn a_report_stands_only_for_values_its_old_word_can_give() {
+        // MP.FF+dc.cvau-dsb.ish-ic.ivau-dsb.ish+po, Forbidden: X9 = 1 needs the new B at m0
+        // and the old B at m1. A report at m0 whose old word is the NOP cannot stand for it:
+        // the NOP runs on to B end, and X9 keeps its initial 0.
+        let j = judge(
+            "AArch64 T\n{ 0:X1=instr:\"NOP\"; 0:X3=P1:m1; 0:X2=instr:\"B .+8\"; 0:X4=P1:m0; }\n\
+             P0 | P1 ;\n STR W1,[X3] | m0: ;\n DC CVAU,X3 | NOP ;\n DSB SY | B end ;\n\
+             IC IVAU,X3 | l0: ;\n DSB SY | MOV W9,#1 ;\n STR W2,[X4] | m1: ;\n | B end ;\n\
+             | MOV W9,#2 ;\n | end: ;\nexists (1:X9=1)\n",
+        );
+        let f = &j.fetch[0];
+        assert_eq!(f.words, BTreeSet::from([0x1100, 0x110c]));
+        let at = |va, old| Seen {
+            core: 1,
+            va,
+            id: 1,
+            excludes: vec![],
+            old,
+        };
+        assert!(
+            !j.can_stand(f, &at(0x1100, Some(0xD503_201F))),
+            "old NOP at m0"
+        );
+        assert!(j.can_stand(f, &at(0x1100, None)), "old word unknown");
+        // The old B end at m1 runs to the end with X9 as l0 left it: it may be 1.
+        assert!(j.can_stand(f, &at(0x110c, Some(0x1400_0002))));
+    }
+
+    #[test]
     fn reports_that_exclude_each_other_do_not_show_an_outcome_needing_both() {
         // SB-bnop-cachesyncs: each core's fetch alone may have been stale, not both.
         let a = Seen {
@@ -420,12 +581,14 @@ mod tests {
             va: 0x1018,
             id: 1,
             excludes: vec![],
+            old: None,
         };
         let b = Seen {
             core: 1,
             va: 0x1118,
             id: 2,
             excludes: vec![1],
+            old: None,
         };
         assert!(!choose(&[vec![Some(&a)], vec![Some(&b)]], &mut vec![]));
         // Either alone, with the other atom holding, still shows it.

@@ -364,11 +364,14 @@ pub fn one(path: &Path, ctx: &Context, tally: &mut Tally) {
             let reports = per.get(&(k as u64 + 1)).map_or(&[][..], Vec::as_slice);
             let at: Vec<Seen> = reports
                 .iter()
-                .map(|(c, va, _, id, ex)| Seen {
+                .map(|(c, va, line, id, ex)| Seen {
                     core: *c,
                     va: *va,
                     id: *id,
                     excludes: ex.clone(),
+                    old: line
+                        .split_whitespace()
+                        .find_map(|w| u32::from_str_radix(w.strip_prefix("old=0x")?, 16).ok()),
                 })
                 .collect();
             let a = j.assess(&st, &at);
