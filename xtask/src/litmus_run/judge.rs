@@ -36,11 +36,17 @@ struct Onward {
     branchy: bool,
 }
 
-/// The split of a test's condition.
-#[derive(Debug)]
-pub struct Judge {
+/// One conjunction of the condition's disjunctive normal form, split.
+#[derive(Debug, Default)]
+struct Alt {
     data: Vec<Prop>,
     fetch: Vec<Fetch>,
+}
+
+/// The split of a test's condition: the outcome shows when one of its alternatives does.
+#[derive(Debug)]
+pub struct Judge {
+    alts: Vec<Alt>,
     /// From each code address and label: what running on from it can write.
     onward: BTreeMap<u64, Onward>,
     /// Non-load writers of each (thread, register), by address.
@@ -243,11 +249,7 @@ impl Judge {
         if *q != Quant::Exists {
             return Err(format!("a {q} condition is not judged"));
         }
-        let atoms: Vec<&Prop> = match p {
-            Prop::And(v) => v.iter().collect(),
-            a @ Prop::Atom(_) => vec![a],
-            _ => return Err("the condition is not a conjunction".into()),
-        };
+        let alternatives = dnf(p)?;
         let code = code(t, syms)?;
         let mut written = BTreeSet::new();
         for i in &t.init {
@@ -319,13 +321,73 @@ impl Judge {
                 .unwrap_or(0)
         };
         let mut judge = Judge {
-            data: vec![],
-            fetch: vec![],
+            alts: vec![],
             onward,
             writers_at,
         };
+        for atoms in &alternatives {
+            let alt = split(atoms, &decides, &writers, &written, syms, &init_of)?;
+            judge.alts.push(alt);
+        }
+        Ok(judge)
+    }
+}
+
+/// The condition as a disjunction of conjunctions of literals (atoms and negated atoms).
+fn dnf(p: &Prop) -> Result<Vec<Vec<Prop>>, String> {
+    Ok(match p {
+        Prop::True => vec![vec![]],
+        Prop::False => vec![],
+        a @ Prop::Atom(_) => vec![vec![a.clone()]],
+        n @ Prop::Not(inner) if matches!(**inner, Prop::Atom(_)) => vec![vec![n.clone()]],
+        Prop::Or(v) => {
+            let mut out = vec![];
+            for q in v {
+                out.extend(dnf(q)?);
+            }
+            out
+        }
+        Prop::And(v) => {
+            let mut out = vec![vec![]];
+            for q in v {
+                let d = dnf(q)?;
+                let mut next = vec![];
+                for left in &out {
+                    for right in &d {
+                        let mut c: Vec<Prop> = left.clone();
+                        c.extend(right.iter().cloned());
+                        next.push(c);
+                    }
+                }
+                out = next;
+            }
+            if out.len() > 64 {
+                return Err("the condition has too many alternatives".into());
+            }
+            out
+        }
+        Prop::Not(_) => return Err("a negation of more than an atom is not judged".into()),
+    })
+}
+
+/// Splits one conjunction into data atoms and fetch atoms.
+fn split(
+    atoms: &[Prop],
+    decides: &BTreeMap<u64, BTreeSet<u8>>,
+    writers: &BTreeSet<u8>,
+    written: &BTreeSet<u64>,
+    syms: &Symbols,
+    init_of: &dyn Fn(usize, u8) -> i64,
+) -> Result<Alt, String> {
+    let mut judge = Alt::default();
+    {
         for a in atoms {
-            match a {
+            // A negated fetch atom is a fetch atom any report at its words can stand for.
+            let (lit, negated) = match a {
+                Prop::Not(inner) => (&**inner, true),
+                other => (other, false),
+            };
+            match lit {
                 Prop::Atom(Atom::Eq(Loc::Reg(p, r), v)) if writers.contains(r) => {
                     let words = decides
                         .iter()
@@ -333,7 +395,7 @@ impl Judge {
                         .map(|(w, _)| *w)
                         .collect();
                     let reg = match v {
-                        Value::Int(v) => Some((*r, *v, init_of(*p, *r))),
+                        Value::Int(v) if !negated => Some((*r, *v, init_of(*p, *r))),
                         _ => None,
                     };
                     judge.fetch.push(Fetch {
@@ -362,9 +424,11 @@ impl Judge {
                 _ => return Err("the condition is not a conjunction of atoms".into()),
             }
         }
-        Ok(judge)
     }
+    Ok(judge)
+}
 
+impl Judge {
     /// Judges one iteration from its final state and its reports.
     ///
     /// Each fetch atom that does not hold must be stood for by a report on its core at a word
@@ -372,19 +436,32 @@ impl Judge {
     /// exclude each other): two fetches each of which may alone have run the old word do not
     /// make an outcome that needs both.
     pub fn assess(&self, st: &State, reports: &[Seen]) -> Assessed {
-        let meets_data = self.data.iter().all(|d| st.eval(d) == Some(true));
+        let mut out = Assessed {
+            meets_data: false,
+            shows_outcome: false,
+        };
+        for alt in &self.alts {
+            let a = self.assess_alt(alt, st, reports);
+            out.meets_data |= a.meets_data;
+            out.shows_outcome |= a.shows_outcome;
+        }
+        out
+    }
+
+    fn assess_alt(&self, alt: &Alt, st: &State, reports: &[Seen]) -> Assessed {
+        let meets_data = alt.data.iter().all(|d| st.eval(d) == Some(true));
         if !meets_data {
             return Assessed {
                 meets_data,
                 shows_outcome: false,
             };
         }
-        let shows_outcome = if self.fetch.is_empty() {
+        let shows_outcome = if alt.fetch.is_empty() {
             !reports.is_empty()
         } else {
             // For each atom: the reports that can stand for it (None: it holds anyway).
             let mut options: Vec<Vec<Option<&Seen>>> = vec![];
-            for f in &self.fetch {
+            for f in &alt.fetch {
                 let mut o: Vec<Option<&Seen>> = reports
                     .iter()
                     .filter(|r| r.core == f.core && f.words.contains(&r.va))
@@ -502,7 +579,8 @@ mod tests {
     }
 
     fn fetch(j: &Judge) -> Vec<(u64, Vec<u64>)> {
-        j.fetch
+        j.alts[0]
+            .fetch
             .iter()
             .map(|f| (f.core, f.words.iter().copied().collect()))
             .collect()
@@ -517,7 +595,7 @@ mod tests {
              STR W0,[X2] | L00: ;\n | IC IVAU,X1 ;\n | DSB SY ;\n | ISB ;\n | Lself00: ;\n\
              | B L01 ;\n | MOV W11,#1 ;\n | L01: ;\nexists (1:X10=1 /\\ 1:X11=0)\n",
         );
-        assert!(j.data.is_empty());
+        assert!(j.alts[0].data.is_empty());
         assert_eq!(fetch(&j), [(1, vec![0x1100]), (1, vec![0x1114])]);
     }
 
@@ -555,7 +633,7 @@ mod tests {
              IC IVAU,X3 | l0: ;\n DSB SY | MOV W9,#1 ;\n STR W2,[X4] | m1: ;\n | B end ;\n\
              | MOV W9,#2 ;\n | end: ;\nexists (1:X9=1)\n",
         );
-        let f = &j.fetch[0];
+        let f = &j.alts[0].fetch[0];
         assert_eq!(f.words, BTreeSet::from([0x1100, 0x110c]));
         let at = |va, old| Seen {
             core: 1,
@@ -571,6 +649,33 @@ mod tests {
         assert!(j.can_stand(f, &at(0x1100, None)), "old word unknown");
         // The old B end at m1 runs to the end with X9 as l0 left it: it may be 1.
         assert!(j.can_stand(f, &at(0x110c, Some(0x1400_0002))));
+    }
+
+    #[test]
+    fn a_condition_with_alternatives_is_judged_per_alternative() {
+        // branch-flip's shape: X9 = 1 or 3 at the consumer, after the producer's two
+        // acknowledgements (data atoms). Either alternative may show the outcome.
+        let j = judge(
+            "AArch64 T\n{ 0:X0=NOP; 0:X1=P1:site; 1:X9=0; }\n P0 | P1 ;\n\
+             STR W0,[X1] | site: ;\n LDR W8,[X2] | B L1 ;\n | MOV W9,#1 ;\n | B end ;\n\
+             | L1: ;\n | MOV W9,#3 ;\n | end: ;\n\
+             exists (0:X8=0 /\\ (1:X9=1 \\/ 1:X9=3))\n",
+        );
+        assert_eq!(j.alts.len(), 2);
+        assert!(
+            j.alts
+                .iter()
+                .all(|a| a.data.len() == 1 && a.fetch.len() == 1)
+        );
+        // A negated fetch atom is a fetch atom (call-site: ~(1:X9=2)).
+        let j = judge(
+            "AArch64 T\n{ 0:X0=NOP; 0:X1=P1:site; 1:X9=0; }\n P0 | P1 ;\n\
+             STR W0,[X1] | site: ;\n | B L1 ;\n | MOV W9,#2 ;\n | L1: ;\n\
+             exists (~(1:X9=2))\n",
+        );
+        assert_eq!(j.alts.len(), 1);
+        assert_eq!(j.alts[0].fetch.len(), 1);
+        assert!(j.alts[0].fetch[0].reg.is_none());
     }
 
     #[test]
