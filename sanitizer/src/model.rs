@@ -275,10 +275,6 @@ pub struct Model {
     cores: Vec<Core>,
     lines: HashMap<u64, Line>,
     known: HashMap<u64, u32>,
-    /// What the words of each page that held code read when the page was first translated:
-    /// only the old value a report names for a word written before it ran (never whether a
-    /// store changed a word, since a store in flight then may already show in it).
-    initial: HashMap<u64, u32>,
     /// Words translated as code at least once: only a store to one of them (or to a tracked
     /// range) is a code write that can stand between a store and what orders it.
     translated: HashSet<u64>,
@@ -316,7 +312,6 @@ impl Model {
             lines: HashMap::new(),
             known: HashMap::new(),
             translated: HashSet::new(),
-            initial: HashMap::new(),
             code_pages: HashSet::new(),
             ranges: Vec::new(),
             cells: HashMap::new(),
@@ -441,15 +436,6 @@ impl Model {
         self.code_pages.insert(pa >> 12);
     }
 
-    /// Records what the page at `page_pa` held when it was first translated (its words in
-    /// order, little-endian), for the old value of a word written before it ran.
-    pub fn note_page(&mut self, page_pa: u64, bytes: &[u8]) {
-        for (i, w) in bytes.chunks_exact(4).enumerate() {
-            let word = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-            self.initial.entry(page_pa + 4 * i as u64).or_insert(word);
-        }
-    }
-
     /// Tracks writes to the physical range `[pa, pa + len)` as potential code.
     pub fn track_range(&mut self, pa: u64, len: u64) {
         self.ranges.push((pa, pa.saturating_add(len)));
@@ -553,10 +539,7 @@ impl Model {
                     let w = l.writes.swap_remove(i);
                     (w.old, w.all_cmodx, w.changed || w.new != new)
                 }
-                None => {
-                    let old = prev.or_else(|| self.initial.get(&word).copied());
-                    (old, old.is_some_and(is_cmodx), prev != Some(new))
-                }
+                None => (prev, prev.is_some_and(is_cmodx), prev != Some(new)),
             };
             // A new write of the word undoes every step taken for it so far (the other words of
             // the line keep theirs).

@@ -862,19 +862,3 @@ fn a_local_invalidate_after_its_cores_clean_counts_for_a_stale_fetch_of_the_othe
     let (_, excludes) = both(true);
     assert!(excludes.is_empty(), "the reordered shape is Allowed");
 }
-
-#[test]
-fn a_word_written_before_it_ran_has_its_pages_first_value_as_old() {
-    // MP.FF+dc.cvau-dsb.ish-ic.ivau-dsb.ish+po's first iteration: the writer rewrites words of
-    // a page already translated, before they ever ran. The report names the value the page
-    // held (what a stale fetch runs), not an unknown one.
-    const OTHER: u64 = CODE + 0x200;
-    let mut m = Model::new(cfg());
-    let mut page = vec![0u8; 4096];
-    page[0x200..0x204].copy_from_slice(&B.to_le_bytes());
-    m.note_page(CODE & !0xFFF, &page);
-    m.note_code(CODE, MOV1);
-    m.store(0, 0x4020_0100, OTHER, &NOP.to_le_bytes(), false);
-    let r = m.exec(1, OTHER, OTHER).expect("unsynchronized");
-    assert_eq!((r.old, r.kind), (Some(B), Kind::Stale));
-}

@@ -197,24 +197,8 @@ impl HasCallbacks for Sanitizer {
         if !sh.by_register() {
             sh.wait_for_code_stores(&block, &words);
         }
-        // A page that holds code for the first time: what its words read now is the old value
-        // of any word on it written before it runs (read outside the model's lock).
-        let mut first_pages: Vec<(u64, Vec<u8>)> = vec![];
-        for &(va, pa) in block.iter() {
-            let page = pa >> 12;
-            if sh.filters.maybe_code_page(page) || first_pages.iter().any(|(p, _)| *p == page) {
-                continue;
-            }
-            let mut buf = vec![0u8; 4096];
-            if qemu_plugin::qemu_plugin_read_memory_vaddr(va & !0xFFF, &mut buf).is_ok() {
-                first_pages.push((page, buf));
-            }
-        }
         {
             let mut m = sh.model.lock().expect("model");
-            for (page, bytes) in &first_pages {
-                m.note_page(page << 12, bytes);
-            }
             let mut pages = sh.pages.lock().expect("pages");
             for (&(va, pa), &w) in block.iter().zip(&words) {
                 m.note_code(pa, w);
