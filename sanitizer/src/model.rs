@@ -493,7 +493,7 @@ impl Model {
         // covers some pending write can order a later step of its synchronization.
         let keep = self.covers_pending(&rel);
         let mut a = pa & !7;
-        while a < pa + len.max(1) {
+        while !self.data_readers.is_empty() && a < pa + len.max(1) {
             // From-read: loads that read the value this store replaces were ordered before it,
             // and so is what was ordered before them; this core's barriers carry it on.
             if let Some((reader, r)) = self.data_readers.remove(&a)
@@ -698,7 +698,7 @@ impl Model {
             {
                 w.sync.fresh |= 1 << core;
             }
-            let (obs, writer, done) = (w.obs, w.core, w.sync.fresh == self.all_mask());
+            let (obs, done) = (w.obs, w.sync.fresh == self.all_mask());
             let c = &mut self.cores[core];
             c.fetched.join(&obs);
             // The fetch read the latest write (QEMU runs what memory holds), so in this
@@ -708,7 +708,6 @@ impl Model {
             // consumer's own maintenance covers the first; WRC-mmrb-1, Forbidden: the writer
             // ran its own write, then stored the flag). Whether the fetch itself was guaranteed
             // is reported below; this only follows the execution that happened.
-            let _ = writer;
             for k in [&mut c.mem, &mut c.st, &mut c.cmo, &mut c.isb] {
                 k.join(&obs);
             }
