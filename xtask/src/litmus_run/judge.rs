@@ -31,6 +31,8 @@ struct Fetch {
 #[derive(Debug, Default)]
 struct Onward {
     writes: Vec<(u8, Option<i64>)>,
+    /// The addresses of those writers.
+    writers: BTreeSet<u64>,
     open: bool,
     /// A conditional branch was passed: some paths may skip a writer.
     branchy: bool,
@@ -147,24 +149,7 @@ impl Code<'_> {
 
     /// Addresses of non-load writers reachable from `from` before a written word.
     fn reach(&self, from: u64, written: &BTreeSet<u64>) -> BTreeSet<u64> {
-        let mut seen = BTreeSet::new();
-        let mut todo = vec![from];
-        let mut out = BTreeSet::new();
-        while let Some(a) = todo.pop() {
-            if !seen.insert(a) || written.contains(&a) {
-                continue;
-            }
-            if self
-                .at
-                .get(&a)
-                .and_then(|(_, i)| written_by_non_load(i))
-                .is_some()
-            {
-                out.insert(a);
-            }
-            todo.extend(self.successors(a));
-        }
-        out
+        self.onward(from, written).writers
     }
 
     /// What running on from `from` can write before it reaches a word the test writes.
@@ -187,6 +172,7 @@ impl Code<'_> {
                         _ => None,
                     };
                     out.writes.push((r, imm));
+                    out.writers.insert(a);
                 }
                 if i.mnemonic.starts_with("B.")
                     || matches!(i.mnemonic.as_str(), "CBZ" | "CBNZ" | "TBZ" | "TBNZ")
@@ -379,53 +365,51 @@ fn split(
     syms: &Symbols,
     init_of: &dyn Fn(usize, u8) -> i64,
 ) -> Result<Alt, String> {
-    let mut judge = Alt::default();
-    {
-        for a in atoms {
-            // A negated fetch atom is a fetch atom any report at its words can stand for.
-            let (lit, negated) = match a {
-                Prop::Not(inner) => (&**inner, true),
-                other => (other, false),
-            };
-            match lit {
-                Prop::Atom(Atom::Eq(Loc::Reg(p, r), v)) if writers.contains(r) => {
-                    let words = decides
-                        .iter()
-                        .filter(|(_, regs)| regs.contains(r))
-                        .map(|(w, _)| *w)
-                        .collect();
-                    let reg = match v {
-                        Value::Int(v) if !negated => Some((*r, *v, init_of(*p, *r))),
-                        _ => None,
-                    };
-                    judge.fetch.push(Fetch {
-                        atom: a.clone(),
-                        core: *p as u64,
-                        words,
-                        reg,
-                    });
-                }
-                Prop::Atom(Atom::Fault { thread, label, .. }) => {
-                    let words = match label {
-                        Some(l) => syms
-                            .addr(&program::label_symbol(*thread, l))
-                            .into_iter()
-                            .collect(),
-                        None => written.clone(),
-                    };
-                    judge.fetch.push(Fetch {
-                        atom: a.clone(),
-                        core: *thread as u64,
-                        words,
-                        reg: None,
-                    });
-                }
-                Prop::Atom(_) => judge.data.push(a.clone()),
-                _ => return Err("the condition is not a conjunction of atoms".into()),
+    let mut alt = Alt::default();
+    for a in atoms {
+        // A negated fetch atom is a fetch atom any report at its words can stand for.
+        let (lit, negated) = match a {
+            Prop::Not(inner) => (&**inner, true),
+            other => (other, false),
+        };
+        match lit {
+            Prop::Atom(Atom::Eq(Loc::Reg(p, r), v)) if writers.contains(r) => {
+                let words = decides
+                    .iter()
+                    .filter(|(_, regs)| regs.contains(r))
+                    .map(|(w, _)| *w)
+                    .collect();
+                let reg = match v {
+                    Value::Int(v) if !negated => Some((*r, *v, init_of(*p, *r))),
+                    _ => None,
+                };
+                alt.fetch.push(Fetch {
+                    atom: a.clone(),
+                    core: *p as u64,
+                    words,
+                    reg,
+                });
             }
+            Prop::Atom(Atom::Fault { thread, label, .. }) => {
+                let words = match label {
+                    Some(l) => syms
+                        .addr(&program::label_symbol(*thread, l))
+                        .into_iter()
+                        .collect(),
+                    None => written.clone(),
+                };
+                alt.fetch.push(Fetch {
+                    atom: a.clone(),
+                    core: *thread as u64,
+                    words,
+                    reg: None,
+                });
+            }
+            Prop::Atom(_) => alt.data.push(a.clone()),
+            _ => return Err("the condition is not a conjunction of atoms".into()),
         }
     }
-    Ok(judge)
+    Ok(alt)
 }
 
 impl Judge {
